@@ -1,0 +1,1 @@
+"""benches: see shared/DESIGN.md (not built yet)."""

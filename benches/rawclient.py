@@ -1,0 +1,284 @@
+"""A protocol client that speaks raw RTP over real ICE/DTLS/SRTP: no encoder, no decoder.
+
+Used by the integration tests (byte-identical forwarding, bad input) and by the benches as a
+cheap load client. It reuses :class:`sfu.transport.MediaTransport` (aiortc's ICE/DTLS/SRTP)
+and writes its own SDP, so it costs little CPU per packet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiortc.rtcdtlstransport import RTCCertificate
+
+from sfu import sdp as sdp_mod
+from sfu.negotiation import LocalTransport
+from sfu.transport import MediaTransport
+
+AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
+#: extension ids the raw publisher uses (deliberately not the server's canonical ones)
+PUB_MID_ID = 9
+PUB_AUDIO_LEVEL_ID = 7
+
+
+@dataclass
+class Received:
+    packets: int = 0
+    bytes: int = 0
+    first_ms: float | None = None
+    #: (seq, ts, marker, payload, extensions raw) when recording is on
+    records: list[tuple[int, int, bool, bytes, bytes]] = field(default_factory=list)
+
+
+def _transport_lines(local: LocalTransport, setup: str) -> list[str]:
+    lines = ["c=IN IP4 0.0.0.0", "a=rtcp:9 IN IP4 0.0.0.0",
+             f"a=ice-ufrag:{local.ice_ufrag}", f"a=ice-pwd:{local.ice_pwd}"]
+    lines += [f"a=fingerprint:{a} {v}" for a, v in local.fingerprints]
+    lines.append(f"a=setup:{setup}")
+    lines += [f"a=candidate:{c}" for c in local.candidates]
+    lines.append("a=end-of-candidates")
+    return lines
+
+
+def publisher_offer(local: LocalTransport, audio_ssrc: int, video_ssrc: int,
+                    *, audio: bool = True, video: bool = True) -> str:
+    mids = []
+    body: list[str] = []
+    if audio:
+        mids.append("a")
+        body += ["m=audio 9 UDP/TLS/RTP/SAVPF 111 0", *_transport_lines(local, "actpass"),
+                 "a=mid:a", "a=sendonly", "a=rtcp-mux",
+                 f"a=extmap:{PUB_MID_ID} {MID_URI}", f"a=extmap:{PUB_AUDIO_LEVEL_ID} {AUDIO_LEVEL_URI}",
+                 "a=rtpmap:111 opus/48000/2", "a=fmtp:111 minptime=10;useinbandfec=1",
+                 "a=rtpmap:0 PCMU/8000",
+                 f"a=ssrc:{audio_ssrc} cname:raw", f"a=msid:raw audio"]
+    if video:
+        mids.append("v")
+        body += ["m=video 9 UDP/TLS/RTP/SAVPF 100", *_transport_lines(local, "actpass"),
+                 "a=mid:v", "a=sendonly", "a=rtcp-mux", f"a=extmap:{PUB_MID_ID} {MID_URI}",
+                 "a=rtpmap:100 VP8/90000", "a=rtcp-fb:100 nack", "a=rtcp-fb:100 nack pli",
+                 f"a=ssrc:{video_ssrc} cname:raw", "a=msid:raw video"]
+    head = ["v=0", "o=- 1 1 IN IP4 0.0.0.0", "s=-", "t=0 0", "a=group:BUNDLE " + " ".join(mids)]
+    return "\r\n".join(head + body) + "\r\n"
+
+
+def subscriber_answer(offer: sdp_mod.SessionDescription, local: LocalTransport) -> str:
+    mids = [m.mid for m in offer.media if m.port != 0 and m.mid is not None]
+    lines = ["v=0", "o=- 2 1 IN IP4 0.0.0.0", "s=-", "t=0 0", "a=group:BUNDLE " + " ".join(mids)]
+    for m in offer.media:
+        if m.port == 0:
+            lines += [f"m={m.kind} 0 {m.proto} {' '.join(m.formats)}", f"a=mid:{m.mid}"]
+            continue
+        lines.append(f"m={m.kind} 9 {m.proto} {' '.join(m.formats)}")
+        lines += _transport_lines(local, "active")
+        lines += [f"a=mid:{m.mid}", "a=recvonly" if m.direction == "sendonly" else "a=inactive",
+                  "a=rtcp-mux"]
+        lines += [f"a=extmap:{i} {uri}" for i, uri in m.extmap.items()]
+        for c in m.codecs.values():
+            ch = f"/{c.channels}" if c.channels > 1 else ""
+            lines.append(f"a=rtpmap:{c.pt} {c.name}/{c.clock_rate}{ch}")
+            if c.fmtp:
+                lines.append(f"a=fmtp:{c.pt} {c.fmtp}")
+    return "\r\n".join(lines) + "\r\n"
+
+
+class RawClient:
+    def __init__(self, ws_url: str, token: str, *, certificate: RTCCertificate | None = None,
+                 addresses: tuple[str, ...] = ("127.0.0.1",), record: bool = False,
+                 on_packet: Callable[[bytes, float], None] | None = None) -> None:
+        self.ws_url = ws_url
+        self.token = token
+        self.certificate = certificate or RTCCertificate.generateCertificate()
+        self.addresses = list(addresses)
+        self.record = record
+        self._on_packet = on_packet
+        self.session: aiohttp.ClientSession | None = None
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.log: list[dict[str, Any]] = []
+        self.joined: dict[str, Any] = {}
+        self.publisher: MediaTransport | None = None
+        self.subscriber: MediaTransport | None = None
+        self.received: dict[int, Received] = {}
+        self.offer_tracks: dict[str, dict[str, Any]] = {}  # subscriber ssrc-less: by mid
+        self.ssrc_to_track: dict[int, str] = {}
+        self.published: dict[str, str] = {}  # mid -> track id
+        self.audio_ssrc = secrets.randbits(32) | 1
+        self.video_ssrc = secrets.randbits(32) | 1
+        self._seq = {"audio": secrets.randbits(16), "video": secrets.randbits(16)}
+        self._ts = {"audio": secrets.randbits(32), "video": secrets.randbits(32)}
+        self._reader: asyncio.Task[None] | None = None
+        self._sub_connected = asyncio.Event()
+        self._pub_connected = asyncio.Event()
+        self.errors: list[dict[str, Any]] = []
+        self.sub_offers = 0
+
+    # -- signalling -------------------------------------------------------------------
+
+    async def connect(self) -> dict[str, Any]:
+        self.session = aiohttp.ClientSession()
+        self.ws = await self.session.ws_connect(self.ws_url, max_msg_size=0)
+        await self.send({"type": "join", "token": self.token})
+        self._reader = asyncio.ensure_future(self._read())
+        self.joined = await self.wait_for("joined")
+        return self.joined
+
+    async def send(self, msg: dict[str, Any]) -> None:
+        assert self.ws is not None
+        await self.ws.send_str(json.dumps(msg))
+
+    async def _read(self) -> None:
+        assert self.ws is not None
+        async for frame in self.ws:
+            if frame.type != aiohttp.WSMsgType.TEXT:
+                break
+            msg = json.loads(frame.data)
+            self.log.append(msg)
+            if msg.get("type") == "error":
+                self.errors.append(msg)
+            if msg.get("type") == "offer" and msg.get("target") == "subscriber":
+                await self._answer(msg)
+            self.messages.put_nowait(msg)
+        self.messages.put_nowait({"type": "__closed__"})
+
+    async def wait_for(self, mtype: str, timeout: float = 10.0,
+                       pred: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise asyncio.TimeoutError(f"no {mtype!r} message; saw {self.log[-5:]}")
+            msg = await asyncio.wait_for(self.messages.get(), remaining)
+            if msg["type"] == mtype and (pred is None or pred(msg)):
+                return msg
+            if msg["type"] == "__closed__":
+                raise ConnectionError(f"socket closed while waiting for {mtype!r}: "
+                                      f"{self.log[-3:]}")
+
+    # -- publishing -------------------------------------------------------------------
+
+    async def publish(self, audio: bool = True, video: bool = True) -> dict[str, str]:
+        self.publisher = MediaTransport(
+            self.certificate, self.addresses, controlling=True,
+            on_rtp=lambda d, t: None, on_rtcp=self._on_pub_rtcp,
+            on_state=lambda s: self._pub_connected.set() if s == "connected" else None,
+            name="raw-pub")
+        await self.publisher.gather()
+        offer = publisher_offer(self.publisher.local(), self.audio_ssrc, self.video_ssrc,
+                                audio=audio, video=video)
+        await self.send({"type": "offer", "target": "publisher", "sdp": offer})
+        answer_msg = await self.wait_for("answer")
+        answer = sdp_mod.parse(answer_msg["sdp"])
+        first = next(m for m in answer.media if m.port != 0)
+        ufrag, pwd = answer.ice_of(first)
+        self.publisher.start(ufrag, pwd, answer.fingerprints_of(first), dtls_role="server")
+        for cand in first.candidates:
+            await self.publisher.add_remote_candidate(cand)
+        await self.publisher.add_remote_candidate(None)
+        await asyncio.wait_for(self._pub_connected.wait(), 10)
+        self.published = {t["mid"]: t["trackId"] for t in answer_msg["tracks"]}
+        return self.published
+
+    def build_packet(self, kind: str, payload: bytes, *, marker: bool = False,
+                     ts_step: int | None = None, audio_level: int = 30) -> bytes:
+        seq = self._seq[kind] = (self._seq[kind] + 1) & 0xFFFF
+        step = ts_step if ts_step is not None else (960 if kind == "audio" else 3000)
+        ts = self._ts[kind] = (self._ts[kind] + step) & 0xFFFFFFFF
+        ssrc = self.audio_ssrc if kind == "audio" else self.video_ssrc
+        pt = 111 if kind == "audio" else 100
+        mid = b"a" if kind == "audio" else b"v"
+        # one-byte header extension: mid (to be dropped) + audio level (to be remapped)
+        ext = bytes([(PUB_MID_ID << 4) | (len(mid) - 1)]) + mid
+        if kind == "audio":
+            ext += bytes([(PUB_AUDIO_LEVEL_ID << 4) | 0, 0x80 | audio_level])
+        ext += bytes((-len(ext)) % 4)
+        header = struct.pack("!BBHII", 0x90, (0x80 if marker else 0) | pt, seq, ts, ssrc)
+        header += struct.pack("!HH", 0xBEDE, len(ext) // 4) + ext
+        return header + payload
+
+    def send_packet(self, packet: bytes) -> bool:
+        assert self.publisher is not None
+        return self.publisher.send_rtp(packet)
+
+    def _on_pub_rtcp(self, data: bytes) -> None:
+        self.pub_rtcp = getattr(self, "pub_rtcp", 0) + 1
+
+    # -- subscribing ------------------------------------------------------------------
+
+    async def _answer(self, msg: dict[str, Any]) -> None:
+        self.sub_offers += 1
+        offer = sdp_mod.parse(msg["sdp"])
+        for t in msg.get("tracks", []):
+            self.offer_tracks[t["mid"]] = t
+        for m in offer.media:
+            ssrc = m.media_ssrc()
+            if ssrc is not None and m.mid in self.offer_tracks:
+                self.ssrc_to_track[ssrc] = self.offer_tracks[m.mid]["trackId"]
+        first_offer = self.subscriber is None
+        if first_offer:
+            self.subscriber = MediaTransport(
+                self.certificate, self.addresses, controlling=False,
+                on_rtp=self._on_sub_rtp, on_rtcp=lambda d: None,
+                on_state=lambda s: self._sub_connected.set() if s == "connected" else None,
+                name="raw-sub")
+            await self.subscriber.gather()
+        assert self.subscriber is not None
+        await self.send({"type": "answer", "target": "subscriber",
+                         "sdp": subscriber_answer(offer, self.subscriber.local())})
+        if first_offer:
+            first = next(m for m in offer.media if m.port != 0)
+            ufrag, pwd = offer.ice_of(first)
+            self.subscriber.start(ufrag, pwd, offer.fingerprints_of(first), dtls_role="client")
+            for cand in first.candidates:
+                await self.subscriber.add_remote_candidate(cand)
+            await self.subscriber.add_remote_candidate(None)
+
+    async def wait_subscribed(self, timeout: float = 10.0) -> None:
+        await asyncio.wait_for(self._sub_connected.wait(), timeout)
+
+    def _on_sub_rtp(self, data: bytes, arrival_ms: float) -> None:
+        ssrc = struct.unpack_from("!I", data, 8)[0]
+        rec = self.received.get(ssrc)
+        if rec is None:
+            rec = self.received[ssrc] = Received()
+        rec.packets += 1
+        rec.bytes += len(data)
+        if rec.first_ms is None:
+            rec.first_ms = arrival_ms
+        if self.record:
+            hlen = 12 + 4 * (data[0] & 0x0F)
+            ext = b""
+            if data[0] & 0x10:
+                ext_len = 4 + 4 * struct.unpack_from("!H", data, hlen + 2)[0]
+                ext = data[hlen : hlen + ext_len]
+                hlen += ext_len
+            seq, ts = struct.unpack_from("!HI", data, 2)
+            rec.records.append((seq, ts, bool(data[1] & 0x80), data[hlen:], ext))
+        if self._on_packet is not None:
+            self._on_packet(data, arrival_ms)
+
+    def received_for_track(self, track_id: str) -> Received | None:
+        for ssrc, tid in self.ssrc_to_track.items():
+            if tid == track_id and ssrc in self.received:
+                return self.received[ssrc]
+        return None
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+        for t in (self.publisher, self.subscriber):
+            if t is not None:
+                await t.close()
+        if self.ws is not None:
+            await self.ws.close()
+        if self.session is not None:
+            await self.session.close()

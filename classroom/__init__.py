@@ -1,0 +1,1 @@
+"""classroom: see shared/DESIGN.md (not built yet)."""

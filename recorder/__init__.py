@@ -1,0 +1,1 @@
+"""recorder: see shared/DESIGN.md (not built yet)."""

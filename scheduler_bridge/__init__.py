@@ -1,0 +1,1 @@
+"""scheduler_bridge: see shared/DESIGN.md (not built yet)."""

@@ -1,0 +1,1 @@
+"""The media path: rooms, participants, tracks, RTP forwarding over aiortc's ICE/DTLS/SRTP."""

@@ -1,0 +1,139 @@
+"""Configuration: one frozen dataclass tree, loaded from TOML + ``SFU_<SECTION>_<KEY>`` env.
+
+Defaults run on a laptop with nothing else installed. Every option is documented in
+docs/configuration.md; unknown keys are rejected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 7880
+    #: URL printed at start-up and used in links; default http://host:port
+    public_url: str = ""
+    #: enables the join form and POST /api/dev/token; never in production
+    dev_mode: bool = False
+    max_message_bytes: int = 65536
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    #: API key id (the token "iss") and secret; generated at start-up when empty
+    api_key: str = "devkey"
+    api_secret: str = ""
+    token_ttl_s: int = 6 * 3600
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    #: addresses to bind UDP sockets on and announce as ICE host candidates
+    ice_addresses: tuple[str, ...] = ("127.0.0.1",)
+    keyframe_interval_ms: float = 500.0
+    publisher_max_bitrate_bps: int = 2_500_000
+
+
+@dataclass(frozen=True)
+class RoomsConfig:
+    auto_create: bool = True
+    max_participants: int = 60
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
+    rooms: RoomsConfig = field(default_factory=RoomsConfig)
+
+    def validate(self) -> Config:
+        if not 0 <= self.server.port <= 65535:
+            raise ConfigError("server.port must be 0..65535")
+        if not self.media.ice_addresses:
+            raise ConfigError("media.ice_addresses must list at least one address")
+        if self.rooms.max_participants < 1:
+            raise ConfigError("rooms.max_participants must be >= 1")
+        if self.auth.api_secret and len(self.auth.api_secret) < 32:
+            raise ConfigError("auth.api_secret must be at least 32 characters")
+        return self
+
+    def with_secret(self) -> Config:
+        if self.auth.api_secret:
+            return self
+        auth = dataclasses.replace(self.auth, api_secret=secrets.token_urlsafe(32))
+        return dataclasses.replace(self, auth=auth)
+
+
+def _coerce(value: Any, default: Any, where: str) -> Any:
+    if isinstance(default, bool):
+        if isinstance(value, str):
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected a boolean")
+    if isinstance(default, int):
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected an integer") from None
+    if isinstance(default, float):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number") from None
+    if isinstance(default, tuple):
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        if isinstance(value, list):
+            return tuple(str(v) for v in value)
+        raise ConfigError(f"{where}: expected a list")
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string")
+    return value
+
+
+def load(path: str | Path | None = None, env: dict[str, str] | None = None) -> Config:
+    env = dict(os.environ if env is None else env)
+    raw: dict[str, Any] = {}
+    if path is not None:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    base = Config()
+    sections: dict[str, Any] = {}
+    for f in dataclasses.fields(Config):
+        section_default = getattr(base, f.name)
+        values = raw.pop(f.name, {})
+        if not isinstance(values, dict):
+            raise ConfigError(f"[{f.name}] must be a table")
+        kwargs: dict[str, Any] = {}
+        names = {sf.name for sf in dataclasses.fields(section_default)}
+        for key in values:
+            if key not in names:
+                raise ConfigError(f"unknown key {f.name}.{key}")
+        for sf in dataclasses.fields(section_default):
+            default = getattr(section_default, sf.name)
+            env_key = f"SFU_{f.name}_{sf.name}".upper()
+            if env_key in env:
+                kwargs[sf.name] = _coerce(env[env_key], default, env_key)
+            elif sf.name in values:
+                kwargs[sf.name] = _coerce(values[sf.name], default, f"{f.name}.{sf.name}")
+        sections[f.name] = dataclasses.replace(section_default, **kwargs)
+    if raw:
+        raise ConfigError(f"unknown section(s): {', '.join(sorted(raw))}")
+    return Config(**sections).validate()

@@ -1,0 +1,133 @@
+"""Prometheus metrics for the media path, read from the live objects at scrape time.
+
+The forwarding path only bumps plain integer attributes; this collector walks rooms,
+participants, tracks and subscriptions when /metrics is scraped, and adds the totals of
+objects already closed (kept in ``Retired``). Names are documented in docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from .room import RoomRegistry
+
+KINDS = ("audio", "video")
+
+
+class Retired:
+    """Counters of closed tracks/subscriptions/transports, so totals never go down."""
+
+    def __init__(self) -> None:
+        self.packets_in = {k: 0 for k in KINDS}
+        self.bytes_in = {k: 0 for k in KINDS}
+        self.packets_out = {k: 0 for k in KINDS}
+        self.bytes_out = {k: 0 for k in KINDS}
+        self.nacks = 0
+        self.retransmits = 0
+        self.plis_in = 0
+        self.plis_out = 0
+        self.duplicates = 0
+        self.srtp_failures = 0
+        self.unknown_ssrc = 0
+
+
+class SfuCollector(Collector):
+    def __init__(self, rooms: RoomRegistry, retired: Retired,
+                 errors: dict[str, int]) -> None:
+        self.rooms = rooms
+        self.retired = retired
+        self.errors = errors
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily]:
+        r = self.retired
+        packets_in = dict(r.packets_in)
+        bytes_in = dict(r.bytes_in)
+        packets_out = dict(r.packets_out)
+        bytes_out = dict(r.bytes_out)
+        nacks, retransmits, plis_in, plis_out = r.nacks, r.retransmits, r.plis_in, r.plis_out
+        duplicates, srtp, unknown = r.duplicates, r.srtp_failures, r.unknown_ssrc
+        participants = tracks = subscriptions = 0
+        loss = GaugeMetricFamily("sfu_subscriber_fraction_lost",
+                                 "Loss fraction the subscriber reported in its last RTCP RR",
+                                 labels=["room", "kind"])
+        rtt = GaugeMetricFamily("sfu_subscriber_rtt_seconds",
+                                "RTT from the subscriber's last RR (LSR/DLSR), averaged per room",
+                                labels=["room"])
+        jitter = GaugeMetricFamily("sfu_publisher_jitter_seconds",
+                                   "Interarrival jitter of published streams, max per room",
+                                   labels=["room", "kind"])
+        for room in list(self.rooms.rooms.values()):
+            rtts: list[float] = []
+            loss_by_kind: dict[str, list[float]] = {k: [] for k in KINDS}
+            jitter_by_kind: dict[str, float] = {k: 0.0 for k in KINDS}
+            for p in list(room.participants.values()):
+                participants += 1
+                for t in (p.publisher, p.subscriber):
+                    if t is not None:
+                        srtp += t.stats.srtp_auth_failures
+                unknown += p.unknown_ssrc_packets + p.wrong_pt_packets
+                for track in list(p.tracks.values()):
+                    tracks += 1
+                    packets_in[track.kind] += track.stats.packets_in
+                    bytes_in[track.kind] += track.stats.bytes_in
+                    duplicates += track.stats.duplicates
+                    plis_out += track.stats.plis_sent
+                    tr = track.tracker(track.current_ssrc) if track.current_ssrc else None
+                    if tr is not None:
+                        jitter_by_kind[track.kind] = max(
+                            jitter_by_kind[track.kind], tr.jitter / track.codec.clock_rate)
+                for sub in list(p.subscriptions.values()):
+                    subscriptions += 1
+                    kind = sub.track.kind
+                    packets_out[kind] += sub.stats.packets
+                    bytes_out[kind] += sub.stats.bytes
+                    nacks += sub.stats.nacks
+                    retransmits += sub.stats.retransmits
+                    plis_in += sub.stats.plis + sub.stats.firs
+                    loss_by_kind[kind].append(sub.stats.fraction_lost)
+                    if sub.stats.rtt_ms is not None:
+                        rtts.append(sub.stats.rtt_ms / 1000.0)
+            for kind in KINDS:
+                if loss_by_kind[kind]:
+                    loss.add_metric([room.id, kind],
+                                    sum(loss_by_kind[kind]) / len(loss_by_kind[kind]))
+                jitter.add_metric([room.id, kind], jitter_by_kind[kind])
+            if rtts:
+                rtt.add_metric([room.id], sum(rtts) / len(rtts))
+        yield GaugeMetricFamily("sfu_rooms", "Open rooms", value=len(self.rooms.rooms))
+        yield GaugeMetricFamily("sfu_participants", "Connected participants", value=participants)
+        yield GaugeMetricFamily("sfu_published_tracks", "Published tracks", value=tracks)
+        yield GaugeMetricFamily("sfu_subscriptions", "Track subscriptions", value=subscriptions)
+        for name, doc, values in (
+            ("sfu_rtp_packets_in", "RTP packets received from publishers", packets_in),
+            ("sfu_rtp_bytes_in", "RTP bytes received from publishers", bytes_in),
+            ("sfu_rtp_packets_out", "RTP packets forwarded to subscribers", packets_out),
+            ("sfu_rtp_bytes_out", "RTP bytes forwarded to subscribers", bytes_out),
+        ):
+            c = CounterMetricFamily(name, doc, labels=["kind"])
+            for kind in KINDS:
+                c.add_metric([kind], values[kind])
+            yield c
+        for name, doc, value in (
+            ("sfu_nacks_received", "NACK messages received from subscribers", nacks),
+            ("sfu_retransmissions", "Packets retransmitted from the cache", retransmits),
+            ("sfu_keyframe_requests_received", "PLI/FIR received from subscribers", plis_in),
+            ("sfu_keyframe_requests_sent", "PLI sent to publishers (after throttling)", plis_out),
+            ("sfu_rtp_duplicates", "Duplicate RTP packets dropped at ingress", duplicates),
+            ("sfu_srtp_auth_failures", "Datagrams failing SRTP/SRTCP authentication", srtp),
+            ("sfu_rtp_unroutable", "RTP packets with an unknown SSRC or payload type", unknown),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)
+        errors = CounterMetricFamily("sfu_signalling_errors", "Error frames sent, by code",
+                                     labels=["code"])
+        for code, n in sorted(self.errors.items()):
+            errors.add_metric([code], n)
+        yield errors
+        yield loss
+        yield rtt
+        yield jitter

@@ -1,0 +1,516 @@
+"""A participant's media: its publisher and subscriber connections, tracks and subscriptions.
+
+The signalling layer calls the ``handle_*`` coroutines with parsed client messages and gets
+protocol messages back through ``send``; everything packet-shaped stays in here and in
+:mod:`sfu.track`. Only :mod:`sfu.transport` touches aiortc.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiortc.rtcdtlstransport import RTCCertificate
+
+from . import rtcp, sdp
+from .errors import InvalidState, PermissionDenied, TooManyTracks, UnknownTrack
+from .negotiation import (
+    AcceptedMedia,
+    SubscriberSlot,
+    answer_publisher,
+    build_subscriber_offer,
+    read_subscriber_answer,
+)
+from .rtp_header import find_extension
+from .track import PublishedTrack, Subscription
+from .transport import MediaTransport
+
+if TYPE_CHECKING:
+    from .room import Room
+
+log = logging.getLogger(__name__)
+_SEQ_TS_SSRC = struct.Struct("!HII").unpack_from
+
+ROLES = ("instructor", "student", "observer")
+SOURCES = ("microphone", "camera", "screen")
+
+
+def now_ms() -> float:
+    return time.monotonic() * 1000.0
+
+
+def _random_ssrc(taken: set[int]) -> int:
+    while True:
+        ssrc = secrets.randbits(32)
+        if ssrc and ssrc not in taken:
+            taken.add(ssrc)
+            return ssrc
+
+
+@dataclass(frozen=True, slots=True)
+class Grants:
+    publish: bool = True
+    subscribe: bool = True
+    moderate: bool = False
+    record: bool = False
+
+
+@dataclass(slots=True)
+class ParticipantInfo:
+    id: str
+    identity: str
+    name: str
+    role: str
+    grants: Grants = field(default_factory=Grants)
+
+
+class Participant:
+    def __init__(
+        self,
+        info: ParticipantInfo,
+        room: Room,
+        *,
+        certificate: RTCCertificate,
+        ice_addresses: list[str],
+        send: Callable[[dict[str, Any]], None],
+        keyframe_interval_ms: float,
+        publisher_max_bitrate_bps: int,
+    ) -> None:
+        self.info = info
+        self.id = info.id
+        self.room = room
+        self.send = send
+        self._certificate = certificate
+        self._ice_addresses = ice_addresses
+        self._keyframe_interval_ms = keyframe_interval_ms
+        self._publisher_max_bitrate_bps = publisher_max_bitrate_bps
+        self.closed = False
+        self.joined_at = time.time()
+        self._ssrcs: set[int] = set()
+        self._rtcp_ssrc = _random_ssrc(self._ssrcs)
+        # publishing
+        self.publisher: MediaTransport | None = None
+        self.tracks: dict[str, PublishedTrack] = {}  # by mid
+        self._ssrc_table: dict[int, PublishedTrack] = {}
+        self._mid_ext_ids: set[int] = set()
+        self.unknown_ssrc_packets = 0
+        self.wrong_pt_packets = 0
+        # subscribing
+        self.subscriber: MediaTransport | None = None
+        self.slots: list[SubscriberSlot] = []
+        self.subscriptions: dict[str, Subscription] = {}  # by track id
+        self._subs_by_ssrc: dict[int, Subscription] = {}
+        self._next_mid = 0
+        self._offer_pending = False
+        self._offer_dirty = False
+        self._negotiation_lock = asyncio.Lock()
+        self.downlink_remb_bps = 0
+        self.twcc_feedback = 0
+        self._rtcp_task: asyncio.Task[None] | None = None
+        #: called once when the participant is closed (by leave, removal or room close)
+        self.on_closed: Callable[[], None] | None = None
+
+    # -- description ------------------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "identity": self.info.identity,
+            "name": self.info.name,
+            "role": self.info.role,
+            "tracks": [t.describe() for t in self.tracks.values()],
+        }
+
+    def track_by_id(self, track_id: str) -> PublishedTrack | None:
+        for t in self.tracks.values():
+            if t.id == track_id:
+                return t
+        return None
+
+    # -- publishing -------------------------------------------------------------------
+
+    async def handle_publisher_offer(
+        self, sdp_text: str, declared: list[dict[str, Any]] | None
+    ) -> dict[str, Any]:
+        if not self.info.grants.publish:
+            raise PermissionDenied("this participant may not publish")
+        offer = sdp.parse(sdp_text)
+        sources = _declared_sources(declared)
+        if self.publisher is None:
+            self.publisher = MediaTransport(
+                self._certificate, self._ice_addresses, controlling=False,
+                on_rtp=self._on_publisher_rtp, on_rtcp=self._on_publisher_rtcp,
+                on_state=self._on_publisher_state, name=f"{self.id}/pub",
+            )
+            await self.publisher.gather()
+        answer = answer_publisher(offer, self.publisher.local())
+        self._check_track_limits(answer.accepted, sources)
+        first = next(m for m in offer.media if m.port != 0 and m.mid not in answer.rejected_mids)
+        ufrag, pwd = offer.ice_of(first)
+        self.publisher.start(ufrag, pwd, offer.fingerprints_of(first), dtls_role="client")
+        for m in offer.media:
+            for cand in m.candidates:
+                await self._add_candidate(self.publisher, cand)
+            if m.end_of_candidates:
+                await self.publisher.add_remote_candidate(None)
+                break
+        self._apply_publication(answer.accepted, sources)
+        return {
+            "type": "answer",
+            "target": "publisher",
+            "sdp": answer.sdp,
+            "tracks": [
+                {"mid": t.mid, "trackId": t.id, "kind": t.kind, "source": t.source}
+                for t in self.tracks.values()
+            ],
+        }
+
+    def _check_track_limits(
+        self, accepted: list[AcceptedMedia], sources: dict[str, str]
+    ) -> None:
+        seen: set[str] = set()
+        for m in accepted:
+            source = sources.get(m.mid) or ("microphone" if m.kind == "audio" else "camera")
+            if source == "microphone" and m.kind != "audio" or (
+                source in ("camera", "screen") and m.kind != "video"
+            ):
+                raise TooManyTracks(f"mid {m.mid}: source {source!r} does not fit kind {m.kind}")
+            key = "screen-audio" if source == "screen" and m.kind == "audio" else source
+            if key in seen:
+                raise TooManyTracks(
+                    "at most one microphone, one camera and one screen track per participant"
+                )
+            seen.add(key)
+
+    def _apply_publication(self, accepted: list[AcceptedMedia], sources: dict[str, str]) -> None:
+        assert self.publisher is not None
+        keep: set[str] = set()
+        for m in accepted:
+            keep.add(m.mid)
+            if m.mid_ext_id:
+                self._mid_ext_ids.add(m.mid_ext_id)
+            track = self.tracks.get(m.mid)
+            if track is not None:
+                if m.ssrc is not None and m.ssrc != track.ssrc:
+                    self._ssrc_table = {
+                        s: t for s, t in self._ssrc_table.items() if t is not track
+                    }
+                    track.ssrc = m.ssrc
+                    self._ssrc_table[m.ssrc] = track
+                continue
+            source = sources.get(m.mid) or ("microphone" if m.kind == "audio" else "camera")
+            track = PublishedTrack(
+                track_id=f"TR_{secrets.token_hex(6)}", participant_id=self.id, kind=m.kind,
+                source=source, mid=m.mid, codec=m.codec, publisher_pt=m.pt,
+                ext_map=m.ext_map, ssrc=m.ssrc, rtx_ssrc=m.rtx_ssrc,
+                upstream=self.publisher, receiver_ssrc=self._rtcp_ssrc,
+                keyframe_interval_ms=self._keyframe_interval_ms,
+            )
+            self.tracks[m.mid] = track
+            if m.ssrc is not None:
+                self._ssrc_table[m.ssrc] = track
+            self.room.track_published(self, track)
+        for mid in [mid for mid in self.tracks if mid not in keep]:
+            self._unpublish(mid)
+
+    def _unpublish(self, mid: str) -> None:
+        track = self.tracks.pop(mid, None)
+        if track is None:
+            return
+        self._ssrc_table = {s: t for s, t in self._ssrc_table.items() if t is not track}
+        track.close()
+        self.room.track_unpublished(self, track)
+
+    def set_track_muted(self, track_id: str, muted: bool, by: Participant) -> PublishedTrack:
+        track = self.track_by_id(track_id)
+        if track is None:
+            raise UnknownTrack(f"no track {track_id!r}")
+        if by is not self and not by.info.grants.moderate:
+            raise PermissionDenied("muting another participant's track needs the moderate grant")
+        if by is not self and not muted:
+            raise PermissionDenied("only the publisher can unmute its track")
+        if track.muted != muted:
+            track.set_muted(muted)
+            self.room.track_muted(self, track)
+        return track
+
+    def _on_publisher_rtp(self, data: bytes, arrival_ms: float) -> None:
+        if len(data) < 12:
+            self.unknown_ssrc_packets += 1
+            return
+        seq, ts, ssrc = _SEQ_TS_SSRC(data, 2)
+        track = self._ssrc_table.get(ssrc)
+        if track is None:
+            track = self._learn_ssrc(data, ssrc)
+            if track is None:
+                self.unknown_ssrc_packets += 1
+                return
+        if data[1] & 0x7F != track.publisher_pt:
+            self.wrong_pt_packets += 1
+            return
+        track.on_rtp(data, ssrc, seq, ts, arrival_ms)
+
+    def _learn_ssrc(self, data: bytes, ssrc: int) -> PublishedTrack | None:
+        """SSRC not in the SDP: find its track by the MID header extension (RFC 8843)."""
+        for ext_id in self._mid_ext_ids:
+            value = find_extension(data, ext_id)
+            if value is not None:
+                track = self.tracks.get(value.decode("ascii", "replace"))
+                if track is not None and data[1] & 0x7F == track.publisher_pt:
+                    self._ssrc_table[ssrc] = track
+                    return track
+        return None
+
+    def _on_publisher_rtcp(self, data: bytes) -> None:
+        arrival = now_ms()
+        for msg in rtcp.parse(data):
+            if msg.pt == rtcp.SR and msg.sender_info is not None:
+                track = self._ssrc_table.get(msg.sender_ssrc)
+                if track is not None:
+                    track.last_sr[msg.sender_ssrc] = ((msg.sender_info[0] >> 16) & 0xFFFFFFFF,
+                                                      arrival)
+
+    def _on_publisher_state(self, state: str) -> None:
+        log.info("participant %s publisher transport %s", self.id, state)
+        if state == "connected":
+            self._ensure_rtcp_loop()
+            for track in self.tracks.values():
+                if track.subscriptions:
+                    track.request_keyframe(now_ms())
+        elif state == "failed":
+            self.room.transport_failed(self, "publisher")
+
+    # -- subscribing ------------------------------------------------------------------
+
+    def subscribe(self, track: PublishedTrack) -> None:
+        if not self.info.grants.subscribe or track.id in self.subscriptions or self.closed:
+            return
+        slot = SubscriberSlot(
+            mid=str(self._next_mid), kind=track.kind, ssrc=_random_ssrc(self._ssrcs),
+            rtx_ssrc=_random_ssrc(self._ssrcs), stream_id=track.participant_id,
+            track_id=track.id, cname=track.participant_id,
+        )
+        self._next_mid += 1
+        self.slots.append(slot)
+        sub = Subscription(
+            track, self._subscriber_transport(), out_ssrc=slot.ssrc, rtx_ssrc=slot.rtx_ssrc,
+            rtx_pt=None, first_seq=secrets.randbits(16), first_ts=secrets.randbits(32),
+        )
+        track.add_subscription(sub)
+        self.subscriptions[track.id] = sub
+        self._subs_by_ssrc[slot.ssrc] = sub
+        self.schedule_subscriber_offer()
+
+    def unsubscribe(self, track_id: str) -> None:
+        sub = self.subscriptions.pop(track_id, None)
+        if sub is None:
+            return
+        self._subs_by_ssrc.pop(sub.out_ssrc, None)
+        sub.close()
+        if self.subscriber is not None and self.subscriber.ready:
+            self.subscriber.send_rtcp(rtcp.build_bye([sub.out_ssrc]))
+        for slot in self.slots:
+            if slot.track_id == track_id:
+                slot.track_id = None
+        self.schedule_subscriber_offer()
+
+    def _subscriber_transport(self) -> MediaTransport:
+        if self.subscriber is None:
+            self.subscriber = MediaTransport(
+                self._certificate, self._ice_addresses, controlling=True,
+                on_rtp=self._on_subscriber_rtp, on_rtcp=self._on_subscriber_rtcp,
+                on_state=self._on_subscriber_state, name=f"{self.id}/sub",
+            )
+        return self.subscriber
+
+    def schedule_subscriber_offer(self) -> None:
+        if self.closed:
+            return
+        if self._offer_pending:
+            self._offer_dirty = True
+            return
+        self._offer_pending = True
+        self._offer_dirty = False
+        asyncio.ensure_future(self._send_subscriber_offer())
+
+    async def _send_subscriber_offer(self) -> None:
+        async with self._negotiation_lock:
+            transport = self._subscriber_transport()
+            try:
+                await transport.gather()
+            except OSError as exc:
+                log.error("cannot gather ICE candidates: %s", exc)
+                self._offer_pending = False
+                return
+            if self.closed:
+                return
+            offer = build_subscriber_offer(self.slots, transport.local())
+            tracks = []
+            for slot in self.slots:
+                if slot.active:
+                    sub = self.subscriptions.get(slot.track_id or "")
+                    if sub is not None:
+                        tracks.append({
+                            "mid": slot.mid, "trackId": slot.track_id,
+                            "participantId": slot.stream_id, "kind": slot.kind,
+                            "source": sub.track.source,
+                        })
+            self.send({"type": "offer", "target": "subscriber", "sdp": offer, "tracks": tracks})
+
+    async def handle_subscriber_answer(self, sdp_text: str) -> None:
+        if not self._offer_pending or self.subscriber is None:
+            raise InvalidState("no subscriber offer is outstanding")
+        answer = sdp.parse(sdp_text)
+        info = read_subscriber_answer(answer, self.slots)
+        transport = self.subscriber
+        transport.start(info.ice_ufrag, info.ice_pwd, info.fingerprints, info.dtls_role)
+        for cand in info.candidates:
+            await self._add_candidate(transport, cand)
+        for slot in self.slots:
+            sub = self.subscriptions.get(slot.track_id or "")
+            if sub is None:
+                continue
+            codec = sub.track.codec
+            if slot.rejected or codec.pt not in slot.accepted_pts:
+                continue
+            sub.rtx_pt = codec.rtx_pt if codec.rtx_pt in slot.accepted_pts else None
+            sub.accepted = True
+        self._offer_pending = False
+        self._maybe_activate()
+        if self._offer_dirty:
+            self.schedule_subscriber_offer()
+
+    def _maybe_activate(self) -> None:
+        if self.subscriber is None or not self.subscriber.ready:
+            return
+        t = now_ms()
+        for sub in self.subscriptions.values():
+            if sub.accepted:
+                sub.activate(t)
+
+    def _on_subscriber_state(self, state: str) -> None:
+        log.info("participant %s subscriber transport %s", self.id, state)
+        if state == "connected":
+            self._ensure_rtcp_loop()
+            self._maybe_activate()
+        elif state == "failed":
+            self.room.transport_failed(self, "subscriber")
+
+    def _on_subscriber_rtp(self, data: bytes, arrival_ms: float) -> None:
+        pass  # browsers send no media on the subscriber connection
+
+    def _on_subscriber_rtcp(self, data: bytes) -> None:
+        t = now_ms()
+        for msg in rtcp.parse(data):
+            if msg.pt in (rtcp.RR, rtcp.SR):
+                for block in msg.reports:
+                    sub = self._subs_by_ssrc.get(block.ssrc)
+                    if sub is not None:
+                        sub.on_receiver_report(block, t)
+            elif msg.pt == rtcp.RTPFB and msg.fmt == rtcp.FMT_NACK:
+                sub = self._subs_by_ssrc.get(msg.media_ssrc)
+                if sub is not None:
+                    sub.on_nack(msg.items)
+            elif msg.pt == rtcp.PSFB and msg.fmt == rtcp.FMT_PLI:
+                sub = self._subs_by_ssrc.get(msg.media_ssrc)
+                if sub is not None:
+                    sub.on_keyframe_request(t)
+            elif msg.pt == rtcp.PSFB and msg.fmt == rtcp.FMT_FIR:
+                for ssrc in msg.items:
+                    sub = self._subs_by_ssrc.get(ssrc)
+                    if sub is not None:
+                        sub.on_keyframe_request(t, fir=True)
+            elif msg.pt == rtcp.PSFB and msg.fmt == rtcp.FMT_AFB and msg.bitrate_bps:
+                self.downlink_remb_bps = msg.bitrate_bps
+                for ssrc in msg.items:
+                    sub = self._subs_by_ssrc.get(ssrc)
+                    if sub is not None:
+                        sub.stats.remb_bps = msg.bitrate_bps
+            elif msg.pt == rtcp.RTPFB and msg.fmt == rtcp.FMT_TWCC:
+                self.twcc_feedback += 1
+
+    # -- shared -----------------------------------------------------------------------
+
+    async def handle_candidate(self, target: str, candidate: dict[str, Any] | None) -> None:
+        transport = self.publisher if target == "publisher" else self.subscriber
+        if transport is None:
+            raise InvalidState(f"no {target} connection yet")
+        if candidate is None or not candidate.get("candidate"):
+            await transport.add_remote_candidate(None)
+            return
+        await self._add_candidate(transport, str(candidate["candidate"]))
+
+    async def _add_candidate(self, transport: MediaTransport, cand: str) -> None:
+        try:
+            await transport.add_remote_candidate(cand)
+        except (ValueError, IndexError) as exc:
+            raise sdp.SdpError(f"bad ICE candidate: {cand[:80]!r}") from exc
+
+    def _ensure_rtcp_loop(self) -> None:
+        if self._rtcp_task is None and not self.closed:
+            self._rtcp_task = asyncio.ensure_future(self._rtcp_loop())
+
+    async def _rtcp_loop(self) -> None:
+        while not self.closed:
+            await asyncio.sleep(1.0)
+            try:
+                self.send_reports()
+            except Exception:
+                log.exception("RTCP reports failed for %s", self.id)
+
+    def send_reports(self) -> None:
+        t = now_ms()
+        ntp = rtcp.ntp_from_unix(time.time())
+        sub_t = self.subscriber
+        if sub_t is not None and sub_t.ready:
+            for sub in self.subscriptions.values():
+                if sub.active and sub.stats.packets:
+                    sub_t.send_rtcp(sub.sender_report(t, ntp))
+        pub_t = self.publisher
+        if pub_t is not None and pub_t.ready and self.tracks:
+            blocks: list[rtcp.ReportBlock] = []
+            video_ssrcs: list[int] = []
+            for track in self.tracks.values():
+                blocks += track.receiver_report_blocks(t)
+                if track.kind == "video" and track.current_ssrc is not None:
+                    video_ssrcs.append(track.current_ssrc)
+            packet = rtcp.build_rr(self._rtcp_ssrc, blocks[:31])
+            if video_ssrcs:
+                packet += rtcp.build_remb(
+                    self._rtcp_ssrc, self._publisher_max_bitrate_bps, video_ssrcs
+                )
+            pub_t.send_rtcp(packet)
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for mid in list(self.tracks):
+            self._unpublish(mid)
+        for track_id in list(self.subscriptions):
+            sub = self.subscriptions.pop(track_id)
+            sub.close()
+        if self._rtcp_task is not None:
+            self._rtcp_task.cancel()
+        for transport in (self.publisher, self.subscriber):
+            if transport is not None:
+                await transport.close()
+        if self.on_closed is not None:
+            self.on_closed()
+
+
+def _declared_sources(declared: list[dict[str, Any]] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in declared or []:
+        if not isinstance(item, dict):
+            continue
+        mid, source = item.get("mid"), item.get("source")
+        if isinstance(mid, str) and source in SOURCES:
+            out[mid] = source
+    return out

@@ -1,0 +1,31 @@
+"""Retransmission cache for one published RTP source: the last N packets by extended seq."""
+
+from __future__ import annotations
+
+DEFAULT_CAPACITY = 1024  # ~4 s of 2.5 Mbit/s video; power of two
+
+
+class RetransmitCache:
+    __slots__ = ("_mask", "_packets", "_exts", "hits", "misses")
+
+    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+        if capacity & (capacity - 1):
+            raise ValueError("capacity must be a power of two")
+        self._mask = capacity - 1
+        self._packets: list[bytes | None] = [None] * capacity
+        self._exts = [-1] * capacity
+        self.hits = 0
+        self.misses = 0
+
+    def put(self, ext_seq: int, packet: bytes) -> None:
+        i = ext_seq & self._mask
+        self._packets[i] = packet
+        self._exts[i] = ext_seq
+
+    def get(self, ext_seq: int) -> bytes | None:
+        i = ext_seq & self._mask
+        if self._exts[i] == ext_seq:
+            self.hits += 1
+            return self._packets[i]
+        self.misses += 1
+        return None

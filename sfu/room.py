@@ -1,0 +1,155 @@
+"""Rooms and the room registry: who is in a room, and who receives whose tracks."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from events import EventBus
+
+from .errors import RoomClosed, RoomFull, RoomNotFound
+from .participant import Participant
+from .track import PublishedTrack
+
+log = logging.getLogger(__name__)
+
+
+class Room:
+    def __init__(self, room_id: str, *, bus: EventBus, max_participants: int,
+                 auto_created: bool = False) -> None:
+        self.id = room_id
+        self.bus = bus
+        self.max_participants = max_participants
+        self.auto_created = auto_created
+        self.created_at = time.time()
+        self.participants: dict[str, Participant] = {}
+        self.closed = False
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.id,
+            "createdAt": self.created_at,
+            "numParticipants": len(self.participants),
+            "maxParticipants": self.max_participants,
+        }
+
+    def _broadcast(self, message: dict[str, Any], exclude: Participant | None = None) -> None:
+        for p in list(self.participants.values()):
+            if p is not exclude:
+                try:
+                    p.send(message)
+                except Exception:
+                    log.exception("send to %s failed", p.id)
+
+    def by_identity(self, identity: str) -> Participant | None:
+        for p in self.participants.values():
+            if p.info.identity == identity:
+                return p
+        return None
+
+    def add(self, p: Participant) -> None:
+        if self.closed:
+            raise RoomClosed(f"room {self.id!r} is closed")
+        if len(self.participants) >= self.max_participants:
+            raise RoomFull(f"room {self.id!r} is full ({self.max_participants})")
+        self.participants[p.id] = p
+        self._broadcast({"type": "participant_joined", "participant": p.describe()}, exclude=p)
+        self.bus.emit("participant.joined", self.id, {
+            "participant": p.id, "identity": p.info.identity, "role": p.info.role})
+        for other in self.participants.values():
+            if other is not p:
+                for track in other.tracks.values():
+                    p.subscribe(track)
+
+    async def remove(self, p: Participant, reason: str) -> None:
+        if self.participants.get(p.id) is not p:
+            return
+        del self.participants[p.id]
+        await p.close()
+        self._broadcast({"type": "participant_left", "participantId": p.id, "reason": reason})
+        self.bus.emit("participant.left", self.id, {
+            "participant": p.id, "identity": p.info.identity, "reason": reason})
+
+    def track_published(self, p: Participant, track: PublishedTrack) -> None:
+        self._broadcast({"type": "track_published", "track": track.describe()}, exclude=p)
+        self.bus.emit("track.published", self.id, {"participant": p.id, **track.describe()})
+        for other in self.participants.values():
+            if other is not p:
+                other.subscribe(track)
+
+    def track_unpublished(self, p: Participant, track: PublishedTrack) -> None:
+        for other in self.participants.values():
+            if other is not p:
+                other.unsubscribe(track.id)
+        self._broadcast(
+            {"type": "track_unpublished", "trackId": track.id, "participantId": p.id},
+            exclude=p,
+        )
+        self.bus.emit("track.unpublished", self.id, {"participant": p.id, "id": track.id})
+
+    def track_muted(self, p: Participant, track: PublishedTrack) -> None:
+        message = {"type": "track_muted", "trackId": track.id, "participantId": p.id,
+                   "muted": track.muted}
+        self._broadcast(message)
+        self.bus.emit("track.muted", self.id, {"participant": p.id, "id": track.id,
+                                               "muted": track.muted})
+
+    def transport_failed(self, p: Participant, which: str) -> None:
+        self.bus.emit("participant.transport_failed", self.id,
+                      {"participant": p.id, "transport": which})
+
+    async def close(self, reason: str = "room_closed") -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for p in list(self.participants.values()):
+            try:
+                p.send({"type": "left", "reason": reason})
+            except Exception:
+                log.debug("send failed", exc_info=True)
+            await self.remove(p, reason)
+        self.bus.emit("room.closed", self.id, {"reason": reason})
+
+
+class RoomRegistry:
+    def __init__(self, bus: EventBus, *, max_participants: int, auto_create: bool,
+                 on_participant_removed: Callable[[Participant], None] | None = None) -> None:
+        self.bus = bus
+        self.rooms: dict[str, Room] = {}
+        self.max_participants = max_participants
+        self.auto_create = auto_create
+
+    def create(self, room_id: str, max_participants: int | None = None,
+               auto_created: bool = False) -> Room:
+        room = self.rooms.get(room_id)
+        if room is not None:
+            return room
+        room = Room(room_id, bus=self.bus,
+                    max_participants=max_participants or self.max_participants,
+                    auto_created=auto_created)
+        self.rooms[room_id] = room
+        self.bus.emit("room.created", room_id, {"maxParticipants": room.max_participants})
+        return room
+
+    def get_for_join(self, room_id: str) -> Room:
+        room = self.rooms.get(room_id)
+        if room is None:
+            if not self.auto_create:
+                raise RoomNotFound(f"room {room_id!r} does not exist")
+            room = self.create(room_id, auto_created=True)
+        return room
+
+    async def close(self, room_id: str) -> bool:
+        room = self.rooms.pop(room_id, None)
+        if room is None:
+            return False
+        await room.close()
+        return True
+
+    async def left(self, room: Room) -> None:
+        """Drop an auto-created room once its last participant is gone."""
+        if room.auto_created and not room.participants and self.rooms.get(room.id) is room:
+            del self.rooms[room.id]
+            await room.close("empty")

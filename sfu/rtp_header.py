@@ -1,0 +1,197 @@
+"""RTP header helpers for the forwarding path: read and rewrite in place, never parse fully.
+
+RFC 3550 fixed header (12 bytes) + CSRCs + optional header extension (RFC 8285 one-byte
+``0xBEDE`` or two-byte ``0x100X`` profile). Functions here work on ``bytes``/``bytearray``
+with ``struct`` and never build packet objects.
+"""
+
+from __future__ import annotations
+
+import struct
+
+HEADER = struct.Struct("!BBHII")  # v/p/x/cc, m/pt, seq, ts, ssrc
+SEQ_TS_SSRC = struct.Struct("!HII")
+MIN_HEADER_LEN = 12
+ONE_BYTE_PROFILE = 0xBEDE
+
+
+class RtpHeaderError(ValueError):
+    """A packet too short or inconsistent to be RTP."""
+
+
+def is_rtcp(data: bytes) -> bool:
+    """RFC 5761 demultiplexing: RTCP packet types 192..223 share the second byte range."""
+    return len(data) >= 2 and 192 <= data[1] <= 223
+
+
+def header_length(data: bytes | bytearray) -> int:
+    """Length of fixed header + CSRCs + extension block; raises RtpHeaderError if truncated."""
+    n = len(data)
+    if n < MIN_HEADER_LEN or data[0] >> 6 != 2:
+        raise RtpHeaderError("not an RTP packet")
+    length = MIN_HEADER_LEN + 4 * (data[0] & 0x0F)
+    if data[0] & 0x10:
+        if n < length + 4:
+            raise RtpHeaderError("truncated header extension")
+        length += 4 + 4 * ((data[length + 2] << 8) | data[length + 3])
+    if length > n:
+        raise RtpHeaderError("truncated RTP header")
+    return length
+
+
+def payload_bounds(data: bytes | bytearray) -> tuple[int, int]:
+    """(start, end) of the payload, excluding padding."""
+    start = header_length(data)
+    end = len(data)
+    if data[0] & 0x20:
+        pad = data[-1]
+        if pad == 0 or start + pad > end:
+            raise RtpHeaderError("bad padding")
+        end -= pad
+    return start, end
+
+
+def extension_ids(data: bytes | bytearray) -> dict[int, bytes]:
+    """All header extension elements as {id: value}; for tests and slow paths only."""
+    out: dict[int, bytes] = {}
+    if not data[0] & 0x10:
+        return out
+    start = MIN_HEADER_LEN + 4 * (data[0] & 0x0F)
+    profile = (data[start] << 8) | data[start + 1]
+    end = start + 4 + 4 * ((data[start + 2] << 8) | data[start + 3])
+    i = start + 4
+    if profile == ONE_BYTE_PROFILE:
+        while i < end:
+            b = data[i]
+            if b == 0:
+                i += 1
+                continue
+            ext_id, length = b >> 4, (b & 0x0F) + 1
+            if ext_id == 15:
+                break
+            out[ext_id] = bytes(data[i + 1 : i + 1 + length])
+            i += 1 + length
+    elif profile >> 4 == 0x100:
+        while i + 1 < end:
+            ext_id = data[i]
+            if ext_id == 0:
+                i += 1
+                continue
+            length = data[i + 1]
+            out[ext_id] = bytes(data[i + 2 : i + 2 + length])
+            i += 2 + length
+    return out
+
+
+def find_extension(data: bytes | bytearray, wanted_id: int) -> bytes | None:
+    """Value of one extension element, or None. Cheap enough to call once per packet."""
+    if not data[0] & 0x10 or wanted_id <= 0:
+        return None
+    start = MIN_HEADER_LEN + 4 * (data[0] & 0x0F)
+    if len(data) < start + 4:
+        return None
+    profile = (data[start] << 8) | data[start + 1]
+    end = min(len(data), start + 4 + 4 * ((data[start + 2] << 8) | data[start + 3]))
+    i = start + 4
+    if profile == ONE_BYTE_PROFILE:
+        while i < end:
+            b = data[i]
+            if b == 0:
+                i += 1
+                continue
+            ext_id, length = b >> 4, (b & 0x0F) + 1
+            if ext_id == 15:
+                return None
+            if ext_id == wanted_id:
+                return bytes(data[i + 1 : i + 1 + length])
+            i += 1 + length
+    elif profile >> 4 == 0x100:
+        while i + 1 < end:
+            ext_id = data[i]
+            if ext_id == 0:
+                i += 1
+                continue
+            length = data[i + 1]
+            if ext_id == wanted_id:
+                return bytes(data[i + 2 : i + 2 + length])
+            i += 2 + length
+    return None
+
+
+def rewrite_extension_ids(buf: bytearray, id_map: bytes) -> None:
+    """Rewrite header extension ids in place through ``id_map`` (256 bytes: old id -> new id).
+
+    Elements whose new id is 0 are overwritten with zero bytes, which RFC 8285 receivers
+    skip as padding, so the packet length never changes and no allocation is needed.
+    """
+    if not buf[0] & 0x10:
+        return
+    start = MIN_HEADER_LEN + 4 * (buf[0] & 0x0F)
+    profile = (buf[start] << 8) | buf[start + 1]
+    end = min(len(buf), start + 4 + 4 * ((buf[start + 2] << 8) | buf[start + 3]))
+    i = start + 4
+    if profile == ONE_BYTE_PROFILE:
+        while i < end:
+            b = buf[i]
+            if b == 0:
+                i += 1
+                continue
+            ext_id, length = b >> 4, (b & 0x0F) + 1
+            if ext_id == 15:
+                return
+            new_id = id_map[ext_id]
+            if new_id == 0:
+                buf[i : i + 1 + length] = bytes(1 + length)
+            elif new_id != ext_id:
+                buf[i] = (new_id << 4) | (b & 0x0F)
+            i += 1 + length
+    elif profile >> 4 == 0x100:
+        while i + 1 < end:
+            ext_id = buf[i]
+            if ext_id == 0:
+                i += 1
+                continue
+            length = buf[i + 1]
+            new_id = id_map[ext_id]
+            if new_id == 0:
+                buf[i : i + 2 + length] = bytes(2 + length)
+            else:
+                buf[i] = new_id
+            i += 2 + length
+
+
+def build_id_map(pairs: dict[int, int]) -> bytes:
+    """A 256-byte id map for :func:`rewrite_extension_ids`; unlisted ids map to 0 (dropped)."""
+    table = bytearray(256)
+    for old, new in pairs.items():
+        table[old] = new
+    return bytes(table)
+
+
+def rtx_wrap(packet: bytes | bytearray, rtx_pt: int, rtx_seq: int, rtx_ssrc: int) -> bytes:
+    """RFC 4588 retransmission packet: original header with RTX pt/seq/ssrc, OSN + payload."""
+    hlen = header_length(packet)
+    out = bytearray(len(packet) + 2)
+    out[:hlen] = packet[:hlen]
+    out[1] = (packet[1] & 0x80) | rtx_pt
+    osn = packet[2:4]
+    struct.pack_into("!H", out, 2, rtx_seq)
+    struct.pack_into("!I", out, 8, rtx_ssrc)
+    out[hlen : hlen + 2] = osn
+    out[hlen + 2 :] = packet[hlen:]
+    return bytes(out)
+
+
+def rtx_unwrap(packet: bytes, media_pt: int, media_ssrc: int) -> bytes | None:
+    """Original packet from an RFC 4588 RTX packet; None for padding-only probes."""
+    start, end = payload_bounds(packet)
+    if end - start < 2:
+        return None
+    hlen = start
+    out = bytearray(packet[:hlen])
+    out[0] &= 0xDF  # padding is dropped with the OSN shift below
+    out[1] = (packet[1] & 0x80) | media_pt
+    out[2:4] = packet[start : start + 2]
+    struct.pack_into("!I", out, 8, media_ssrc)
+    out += packet[start + 2 : end]
+    return bytes(out)

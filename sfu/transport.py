@@ -1,0 +1,318 @@
+"""The aiortc adapter: ICE (aioice) + DTLS + SRTP for one peer connection, RTP as bytes.
+
+This is the only module that touches aiortc/aioice/pylibsrtp internals. It uses aiortc's
+ORTC-level objects (``RTCIceGatherer``, ``RTCIceTransport``, ``RTCDtlsTransport``) and none
+of ``RTCPeerConnection``'s media machinery: no receiver (no jitter buffer, no decoder), no
+sender (no encoder), and our own SDP (see :mod:`sfu.negotiation`). Private hooks used, all
+pinned by the version ranges in pyproject.toml and covered by tests/integration:
+
+* ``RTCDtlsTransport._handle_rtp_data`` / ``_handle_rtcp_data`` overridden to hand decrypted
+  packets to the SFU;
+* ``RTCDtlsTransport._rx_srtp`` wrapped to count packets that fail SRTP authentication;
+* ``pylibsrtp.Session``'s buffer (``_cdata``/``_buffer``/``_srtp``) used to protect a packet
+  rewritten in place, and the nominated aioice pair's datagram transport used to send it
+  synchronously (no coroutine per packet);
+* ``aioice.Connection.get_component_candidates`` to gather on the configured addresses
+  (aioice itself never offers 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import pylibsrtp
+from aiortc.rtcdtlstransport import (
+    RTCCertificate,
+    RTCDtlsFingerprint,
+    RTCDtlsParameters,
+    RTCDtlsTransport,
+)
+from aiortc.rtcicetransport import RTCIceGatherer, RTCIceParameters, RTCIceTransport
+from aiortc.sdp import candidate_from_sdp
+from pylibsrtp._binding import ffi, lib
+
+from .negotiation import LocalTransport
+
+log = logging.getLogger(__name__)
+
+_PACK_B1_SEQ_TS_SSRC = struct.Struct("!BHII").pack_into
+SRTP_MAX_PACKET = 1500 - 16 - 4  # pylibsrtp buffer minus the largest SRTP trailer
+
+
+class TransportStats:
+    __slots__ = (
+        "rtp_in", "rtcp_in", "rtp_out", "rtp_out_bytes", "rtcp_out", "srtp_auth_failures",
+        "send_errors", "rtcp_invalid", "rtp_invalid",
+    )
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, 0)
+
+
+class _CountingSrtpSession:
+    """Wraps the receive SRTP session to count authentication failures (garbage input)."""
+
+    def __init__(self, session: pylibsrtp.Session, stats: TransportStats) -> None:
+        self._session = session
+        self._stats = stats
+
+    def unprotect(self, data: bytes) -> bytes:
+        try:
+            return self._session.unprotect(data)
+        except pylibsrtp.Error:
+            self._stats.srtp_auth_failures += 1
+            raise
+
+    def unprotect_rtcp(self, data: bytes) -> bytes:
+        try:
+            return self._session.unprotect_rtcp(data)
+        except pylibsrtp.Error:
+            self._stats.srtp_auth_failures += 1
+            raise
+
+
+class _SfuDtlsTransport(RTCDtlsTransport):
+    """DTLS transport that hands decrypted RTP/RTCP to its owner as bytes."""
+
+    _owner: MediaTransport
+
+    def _setup_srtp(self) -> None:
+        super()._setup_srtp()
+        if self._rx_srtp is not None:
+            self._rx_srtp = _CountingSrtpSession(self._rx_srtp, self._owner.stats)
+
+    async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
+        self._owner._deliver_rtp(data, arrival_time_ms)
+
+    async def _handle_rtcp_data(self, data: bytes) -> None:
+        self._owner._deliver_rtcp(data)
+
+
+class MediaTransport:
+    """One ICE/DTLS/SRTP connection. States: new, connecting, connected, failed, closed."""
+
+    def __init__(
+        self,
+        certificate: RTCCertificate,
+        addresses: list[str],
+        *,
+        controlling: bool,
+        on_rtp: Callable[[bytes, float], None],
+        on_rtcp: Callable[[bytes], None],
+        on_state: Callable[[str], None],
+        name: str = "",
+    ) -> None:
+        self.name = name
+        self.stats = TransportStats()
+        self.state = "new"
+        self._addresses = addresses
+        self._on_rtp = on_rtp
+        self._on_rtcp = on_rtcp
+        self._on_state = on_state
+        self._gatherer = RTCIceGatherer(iceServers=[])
+        self._ice = RTCIceTransport(self._gatherer)
+        self._ice._connection.ice_controlling = controlling
+        self._ice._role_set = True
+        self._dtls = _SfuDtlsTransport(self._ice, [certificate])
+        self._dtls._owner = self
+        self._start_task: asyncio.Task[None] | None = None
+        self._remote_candidates_done = False
+        # fast send path, set once DTLS is connected
+        self._srtp_ptr: Any = None
+        self._cdata: Any = None
+        self._cbuf: Any = None
+        self._len_p = ffi.new("int *")
+        self._sendto: Callable[[bytes, Any], None] | None = None
+        self._addr: Any = None
+
+    # -- set-up -----------------------------------------------------------------------
+
+    async def gather(self) -> None:
+        conn = self._gatherer._connection
+        if conn._local_candidates_start:
+            return
+        conn._local_candidates_start = True
+        conn._local_candidates += await conn.get_component_candidates(
+            component=1, addresses=self._addresses
+        )
+        conn._local_candidates_end = True
+        if not conn._local_candidates:
+            raise OSError(f"could not bind a UDP socket on any of {self._addresses}")
+
+    def local(self) -> LocalTransport:
+        params = self._gatherer.getLocalParameters()
+        fps = tuple(
+            (f.algorithm, f.value) for f in self._dtls.getLocalParameters().fingerprints
+        )
+        cands = tuple(c.to_sdp() for c in self._gatherer._connection.local_candidates)
+        return LocalTransport(params.usernameFragment, params.password, fps, cands)
+
+    @property
+    def local_ports(self) -> list[int]:
+        return [c.port for c in self._gatherer._connection.local_candidates]
+
+    def start(
+        self, ice_ufrag: str, ice_pwd: str, fingerprints: list[tuple[str, str]], dtls_role: str
+    ) -> None:
+        """Begin ICE then DTLS in the background; ``on_state`` reports the outcome."""
+        if self._start_task is not None:
+            return
+        self._dtls._set_role(dtls_role)
+        params = RTCIceParameters(usernameFragment=ice_ufrag, password=ice_pwd)
+        dtls_params = RTCDtlsParameters(
+            fingerprints=[RTCDtlsFingerprint(algorithm=a, value=v) for a, v in fingerprints]
+        )
+        self._start_task = asyncio.ensure_future(self._run(params, dtls_params))
+
+    async def _run(self, params: RTCIceParameters, dtls_params: RTCDtlsParameters) -> None:
+        self._set_state("connecting")
+        self._ice.on("statechange", self._on_ice_state)
+        try:
+            await self._ice.start(params)
+            if self._ice.state != "completed":
+                self._set_state("failed")
+                return
+            await self._dtls.start(dtls_params)
+        except Exception:  # aiortc raises assorted errors on teardown races
+            if self.state not in ("closed",):
+                log.exception("transport %s failed to start", self.name)
+                self._set_state("failed")
+            return
+        if self._dtls.state != "connected":
+            self._set_state("failed")
+            return
+        self._enable_fast_path()
+        self._dtls.on("statechange", self._on_dtls_state)
+        self._set_state("connected")
+
+    def _on_ice_state(self) -> None:
+        if self._ice.state in ("failed", "closed") and self.state == "connected":
+            self._set_state("failed")
+
+    def _on_dtls_state(self) -> None:
+        if self._dtls.state in ("failed", "closed") and self.state == "connected":
+            self._set_state("failed")
+
+    def _enable_fast_path(self) -> None:
+        session = self._dtls._tx_srtp
+        self._srtp_ptr = session._srtp[0]
+        self._cdata = session._cdata
+        self._cbuf = session._buffer
+        pair = self._ice._connection._nominated.get(1)
+        if pair is not None:
+            self._sendto = pair.protocol.transport.sendto
+            self._addr = pair.remote_addr
+
+    async def add_remote_candidate(self, candidate: str | None) -> None:
+        if self._remote_candidates_done:
+            return
+        if candidate is None:
+            self._remote_candidates_done = True
+            await self._ice.addRemoteCandidate(None)
+            return
+        text = candidate[len("candidate:") :] if candidate.startswith("candidate:") else candidate
+        cand = candidate_from_sdp(text)  # ValueError / IndexError on garbage
+        cand.sdpMid = "0"
+        await self._ice.addRemoteCandidate(cand)
+
+    def _set_state(self, state: str) -> None:
+        if state != self.state and self.state != "closed":
+            self.state = state
+            try:
+                self._on_state(state)
+            except Exception:
+                log.exception("transport %s state listener failed", self.name)
+
+    # -- data path --------------------------------------------------------------------
+
+    def _deliver_rtp(self, data: bytes, arrival_ms: float) -> None:
+        self.stats.rtp_in += 1
+        try:
+            self._on_rtp(data, arrival_ms)
+        except Exception:
+            self.stats.rtp_invalid += 1
+            log.exception("RTP handler failed on %s", self.name)
+
+    def _deliver_rtcp(self, data: bytes) -> None:
+        self.stats.rtcp_in += 1
+        try:
+            self._on_rtcp(data)
+        except Exception:
+            self.stats.rtcp_invalid += 1
+            log.debug("RTCP handler failed on %s", self.name, exc_info=True)
+
+    @property
+    def ready(self) -> bool:
+        return self._sendto is not None and self.state == "connected"
+
+    def send_rewritten(self, packet: bytes, b1: int, seq: int, ts: int, ssrc: int) -> bool:
+        """Copy ``packet`` into the SRTP buffer, rewrite pt/seq/ts/ssrc, protect, send.
+
+        The hot path: one memcpy, one struct write, one libsrtp call, one sendto.
+        """
+        sendto = self._sendto
+        n = len(packet)
+        if sendto is None or n > SRTP_MAX_PACKET:
+            return False
+        cbuf = self._cbuf
+        cbuf[0:n] = packet
+        _PACK_B1_SEQ_TS_SSRC(cbuf, 1, b1, seq, ts, ssrc)
+        len_p = self._len_p
+        len_p[0] = n
+        if lib.srtp_protect(self._srtp_ptr, self._cdata, len_p) != 0:
+            self.stats.send_errors += 1
+            return False
+        out_len = len_p[0]
+        try:
+            sendto(cbuf[0:out_len], self._addr)
+        except OSError:
+            self.stats.send_errors += 1
+            return False
+        stats = self.stats
+        stats.rtp_out += 1
+        stats.rtp_out_bytes += out_len
+        return True
+
+    def send_rtp(self, packet: bytes) -> bool:
+        """Send an already-rewritten RTP packet (retransmissions)."""
+        return self.send_rewritten(
+            packet, packet[1], *struct.unpack_from("!HII", packet, 2)
+        )
+
+    def send_rtcp(self, packet: bytes) -> bool:
+        sendto = self._sendto
+        if sendto is None or self.state != "connected":
+            return False
+        try:
+            data = self._dtls._tx_srtp.protect_rtcp(packet)
+            sendto(data, self._addr)
+        except (pylibsrtp.Error, OSError, ValueError):
+            self.stats.send_errors += 1
+            return False
+        self.stats.rtcp_out += 1
+        return True
+
+    async def close(self) -> None:
+        if self.state == "closed":
+            return
+        self._sendto = None
+        self.state = "closed"
+        try:
+            await self._dtls.stop()
+        except Exception:
+            log.debug("DTLS stop failed", exc_info=True)
+        try:
+            await self._ice.stop()
+        except Exception:
+            log.debug("ICE stop failed", exc_info=True)
+        if self._start_task is not None and not self._start_task.done():
+            self._start_task.cancel()
+        try:
+            self._on_state("closed")
+        except Exception:
+            log.exception("transport %s state listener failed", self.name)

@@ -1,0 +1,1 @@
+"""HTTP + WebSocket API: signalling protocol, room service API, tokens, browser client."""

@@ -1,0 +1,249 @@
+"""aiohttp application: client page, WebSocket signalling, room service API, health, metrics."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiortc.rtcdtlstransport import RTCCertificate
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from events import EventBus
+from sfu.config import Config
+from sfu.errors import SfuError
+from sfu.metrics import Retired, SfuCollector
+from sfu.participant import ROLES
+from sfu.room import RoomRegistry
+
+from . import tokens
+from .session import SignallingSession
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+@dataclass
+class ServerState:
+    config: Config
+    bus: EventBus
+    rooms: RoomRegistry
+    certificate: RTCCertificate
+    retired: Retired = field(default_factory=Retired)
+    metrics_errors: dict[str, int] = field(default_factory=dict)
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    ready: bool = False
+
+
+STATE = web.AppKey("state", ServerState)
+
+
+def _json_error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > 65536:
+        raise web.HTTPRequestEntityTooLarge(max_size=65536, actual_size=request.content_length)
+    try:
+        body = await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(text='{"error":{"code":"bad_message","message":"body is not '
+                                 'JSON"}}', content_type="application/json") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text='{"error":{"code":"bad_message","message":"body must be '
+                                 'an object"}}', content_type="application/json")
+    return body
+
+
+def _token_params(body: dict[str, Any]) -> dict[str, Any] | web.Response:
+    room, identity = body.get("room"), body.get("identity")
+    name, role = body.get("name") or identity, body.get("role", "student")
+    if not isinstance(room, str) or not NAME_RE.match(room):
+        return _json_error(400, "bad_message", "room must match [A-Za-z0-9_.-]{1,64}")
+    if not isinstance(identity, str) or not 1 <= len(identity) <= 128:
+        return _json_error(400, "bad_message", "identity must be 1-128 characters")
+    if not isinstance(name, str) or len(name) > 128:
+        return _json_error(400, "bad_message", "name must be a string of at most 128 characters")
+    if role not in ROLES:
+        return _json_error(400, "bad_message", f"role must be one of {', '.join(ROLES)}")
+    return {"room": room, "identity": identity, "name": name, "role": role}
+
+
+def create_app(config: Config) -> web.Application:
+    config = config.with_secret()
+    bus = EventBus()
+    state = ServerState(
+        config=config, bus=bus,
+        rooms=RoomRegistry(bus, max_participants=config.rooms.max_participants,
+                           auto_create=config.rooms.auto_create),
+        certificate=RTCCertificate.generateCertificate(),
+    )
+    state.registry.register(SfuCollector(state.rooms, state.retired, state.metrics_errors))
+    app = web.Application(client_max_size=65536)
+    app[STATE] = state
+
+    # -- pages, health, metrics -------------------------------------------------------
+
+    async def index(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / "index.html")
+
+    async def client_config(request: web.Request) -> web.Response:
+        return web.json_response({"devMode": config.server.dev_mode})
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(request: web.Request) -> web.Response:
+        if not state.ready:
+            return web.json_response({"status": "starting"}, status=503)
+        return web.json_response({"status": "ready", "rooms": len(state.rooms.rooms)})
+
+    async def metrics(request: web.Request) -> web.Response:
+        body = generate_latest(state.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def websocket(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=0, heartbeat=20.0)
+        await ws.prepare(request)
+        await SignallingSession(state, ws).run()
+        return ws
+
+    async def dev_token(request: web.Request) -> web.Response:
+        if not config.server.dev_mode:
+            return _json_error(404, "not_found", "dev mode is off")
+        params = _token_params(await _body(request))
+        if isinstance(params, web.Response):
+            return params
+        token = tokens.mint(config.auth.api_key, config.auth.api_secret,
+                            ttl_s=config.auth.token_ttl_s, **params)
+        return web.json_response({"token": token})
+
+    # -- room service API (Authorization: Bearer <api secret>) ------------------------
+
+    def authorized(request: web.Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        supplied = header[7:] if header.startswith("Bearer ") else ""
+        return bool(supplied) and hmac.compare_digest(supplied.encode(),
+                                                      config.auth.api_secret.encode())
+
+    @web.middleware
+    async def api_guard(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path.startswith("/api/") and not request.path.startswith(
+            ("/api/dev/", "/api/config")
+        ) and not authorized(request):
+            return _json_error(401, "unauthorized", "missing or wrong API key "
+                               "(Authorization: Bearer <api secret>)")
+        try:
+            return await handler(request)
+        except SfuError as exc:
+            return _json_error(409, exc.code, str(exc))
+
+    app.middlewares.append(api_guard)
+
+    async def create_token(request: web.Request) -> web.Response:
+        body = await _body(request)
+        params = _token_params(body)
+        if isinstance(params, web.Response):
+            return params
+        ttl = body.get("ttl", config.auth.token_ttl_s)
+        if not isinstance(ttl, int) or not 10 <= ttl <= 7 * 86400:
+            return _json_error(400, "bad_message", "ttl must be 10..604800 seconds")
+        token = tokens.mint(config.auth.api_key, config.auth.api_secret, ttl_s=ttl, **params)
+        return web.json_response({"token": token}, status=201)
+
+    async def create_room(request: web.Request) -> web.Response:
+        body = await _body(request)
+        name = body.get("name")
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            return _json_error(400, "bad_message", "name must match [A-Za-z0-9_.-]{1,64}")
+        maxp = body.get("maxParticipants")
+        if maxp is not None and (not isinstance(maxp, int) or not 1 <= maxp <= 1000):
+            return _json_error(400, "bad_message", "maxParticipants must be 1..1000")
+        existed = name in state.rooms.rooms
+        room = state.rooms.create(name, maxp)
+        return web.json_response(room.describe(), status=200 if existed else 201)
+
+    async def list_rooms(request: web.Request) -> web.Response:
+        return web.json_response({"rooms": [r.describe() for r in state.rooms.rooms.values()]})
+
+    def room_or_404(request: web.Request) -> Any:
+        room = state.rooms.rooms.get(request.match_info["room"])
+        if room is None:
+            raise web.HTTPNotFound(text='{"error":{"code":"room_not_found","message":"no such '
+                                   'room"}}', content_type="application/json")
+        return room
+
+    async def close_room(request: web.Request) -> web.Response:
+        room_or_404(request)
+        await state.rooms.close(request.match_info["room"])
+        return web.Response(status=204)
+
+    async def list_participants(request: web.Request) -> web.Response:
+        room = room_or_404(request)
+        return web.json_response(
+            {"participants": [p.describe() for p in room.participants.values()]})
+
+    def participant_or_404(request: web.Request) -> Any:
+        room = room_or_404(request)
+        p = room.by_identity(request.match_info["identity"])
+        if p is None:
+            raise web.HTTPNotFound(text='{"error":{"code":"participant_not_found","message":'
+                                   '"no such participant"}}', content_type="application/json")
+        return room, p
+
+    async def remove_participant(request: web.Request) -> web.Response:
+        room, p = participant_or_404(request)
+        p.send({"type": "left", "reason": "removed"})
+        await room.remove(p, "removed")
+        await state.rooms.left(room)
+        return web.Response(status=204)
+
+    async def mute_track(request: web.Request) -> web.Response:
+        room, p = participant_or_404(request)
+        body = await _body(request)
+        track_id, muted = body.get("trackId"), body.get("muted", True)
+        if not isinstance(track_id, str) or not isinstance(muted, bool):
+            return _json_error(400, "bad_message", "trackId (string) and muted (bool) required")
+        if p.track_by_id(track_id) is None:
+            return _json_error(404, "unknown_track", f"no track {track_id!r}")
+        if not muted:
+            return _json_error(409, "permission_denied",
+                               "only the publisher can unmute its track")
+        track = p.track_by_id(track_id)
+        track.set_muted(True)
+        room.track_muted(p, track)
+        return web.json_response(track.describe())
+
+    async def on_startup(app: web.Application) -> None:
+        state.ready = True
+
+    async def on_shutdown(app: web.Application) -> None:
+        state.ready = False
+        for name in list(state.rooms.rooms):
+            await state.rooms.close(name)
+
+    app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
+    app.router.add_get("/", index)
+    app.router.add_static("/static", STATIC)
+    app.router.add_get("/ws", websocket)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/config", client_config)
+    app.router.add_post("/api/dev/token", dev_token)
+    app.router.add_post("/api/tokens", create_token)
+    app.router.add_post("/api/rooms", create_room)
+    app.router.add_get("/api/rooms", list_rooms)
+    app.router.add_delete("/api/rooms/{room}", close_room)
+    app.router.add_get("/api/rooms/{room}/participants", list_participants)
+    app.router.add_delete("/api/rooms/{room}/participants/{identity}", remove_participant)
+    app.router.add_post("/api/rooms/{room}/participants/{identity}/mute", mute_track)
+    return app

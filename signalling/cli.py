@@ -1,0 +1,103 @@
+"""Command line: ``classroom-sfu serve`` starts the server on uvloop; ``token`` mints a token."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import sys
+
+from sfu import config as config_mod
+
+from . import tokens
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvloop
+    from aiohttp import web
+
+    from .app import create_app
+
+    cfg = config_mod.load(args.config)
+    server = cfg.server
+    if args.host:
+        server = dataclasses.replace(server, host=args.host)
+    if args.port is not None:
+        server = dataclasses.replace(server, port=args.port)
+    if args.dev:
+        server = dataclasses.replace(server, dev_mode=True)
+    cfg = dataclasses.replace(cfg, server=server)
+    if args.ice_address:
+        cfg = dataclasses.replace(
+            cfg, media=dataclasses.replace(cfg.media, ice_addresses=tuple(args.ice_address)))
+    cfg = cfg.validate().with_secret()
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aioice").setLevel(logging.WARNING)
+    logging.getLogger("aiortc").setLevel(logging.WARNING)
+    app = create_app(cfg)
+
+    async def main() -> None:
+        runner = web.AppRunner(app, handle_signals=True)
+        await runner.setup()
+        site = web.TCPSite(runner, cfg.server.host, cfg.server.port)
+        await site.start()
+        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+        port = sockets[0].getsockname()[1] if sockets else cfg.server.port
+        url = cfg.server.public_url or f"http://{cfg.server.host}:{port}"
+        print(f"classroom-sfu listening on {url}/", flush=True)
+        if cfg.server.dev_mode:
+            print(f"dev mode: open {url}/ and join with the form", flush=True)
+        else:
+            print(f"API key {cfg.auth.api_key!r}; mint join tokens with "
+                  "`classroom-sfu token` or POST /api/tokens", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    try:
+        uvloop.run(main())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    cfg = config_mod.load(args.config)
+    if not cfg.auth.api_secret:
+        print("auth.api_secret (or SFU_AUTH_API_SECRET) must be set to mint tokens",
+              file=sys.stderr)
+        return 2
+    print(tokens.mint(cfg.auth.api_key, cfg.auth.api_secret, room=args.room,
+                      identity=args.identity, name=args.name or args.identity, role=args.role,
+                      ttl_s=args.ttl))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="classroom-sfu")
+    parser.add_argument("--config", help="TOML configuration file (see config.sample.toml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the server")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--dev", action="store_true", help="enable the dev join form")
+    serve.add_argument("--ice-address", action="append",
+                       help="address for ICE host candidates (repeatable)")
+    serve.add_argument("-v", "--verbose", action="store_true")
+    serve.set_defaults(func=_serve)
+    tok = sub.add_parser("token", help="mint a join token")
+    tok.add_argument("--room", required=True)
+    tok.add_argument("--identity", required=True)
+    tok.add_argument("--name")
+    tok.add_argument("--role", default="student", choices=["instructor", "student", "observer"])
+    tok.add_argument("--ttl", type=int, default=6 * 3600)
+    tok.set_defaults(func=_token)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""One participant's WebSocket: validates frames, drives sfu.Participant, reports errors.
+
+Protocol in docs/protocol.md. Every client error becomes an ``error`` frame with a documented
+code; nothing a client sends can affect another participant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import WSMsgType, web
+
+from sfu.errors import SfuError
+from sfu.negotiation import NoCommonCodecError
+from sfu.participant import Participant, ParticipantInfo
+from sfu.room import Room
+from sfu.sdp import SdpError
+
+from . import tokens
+
+if TYPE_CHECKING:
+    from .app import ServerState
+
+log = logging.getLogger(__name__)
+
+_CLOSE = object()
+CLIENT_TYPES = ("join", "offer", "answer", "candidate", "mute", "leave", "ping")
+TARGETS = ("publisher", "subscriber")
+
+
+class ProtocolError(Exception):
+    def __init__(self, code: str, message: str, fatal: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.fatal = fatal
+
+
+def _field(msg: dict[str, Any], name: str, kind: type, required: bool = True) -> Any:
+    value = msg.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise ProtocolError("bad_message", f"field {name!r} must be a {kind.__name__}")
+    return value
+
+
+class SignallingSession:
+    def __init__(self, state: ServerState, ws: web.WebSocketResponse) -> None:
+        self.state = state
+        self.ws = ws
+        self.participant: Participant | None = None
+        self.room: Room | None = None
+        self._outbox: asyncio.Queue[dict[str, Any] | object | None] = asyncio.Queue()
+        self._ended = False
+
+    # -- outgoing ---------------------------------------------------------------------
+
+    def send(self, message: dict[str, Any]) -> None:
+        if not self._ended:
+            self._outbox.put_nowait(message)
+
+    async def _writer(self) -> None:
+        while True:
+            message = await self._outbox.get()
+            if message is None:
+                return
+            if message is _CLOSE:
+                await self.ws.close()
+                return
+            if self.ws.closed:
+                continue
+            try:
+                await self.ws.send_str(json.dumps(message))
+            except (ConnectionError, RuntimeError):
+                return
+
+    def error(self, code: str, message: str, fatal: bool = False, ref: str | None = None) -> None:
+        self.state.metrics_errors[code] = self.state.metrics_errors.get(code, 0) + 1
+        frame: dict[str, Any] = {"type": "error", "code": code, "message": message,
+                                 "fatal": fatal}
+        if ref:
+            frame["ref"] = ref
+        self.send(frame)
+
+    # -- main loop --------------------------------------------------------------------
+
+    async def run(self) -> None:
+        writer = asyncio.ensure_future(self._writer())
+        reason = "disconnected"
+        try:
+            async for frame in self.ws:
+                if frame.type == WSMsgType.ERROR:
+                    break
+                if frame.type != WSMsgType.TEXT:
+                    if frame.type == WSMsgType.BINARY:
+                        fatal = self.participant is None
+                        self.error("bad_message", "binary frames are not part of the protocol",
+                                   fatal=fatal)
+                        if fatal:
+                            break
+                    continue
+                if len(frame.data) > self.state.config.server.max_message_bytes:
+                    self.error("message_too_large",
+                               f"frame exceeds {self.state.config.server.max_message_bytes} "
+                               "bytes", fatal=True)
+                    reason = "disconnected"
+                    break
+                outcome = await self._handle_text(frame.data)
+                if outcome is not None:
+                    reason = outcome
+                    break
+        finally:
+            await self._finish(reason)
+            self._outbox.put_nowait(None)
+            try:
+                await asyncio.wait_for(writer, 2.0)
+            except asyncio.TimeoutError:
+                writer.cancel()
+            if not self.ws.closed:
+                await self.ws.close()
+
+    async def _handle_text(self, text: str) -> str | None:
+        """Handle one frame; returns a leave reason when the session must end."""
+        mtype = None
+        try:
+            try:
+                msg = json.loads(text)
+            except ValueError:
+                raise ProtocolError("bad_message", "frame is not valid JSON",
+                                    fatal=self.participant is None) from None
+            if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
+                raise ProtocolError("bad_message", "frame must be an object with a string 'type'",
+                                    fatal=self.participant is None)
+            mtype = msg["type"]
+            if mtype not in CLIENT_TYPES:
+                if self.participant is None:
+                    raise ProtocolError("not_joined", "the first frame must be 'join'", True)
+                raise ProtocolError("unknown_type", f"unknown message type {mtype[:40]!r}")
+            if self.participant is None and mtype != "join":
+                raise ProtocolError("not_joined", "the first frame must be 'join'", fatal=True)
+            return await getattr(self, f"_on_{mtype}")(msg)
+        except ProtocolError as exc:
+            self.error(exc.code, str(exc), exc.fatal, ref=mtype)
+            return "disconnected" if exc.fatal else None
+        except NoCommonCodecError as exc:
+            self.error("no_common_codec", str(exc), ref=mtype)
+        except SdpError as exc:
+            self.error("bad_sdp", str(exc), ref=mtype)
+        except tokens.TokenError as exc:
+            self.error(exc.code, str(exc), fatal=True, ref=mtype)
+            return "disconnected"
+        except SfuError as exc:
+            fatal = self.participant is None
+            self.error(exc.code, str(exc), fatal=fatal, ref=mtype)
+            return "disconnected" if fatal else None
+        except Exception:
+            log.exception("internal error handling %s", mtype)
+            self.error("internal_error", "internal error; the session carries on", ref=mtype)
+        return None
+
+    # -- handlers ---------------------------------------------------------------------
+
+    async def _on_join(self, msg: dict[str, Any]) -> str | None:
+        if self.participant is not None:
+            raise ProtocolError("already_joined", "this socket has already joined")
+        cfg = self.state.config
+        claims = tokens.verify(msg.get("token"), cfg.auth.api_key, cfg.auth.api_secret)
+        room = self.state.rooms.get_for_join(claims.room)
+        previous = room.by_identity(claims.identity)
+        if previous is not None:
+            previous.send({"type": "left", "reason": "replaced"})
+            await room.remove(previous, "replaced")
+        info = ParticipantInfo(
+            id=f"PA_{secrets.token_hex(6)}", identity=claims.identity, name=claims.name,
+            role=claims.role, grants=claims.grants,
+        )
+        participant = Participant(
+            info, room, certificate=self.state.certificate,
+            ice_addresses=list(cfg.media.ice_addresses), send=self.send,
+            keyframe_interval_ms=cfg.media.keyframe_interval_ms,
+            publisher_max_bitrate_bps=cfg.media.publisher_max_bitrate_bps,
+        )
+        others = [p.describe() for p in room.participants.values()]
+        self.send({"type": "joined", "room": room.id, "participant": participant.describe(),
+                   "participants": others})
+        room.add(participant)
+        self.participant, self.room = participant, room
+        participant.on_closed = self._closed_by_server
+        return None
+
+    async def _on_offer(self, msg: dict[str, Any]) -> None:
+        assert self.participant is not None
+        if msg.get("target", "publisher") != "publisher":
+            raise ProtocolError("bad_message", "clients offer only on target 'publisher'")
+        sdp_text = _field(msg, "sdp", str)
+        declared = msg.get("tracks")
+        if declared is not None and not isinstance(declared, list):
+            raise ProtocolError("bad_message", "field 'tracks' must be a list")
+        answer = await self.participant.handle_publisher_offer(sdp_text, declared)
+        self.send(answer)
+
+    async def _on_answer(self, msg: dict[str, Any]) -> None:
+        assert self.participant is not None
+        if msg.get("target", "subscriber") != "subscriber":
+            raise ProtocolError("bad_message", "clients answer only on target 'subscriber'")
+        await self.participant.handle_subscriber_answer(_field(msg, "sdp", str))
+
+    async def _on_candidate(self, msg: dict[str, Any]) -> None:
+        assert self.participant is not None
+        target = msg.get("target")
+        if target not in TARGETS:
+            raise ProtocolError("bad_message", "field 'target' must be publisher or subscriber")
+        cand = msg.get("candidate")
+        if cand is not None and not isinstance(cand, dict):
+            raise ProtocolError("bad_message", "field 'candidate' must be an object or null")
+        await self.participant.handle_candidate(target, cand)
+
+    async def _on_mute(self, msg: dict[str, Any]) -> None:
+        assert self.participant is not None
+        track_id = _field(msg, "trackId", str)
+        muted = _field(msg, "muted", bool)
+        self.participant.set_track_muted(track_id, muted, by=self.participant)
+
+    async def _on_leave(self, msg: dict[str, Any]) -> str:
+        self.send({"type": "left", "reason": "left"})
+        return "left"
+
+    async def _on_ping(self, msg: dict[str, Any]) -> None:
+        self.send({"type": "pong", "id": msg.get("id")})
+
+    def _closed_by_server(self) -> None:
+        """The room removed this participant: flush queued frames, then close the socket."""
+        self._outbox.put_nowait(_CLOSE)
+
+    async def _finish(self, reason: str) -> None:
+        p, room = self.participant, self.room
+        self.participant = None
+        if p is not None and room is not None:
+            await room.remove(p, reason)
+            await self.state.rooms.left(room)

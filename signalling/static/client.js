@@ -1,0 +1,1030 @@
+// Browser client for the classroom SFU.  See docs/protocol.md.
+//
+// Two peer connections per participant:
+//   publisher  – we offer, carries our own microphone/camera/screen (sendonly);
+//   subscriber – the server offers, carries everyone else's tracks (one m-line per track).
+//
+// Server messages are processed strictly in arrival order through a promise queue,
+// since most of them lead to asynchronous SDP operations.
+
+const $ = (id) => document.getElementById(id);
+
+const ui = {
+  status: $("status"),
+  roomName: $("room-name"),
+  joinPanel: $("join-panel"),
+  joinForm: $("join-form"),
+  joinRoom: $("join-room"),
+  joinName: $("join-name"),
+  joinIdentity: $("join-identity"),
+  joinRole: $("join-role"),
+  joinSubmit: $("join-submit"),
+  needLinkPanel: $("need-link-panel"),
+  leftPanel: $("left-panel"),
+  leftTitle: $("left-title"),
+  leftReason: $("left-reason"),
+  rejoin: $("rejoin"),
+  roomPanel: $("room-panel"),
+  tiles: $("tiles"),
+  controls: $("controls"),
+  mic: $("toggle-mic"),
+  camera: $("toggle-camera"),
+  screen: $("toggle-screen"),
+  leave: $("leave"),
+};
+
+const LEAVE_TIMEOUT_MS = 2000;
+
+const REASONS = {
+  left: "You left the room.",
+  removed: "You were removed from the room.",
+  replaced: "You joined from another tab or device.",
+  room_closed: "The room was closed.",
+  disconnected: "The connection to the server was lost.",
+};
+
+// ---------------------------------------------------------------------------
+// Session state (one per join; reset on every join)
+
+let session = null;
+let lastToken = null;
+
+function newSession(token) {
+  return {
+    token,
+    ws: null,
+    queue: Promise.resolve(),
+    closed: false, // torn down: ignore anything that still arrives
+    leaving: false,
+    participant: null, // self, from `joined`
+    room: null,
+    remotes: new Map(), // participantId -> {info, tile, video, stream, caption, ...}
+    // publisher side
+    publisherPc: null,
+    localStream: null,
+    localTile: null,
+    published: [], // [{transceiver, source, kind, track}]
+    pubTracks: new Map(), // mid -> {trackId, kind, source}  (from the publisher answer)
+    pubOfferPending: false,
+    pubNeedsOffer: false,
+    pendingPubCandidates: [], // candidates gathered before the offer went out
+    pubOfferSent: false,
+    muted: { microphone: false, camera: false },
+    // subscriber side
+    subscriberPc: null,
+    subTracks: new Map(), // mid -> {trackId, participantId, kind, source}  (from server offers)
+    subFallback: new Map(), // mid -> {trackId, participantId, kind} (from track events)
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Test/debug hook
+
+const sfu = {
+  state: "idle",
+  participantId: null,
+  lastError: null,
+  get publisherPc() {
+    return session ? session.publisherPc : null;
+  },
+  get subscriberPc() {
+    return session ? session.subscriberPc : null;
+  },
+  get room() {
+    return session ? session.room : null;
+  },
+  remoteParticipants() {
+    return session && !session.closed ? [...session.remotes.keys()] : [];
+  },
+  // Current subscriber m-lines: [{mid, trackId, participantId, kind, source, direction, active}].
+  subscriptions() {
+    if (!session || !session.subscriberPc) return [];
+    const out = [];
+    for (const t of session.subscriberPc.getTransceivers()) {
+      if (t.mid == null) continue;
+      const info = subscriptionInfo(t.mid);
+      out.push({
+        mid: t.mid,
+        trackId: info ? info.trackId : null,
+        participantId: info ? info.participantId : null,
+        kind: t.receiver.track.kind,
+        source: info ? info.source || null : null,
+        direction: t.currentDirection,
+        active: isActive(t) && Boolean(info),
+      });
+    }
+    return out;
+  },
+  // Our published tracks: [{mid, trackId, kind, source, enabled}].
+  publications() {
+    if (!session) return [];
+    return session.published
+      .filter((p) => p.track)
+      .map((p) => {
+        const mid = p.transceiver.mid;
+        const server = mid != null ? session.pubTracks.get(mid) : null;
+        return {
+          mid,
+          trackId: server ? server.trackId : null,
+          kind: p.kind,
+          source: p.source,
+          enabled: p.track.enabled,
+        };
+      });
+  },
+  join: (token) => join(token),
+  leave: () => leave(),
+};
+window.sfu = sfu;
+
+function setState(state) {
+  sfu.state = state;
+  document.body.dataset.state = state;
+}
+
+function setStatus(text, kind = "info") {
+  ui.status.textContent = text;
+  ui.status.dataset.kind = kind;
+}
+
+function showError(err) {
+  sfu.lastError = err;
+  const text = err.message ? `${err.code}: ${err.message}` : err.code;
+  setStatus(`Error ${text}`, "error");
+}
+
+function showPanel(name) {
+  ui.joinPanel.hidden = name !== "join";
+  ui.needLinkPanel.hidden = name !== "need-link";
+  ui.leftPanel.hidden = name !== "left";
+  ui.roomPanel.hidden = name !== "room";
+  ui.controls.hidden = name !== "room";
+}
+
+// ---------------------------------------------------------------------------
+// Start-up
+
+async function main() {
+  setState("idle");
+  const params = new URLSearchParams(location.search);
+  const token = params.get("token");
+
+  let config = { devMode: false };
+  try {
+    const res = await fetch("/api/config", { headers: { Accept: "application/json" } });
+    if (res.ok) config = await res.json();
+  } catch (e) {
+    console.warn("could not load /api/config", e);
+  }
+
+  if (token) {
+    join(token);
+    return;
+  }
+  if (config.devMode) {
+    ui.joinRoom.value = params.get("room") || ui.joinRoom.value;
+    ui.joinName.value = params.get("name") || "";
+    ui.joinIdentity.value = "user-" + randomId(6);
+    if (params.get("role")) ui.joinRole.value = params.get("role");
+    showPanel("join");
+    setStatus("Choose a room and a name to join.");
+    ui.joinName.focus();
+  } else {
+    showPanel("need-link");
+    setStatus("You need a join link to enter a classroom.");
+  }
+}
+
+function randomId(n) {
+  const bytes = crypto.getRandomValues(new Uint8Array(n));
+  return [...bytes].map((b) => "abcdefghijklmnopqrstuvwxyz0123456789"[b % 36]).join("");
+}
+
+ui.joinForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const body = {
+    room: ui.joinRoom.value.trim(),
+    name: ui.joinName.value.trim(),
+    identity: ui.joinIdentity.value.trim() || "user-" + randomId(6),
+    role: ui.joinRole.value,
+  };
+  if (!body.room || !body.name) {
+    setStatus("Room and display name are required.", "error");
+    return;
+  }
+  ui.joinSubmit.disabled = true;
+  setStatus("Getting a join token…");
+  try {
+    const res = await fetch("/api/dev/token", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify(body),
+    });
+    let data = null;
+    try {
+      data = await res.json();
+    } catch {
+      data = null;
+    }
+    if (!res.ok || !data || typeof data.token !== "string") {
+      const code = (data && (data.code || data.error)) || `http_${res.status}`;
+      const message = (data && data.message) || res.statusText || "could not get a token";
+      showError({ code, message, fatal: false });
+      return;
+    }
+    join(data.token);
+  } catch (e) {
+    showError({ code: "network_error", message: String(e), fatal: false });
+  } finally {
+    ui.joinSubmit.disabled = false;
+  }
+});
+
+// ---------------------------------------------------------------------------
+// Join / leave
+
+function join(token) {
+  if (session && !session.closed) teardown();
+  lastToken = token;
+  session = newSession(token);
+  const s = session;
+  sfu.lastError = null;
+  sfu.participantId = null;
+  setState("joining");
+  setStatus("Joining…");
+  showPanel("room");
+  ui.tiles.replaceChildren();
+  resetControls();
+
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  let ws;
+  try {
+    ws = new WebSocket(`${scheme}://${location.host}/ws`);
+  } catch (e) {
+    fail(s, { code: "network_error", message: String(e), fatal: true });
+    return;
+  }
+  s.ws = ws;
+  ws.addEventListener("open", () => send(s, { type: "join", token }));
+  ws.addEventListener("message", (event) => {
+    if (typeof event.data !== "string") return;
+    let msg;
+    try {
+      msg = JSON.parse(event.data);
+    } catch {
+      console.warn("non-JSON frame from server", event.data);
+      return;
+    }
+    enqueue(s, () => handleMessage(s, msg));
+  });
+  ws.addEventListener("close", (event) => {
+    // Run after any queued messages (the server sends `left`/`error` before closing).
+    enqueue(s, () => onSocketClosed(s, event));
+  });
+}
+
+function enqueue(s, fn) {
+  s.queue = s.queue.then(fn).catch((e) => {
+    console.error("error handling server message", e);
+    if (s === session && !s.closed) {
+      showError({ code: "client_error", message: String(e && e.message ? e.message : e) });
+    }
+  });
+}
+
+function send(s, msg) {
+  if (s.ws && s.ws.readyState === WebSocket.OPEN) {
+    s.ws.send(JSON.stringify(msg));
+    return true;
+  }
+  return false;
+}
+
+function onSocketClosed(s, event) {
+  if (s.closed || s !== session) return;
+  if (s.leaving) {
+    finishLeft(s, "left");
+    return;
+  }
+  // Closed without `left`: a fatal error (already shown) or a lost connection.
+  teardown();
+  if (sfu.state !== "error") {
+    const err = {
+      code: "disconnected",
+      message: `connection closed (${event.code}${event.reason ? " " + event.reason : ""})`,
+      fatal: true,
+    };
+    showError(err);
+    setState("error");
+  }
+  showLeftPanel(sfu.state === "error" ? "Disconnected" : "You left", errorText(sfu.lastError));
+}
+
+function errorText(err) {
+  if (!err) return "";
+  return err.message ? `${err.code}: ${err.message}` : err.code;
+}
+
+function leave() {
+  const s = session;
+  if (!s || s.closed) return;
+  s.leaving = true;
+  setStatus("Leaving…");
+  if (!send(s, { type: "leave" })) {
+    finishLeft(s, "left");
+    return;
+  }
+  // Stop sending media right away; wait (briefly) for the server's `left`.
+  stopLocalMedia(s);
+  setTimeout(() => {
+    if (session === s && !s.closed) finishLeft(s, "left");
+  }, LEAVE_TIMEOUT_MS);
+}
+
+function finishLeft(s, reason) {
+  if (s.closed) return;
+  teardown();
+  setState("left");
+  setStatus(REASONS[reason] || `Left the room (${reason}).`);
+  showLeftPanel(reason === "left" ? "You left" : "Session ended", REASONS[reason] || reason);
+}
+
+const NO_REJOIN = new Set(["invalid_token", "token_expired", "room_not_found", "room_closed"]);
+
+function showLeftPanel(title, reason) {
+  ui.leftTitle.textContent = title;
+  ui.leftReason.textContent = reason || "";
+  const err = sfu.state === "error" ? sfu.lastError : null;
+  ui.rejoin.hidden = !lastToken || Boolean(err && NO_REJOIN.has(err.code));
+  showPanel("left");
+  ui.tiles.replaceChildren();
+}
+
+function fail(s, err) {
+  showError(err);
+  setState("error");
+  if (s) {
+    teardown();
+    showLeftPanel("Could not stay in the room", errorText(err));
+  }
+}
+
+function stopLocalMedia(s) {
+  if (s.localStream) {
+    for (const track of s.localStream.getTracks()) track.stop();
+  }
+  for (const p of s.published) if (p.track) p.track.stop();
+}
+
+function teardown() {
+  const s = session;
+  if (!s || s.closed) return;
+  s.closed = true;
+  stopLocalMedia(s);
+  for (const pc of [s.publisherPc, s.subscriberPc]) {
+    if (pc) {
+      pc.onicecandidate = null;
+      pc.ontrack = null;
+      pc.close();
+    }
+  }
+  if (s.ws && s.ws.readyState <= WebSocket.OPEN) {
+    try {
+      s.ws.close(1000, "bye");
+    } catch {
+      /* ignore */
+    }
+  }
+  for (const r of s.remotes.values()) r.video.srcObject = null;
+  s.remotes.clear();
+  if (s.localTile) s.localTile.video.srcObject = null;
+  resetControls();
+}
+
+ui.leave.addEventListener("click", () => leave());
+ui.rejoin.addEventListener("click", () => {
+  if (lastToken) join(lastToken);
+});
+window.addEventListener("pagehide", () => {
+  if (session && !session.closed) {
+    send(session, { type: "leave" });
+    teardown();
+  }
+});
+
+// ---------------------------------------------------------------------------
+// Server messages
+
+async function handleMessage(s, msg) {
+  if (s.closed || s !== session) return;
+  switch (msg.type) {
+    case "joined":
+      return onJoined(s, msg);
+    case "answer":
+      if (msg.target === "publisher") return onPublisherAnswer(s, msg);
+      console.warn("answer for unexpected target", msg.target);
+      return;
+    case "offer":
+      if (msg.target === "subscriber") return onSubscriberOffer(s, msg);
+      console.warn("offer for unexpected target", msg.target);
+      return;
+    case "candidate":
+      return onRemoteCandidate(s, msg);
+    case "participant_joined":
+      addRemote(s, msg.participant);
+      return;
+    case "participant_left":
+      removeRemote(s, msg.participantId);
+      return;
+    case "track_published":
+      if (msg.track) noteRemoteTrack(s, msg.track);
+      return;
+    case "track_unpublished":
+      onTrackUnpublished(s, msg.trackId, msg.participantId);
+      return;
+    case "track_muted":
+      onTrackMuted(s, msg);
+      return;
+    case "error":
+      return onError(s, msg);
+    case "left":
+      finishLeft(s, msg.reason || "left");
+      return;
+    case "pong":
+      return;
+    default:
+      console.debug("ignoring message", msg.type);
+  }
+}
+
+function onJoined(s, msg) {
+  s.participant = msg.participant;
+  s.room = msg.room;
+  sfu.participantId = msg.participant.id;
+  setState("joined");
+  ui.roomName.textContent = msg.room ? `Room ${msg.room}` : "";
+  const who = msg.participant.name || msg.participant.identity || msg.participant.id;
+  setStatus(`Joined as ${who} (${msg.participant.role}).`);
+  addLocalTile(s);
+  for (const p of msg.participants || []) addRemote(s, p);
+  if (msg.participant.role !== "observer") {
+    // Not awaited: subscriber offers must not wait for the camera prompt.
+    startPublishing(s).catch((e) => {
+      console.error("publishing failed", e);
+      if (!s.closed) showError({ code: "media_error", message: String(e.message || e) });
+    });
+  }
+}
+
+function onError(s, msg) {
+  const err = {
+    code: msg.code || "error",
+    message: msg.message || "",
+    fatal: Boolean(msg.fatal),
+    ref: msg.ref,
+  };
+  if (err.fatal) {
+    fail(s, err);
+    return;
+  }
+  showError(err);
+  if (err.ref === "offer" && s.pubOfferPending) {
+    // Our publisher offer was refused: roll back so we can offer again later.
+    s.pubOfferPending = false;
+    const pc = s.publisherPc;
+    if (pc && pc.signalingState === "have-local-offer") {
+      return pc.setLocalDescription({ type: "rollback" }).catch((e) => console.warn(e));
+    }
+  }
+}
+
+async function onRemoteCandidate(s, msg) {
+  const pc = msg.target === "publisher" ? s.publisherPc : s.subscriberPc;
+  if (!pc || !pc.remoteDescription) return; // the SDP carries the server's candidates anyway
+  try {
+    await pc.addIceCandidate(msg.candidate || null);
+  } catch (e) {
+    console.warn("addIceCandidate failed", e);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Publishing
+
+function createPublisherPc(s) {
+  const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle", rtcpMuxPolicy: "require" });
+  pc.onicecandidate = (event) => {
+    const c = event.candidate && event.candidate.candidate ? event.candidate.toJSON() : null;
+    if (s.pubOfferSent) send(s, { type: "candidate", target: "publisher", candidate: c });
+    else s.pendingPubCandidates.push(c);
+  };
+  pc.onconnectionstatechange = () => {
+    document.body.dataset.publisher = pc.connectionState;
+    if (pc.connectionState === "failed" && !s.closed) {
+      showError({ code: "ice_failed", message: "could not send media to the server" });
+    }
+  };
+  return pc;
+}
+
+async function getLocalMedia() {
+  try {
+    return await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+  } catch (e) {
+    console.warn("audio+video failed, trying separately", e);
+  }
+  const stream = new MediaStream();
+  for (const kind of ["audio", "video"]) {
+    try {
+      const one = await navigator.mediaDevices.getUserMedia({ [kind]: true });
+      for (const t of one.getTracks()) stream.addTrack(t);
+    } catch (e) {
+      console.warn(`no ${kind}`, e);
+    }
+  }
+  if (stream.getTracks().length === 0) throw new Error("no camera or microphone available");
+  return stream;
+}
+
+async function startPublishing(s) {
+  const stream = await getLocalMedia();
+  if (s.closed) {
+    for (const t of stream.getTracks()) t.stop();
+    return;
+  }
+  s.localStream = stream;
+  s.publisherPc = createPublisherPc(s);
+  for (const track of stream.getTracks()) {
+    const source = track.kind === "audio" ? "microphone" : "camera";
+    const transceiver = s.publisherPc.addTransceiver(track, {
+      direction: "sendonly",
+      streams: [stream],
+    });
+    s.published.push({ transceiver, source, kind: track.kind, track });
+  }
+  setLocalPreview(s, stream);
+  ui.mic.disabled = !stream.getAudioTracks().length;
+  ui.camera.disabled = !stream.getVideoTracks().length;
+  ui.screen.disabled = !(navigator.mediaDevices && navigator.mediaDevices.getDisplayMedia);
+  await negotiatePublisher(s);
+}
+
+async function negotiatePublisher(s) {
+  const pc = s.publisherPc;
+  if (!pc || s.closed) return;
+  if (s.pubOfferPending) {
+    s.pubNeedsOffer = true;
+    return;
+  }
+  s.pubNeedsOffer = false;
+  s.pubOfferPending = true;
+  const offer = await pc.createOffer();
+  await pc.setLocalDescription(offer);
+  if (s.closed) return;
+  const tracks = [];
+  for (const p of s.published) {
+    const t = p.transceiver;
+    if (t.mid == null || !p.track || t.direction !== "sendonly") continue;
+    tracks.push({ mid: t.mid, source: p.source });
+  }
+  send(s, { type: "offer", target: "publisher", sdp: pc.localDescription.sdp, tracks });
+  if (!s.pubOfferSent) {
+    s.pubOfferSent = true;
+    for (const c of s.pendingPubCandidates.splice(0)) {
+      send(s, { type: "candidate", target: "publisher", candidate: c });
+    }
+  }
+}
+
+async function onPublisherAnswer(s, msg) {
+  const pc = s.publisherPc;
+  if (!pc || pc.signalingState !== "have-local-offer") {
+    console.warn("unexpected publisher answer in state", pc && pc.signalingState);
+    return;
+  }
+  await pc.setRemoteDescription({ type: "answer", sdp: msg.sdp });
+  s.pubTracks.clear();
+  for (const t of msg.tracks || []) s.pubTracks.set(t.mid, t);
+  s.pubOfferPending = false;
+  // Tell the server about tracks the user muted before their ids were known.
+  for (const p of s.published) {
+    if (!p.track || p.sentMuted === !p.track.enabled) continue;
+    const id = serverTrackId(s, p);
+    if (id) {
+      send(s, { type: "mute", trackId: id, muted: !p.track.enabled });
+      p.sentMuted = !p.track.enabled;
+    }
+  }
+  if (s.pubNeedsOffer) await negotiatePublisher(s);
+}
+
+function serverTrackId(s, p) {
+  const mid = p.transceiver.mid;
+  const info = mid != null ? s.pubTracks.get(mid) : null;
+  return info ? info.trackId : null;
+}
+
+function setSourceMuted(s, source, muted) {
+  const p = s.published.find((x) => x.source === source && x.track);
+  if (!p) return;
+  p.track.enabled = !muted;
+  const id = serverTrackId(s, p);
+  if (id) {
+    send(s, { type: "mute", trackId: id, muted });
+    p.sentMuted = muted;
+  }
+  updateLocalIndicators(s);
+}
+
+ui.mic.addEventListener("click", () => {
+  const s = session;
+  if (!s || s.closed) return;
+  const muted = ui.mic.getAttribute("aria-pressed") !== "true";
+  setSourceMuted(s, "microphone", muted);
+  ui.mic.setAttribute("aria-pressed", String(muted));
+  ui.mic.textContent = muted ? "Unmute mic" : "Mute mic";
+});
+
+ui.camera.addEventListener("click", () => {
+  const s = session;
+  if (!s || s.closed) return;
+  const muted = ui.camera.getAttribute("aria-pressed") !== "true";
+  setSourceMuted(s, "camera", muted);
+  ui.camera.setAttribute("aria-pressed", String(muted));
+  ui.camera.textContent = muted ? "Start camera" : "Stop camera";
+});
+
+ui.screen.addEventListener("click", async () => {
+  const s = session;
+  if (!s || s.closed || !s.publisherPc) return;
+  const active = s.published.find((p) => p.source === "screen" && p.track);
+  if (active) {
+    await stopScreenShare(s);
+    return;
+  }
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+  } catch (e) {
+    if (e.name !== "NotAllowedError" && e.name !== "AbortError") {
+      showError({ code: "media_error", message: String(e.message || e) });
+    }
+    return;
+  }
+  if (s.closed) {
+    for (const t of stream.getTracks()) t.stop();
+    return;
+  }
+  const track = stream.getVideoTracks()[0];
+  if (!track) return;
+  track.addEventListener("ended", () => stopScreenShare(s));
+  // Reuse a transceiver left over from an earlier share, otherwise add one.
+  let entry = s.published.find((p) => p.source === "screen" && !p.track);
+  if (entry) {
+    await entry.transceiver.sender.replaceTrack(track);
+    entry.transceiver.direction = "sendonly";
+    entry.track = track;
+  } else {
+    const transceiver = s.publisherPc.addTransceiver(track, { direction: "sendonly" });
+    entry = { transceiver, source: "screen", kind: "video", track };
+    s.published.push(entry);
+  }
+  ui.screen.setAttribute("aria-pressed", "true");
+  ui.screen.textContent = "Stop sharing";
+  await negotiatePublisher(s);
+});
+
+async function stopScreenShare(s) {
+  const entry = s.published.find((p) => p.source === "screen" && p.track);
+  if (!entry) return;
+  entry.track.stop();
+  entry.track = null;
+  ui.screen.setAttribute("aria-pressed", "false");
+  ui.screen.textContent = "Share screen";
+  if (s.closed) return;
+  await entry.transceiver.sender.replaceTrack(null);
+  entry.transceiver.direction = "inactive";
+  await negotiatePublisher(s);
+}
+
+function resetControls() {
+  for (const [button, label] of [
+    [ui.mic, "Mute mic"],
+    [ui.camera, "Stop camera"],
+    [ui.screen, "Share screen"],
+  ]) {
+    button.disabled = true;
+    button.setAttribute("aria-pressed", "false");
+    button.textContent = label;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Subscribing
+
+function createSubscriberPc(s) {
+  const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle", rtcpMuxPolicy: "require" });
+  pc.onicecandidate = (event) => {
+    const c = event.candidate && event.candidate.candidate ? event.candidate.toJSON() : null;
+    send(s, { type: "candidate", target: "subscriber", candidate: c });
+  };
+  pc.ontrack = (event) => {
+    const mid = event.transceiver ? event.transceiver.mid : null;
+    if (mid == null) return;
+    const stream = event.streams && event.streams[0];
+    s.subFallback.set(mid, {
+      trackId: event.track.id,
+      participantId: stream ? stream.id : null,
+      kind: event.track.kind,
+    });
+  };
+  pc.onconnectionstatechange = () => {
+    document.body.dataset.subscriber = pc.connectionState;
+    if (pc.connectionState === "failed" && !s.closed) {
+      showError({ code: "ice_failed", message: "could not receive media from the server" });
+    }
+  };
+  return pc;
+}
+
+async function onSubscriberOffer(s, msg) {
+  if (!s.subscriberPc) s.subscriberPc = createSubscriberPc(s);
+  const pc = s.subscriberPc;
+  for (const t of msg.tracks || []) {
+    if (t && t.mid != null) s.subTracks.set(String(t.mid), t);
+  }
+  await pc.setRemoteDescription({ type: "offer", sdp: msg.sdp });
+  const answer = await pc.createAnswer();
+  await pc.setLocalDescription(answer);
+  if (s.closed) return;
+  send(s, { type: "answer", target: "subscriber", sdp: pc.localDescription.sdp });
+  // Forget what the server no longer sends, so recycled m-lines get fresh info.
+  for (const t of pc.getTransceivers()) {
+    if (t.mid != null && !isActive(t)) {
+      s.subTracks.delete(t.mid);
+      s.subFallback.delete(t.mid);
+    }
+  }
+  reconcileSubscriptions(s);
+}
+
+function isActive(transceiver) {
+  const dir = transceiver.currentDirection;
+  return !transceiver.stopped && (dir === "recvonly" || dir === "sendrecv");
+}
+
+function subscriptionInfo(mid) {
+  const s = session;
+  if (!s) return null;
+  const info = s.subTracks.get(mid);
+  if (info && info.participantId) return info;
+  const fb = s.subFallback.get(mid);
+  if (fb && fb.participantId) return { ...fb, ...(info || {}), participantId: fb.participantId };
+  return info || null;
+}
+
+// Put each active receiver track into its participant's tile stream, and take
+// inactive or unpublished ones out.  Idempotent.
+function reconcileSubscriptions(s) {
+  const pc = s.subscriberPc;
+  if (!pc || s.closed) return;
+  for (const t of pc.getTransceivers()) {
+    if (t.mid == null) continue;
+    const track = t.receiver.track;
+    const info = subscriptionInfo(t.mid);
+    const owner = isActive(t) && info && info.participantId ? info.participantId : null;
+    for (const [pid, r] of s.remotes) {
+      if (pid !== owner && r.stream.getTracks().includes(track)) {
+        r.stream.removeTrack(track);
+        r.dirty = true;
+      }
+    }
+    if (owner && owner !== sfu.participantId) {
+      const r = s.remotes.get(owner) || addRemote(s, { id: owner });
+      if (!r.stream.getTracks().includes(track)) {
+        r.stream.addTrack(track);
+        r.dirty = true;
+      }
+      r.trackIds.set(track, info.trackId);
+    }
+  }
+  for (const r of s.remotes.values()) if (r.dirty) refreshRemoteTile(s, r);
+}
+
+function noteRemoteTrack(s, track) {
+  const r = s.remotes.get(track.participantId);
+  if (!r) return;
+  r.knownTracks.set(track.id, track);
+  updateRemoteIndicators(r);
+}
+
+function onTrackUnpublished(s, trackId, participantId) {
+  const r = s.remotes.get(participantId);
+  if (r) {
+    r.knownTracks.delete(trackId);
+    updateRemoteIndicators(r);
+  }
+  // Stop showing it now; its m-line goes inactive in the next offer.
+  for (const [mid, info] of [...s.subTracks]) {
+    if (info.trackId === trackId) s.subTracks.delete(mid);
+  }
+  for (const [mid, info] of [...s.subFallback]) {
+    if (info.trackId === trackId) s.subFallback.delete(mid);
+  }
+  reconcileSubscriptions(s);
+}
+
+function onTrackMuted(s, msg) {
+  if (msg.participantId === sfu.participantId) {
+    // A moderator muted one of our tracks.
+    const p = s.published.find((x) => serverTrackId(s, x) === msg.trackId);
+    if (p && p.track) {
+      p.track.enabled = !msg.muted;
+      p.sentMuted = msg.muted;
+      const button = p.source === "microphone" ? ui.mic : p.source === "camera" ? ui.camera : null;
+      if (button) {
+        button.setAttribute("aria-pressed", String(msg.muted));
+        if (p.source === "microphone") button.textContent = msg.muted ? "Unmute mic" : "Mute mic";
+        else button.textContent = msg.muted ? "Start camera" : "Stop camera";
+      }
+      updateLocalIndicators(s);
+    }
+    return;
+  }
+  const r = s.remotes.get(msg.participantId);
+  if (!r) return;
+  const t = r.knownTracks.get(msg.trackId);
+  if (t) t.muted = Boolean(msg.muted);
+  else r.knownTracks.set(msg.trackId, { id: msg.trackId, muted: Boolean(msg.muted) });
+  updateRemoteIndicators(r);
+}
+
+// ---------------------------------------------------------------------------
+// Tiles
+
+function makeTile({ id, name, role, local }) {
+  const tile = document.createElement("figure");
+  tile.className = local ? "tile local" : "tile remote";
+  tile.dataset.participantId = id || "";
+  if (role) tile.dataset.role = role;
+  const video = document.createElement("video");
+  video.autoplay = true;
+  video.playsInline = true;
+  video.muted = Boolean(local);
+  video.setAttribute("aria-label", local ? "Your camera" : `Video of ${name}`);
+  const placeholder = document.createElement("div");
+  placeholder.className = "placeholder";
+  placeholder.setAttribute("aria-hidden", "true");
+  placeholder.textContent = initials(name);
+  const caption = document.createElement("figcaption");
+  const label = document.createElement("span");
+  label.className = "name";
+  label.textContent = local ? `${name} (you)` : name;
+  const indicators = document.createElement("span");
+  indicators.className = "indicators";
+  caption.append(label);
+  if (role && role !== "student") {
+    const badge = document.createElement("span");
+    badge.className = "badge";
+    badge.textContent = role;
+    caption.append(badge);
+  }
+  caption.append(indicators);
+  tile.append(video, placeholder, caption);
+  return { tile, video, placeholder, indicators, label };
+}
+
+function initials(name) {
+  const parts = String(name || "?").trim().split(/\s+/).slice(0, 2);
+  return parts.map((p) => p[0] || "").join("").toUpperCase() || "?";
+}
+
+function displayName(p) {
+  return p.name || p.identity || p.id;
+}
+
+function addLocalTile(s) {
+  if (s.localTile || s.closed) return;
+  const p = s.participant;
+  const parts = makeTile({ id: p.id, name: displayName(p), role: p.role, local: true });
+  s.localTile = parts;
+  ui.tiles.prepend(parts.tile);
+  updateLocalIndicators(s);
+}
+
+function setLocalPreview(s, stream) {
+  if (!s.localTile || s.closed) return;
+  const video = s.localTile.video;
+  if (stream.getVideoTracks().length) {
+    video.srcObject = new MediaStream(stream.getVideoTracks());
+    video.play().catch(() => {});
+  }
+  updateLocalIndicators(s);
+}
+
+function updateLocalIndicators(s) {
+  if (!s.localTile) return;
+  const labels = [];
+  const mic = s.published.find((p) => p.source === "microphone" && p.track);
+  const cam = s.published.find((p) => p.source === "camera" && p.track);
+  if (mic && !mic.track.enabled) labels.push("mic off");
+  if (cam && !cam.track.enabled) labels.push("camera off");
+  s.localTile.indicators.textContent = labels.join(" · ");
+  s.localTile.tile.classList.toggle("has-video", Boolean(cam && cam.track.enabled));
+}
+
+function addRemote(s, p) {
+  if (!p || !p.id || p.id === sfu.participantId || s.closed) return null;
+  const existing = s.remotes.get(p.id);
+  if (existing) {
+    if (p.name || p.identity) {
+      existing.info = { ...existing.info, ...p };
+      existing.label.textContent = displayName(existing.info);
+      existing.placeholder.textContent = initials(displayName(existing.info));
+    }
+    return existing;
+  }
+  const parts = makeTile({ id: p.id, name: displayName(p), role: p.role, local: false });
+  const r = {
+    ...parts,
+    info: p,
+    stream: new MediaStream(),
+    trackIds: new WeakMap(),
+    knownTracks: new Map((p.tracks || []).map((t) => [t.id, t])),
+    dirty: false,
+    audioBlocked: false,
+  };
+  r.video.srcObject = r.stream;
+  s.remotes.set(p.id, r);
+  ui.tiles.append(r.tile);
+  updateRemoteIndicators(r);
+  return r;
+}
+
+function removeRemote(s, participantId) {
+  const r = s.remotes.get(participantId);
+  if (!r) return;
+  s.remotes.delete(participantId);
+  for (const track of r.stream.getTracks()) r.stream.removeTrack(track);
+  r.video.srcObject = null;
+  r.tile.remove();
+  for (const [mid, info] of [...s.subTracks]) {
+    if (info.participantId === participantId) s.subTracks.delete(mid);
+  }
+  for (const [mid, info] of [...s.subFallback]) {
+    if (info.participantId === participantId) s.subFallback.delete(mid);
+  }
+}
+
+function refreshRemoteTile(s, r) {
+  r.dirty = false;
+  const hasVideo = r.stream.getVideoTracks().length > 0;
+  r.tile.classList.toggle("has-video", hasVideo);
+  // Re-attach so the element picks up added/removed tracks.
+  r.video.srcObject = r.stream.getTracks().length ? r.stream : null;
+  if (r.video.srcObject) playRemote(r);
+  updateRemoteIndicators(r);
+}
+
+function playRemote(r) {
+  r.video.play().catch((e) => {
+    if (e.name !== "NotAllowedError") return;
+    // Autoplay with sound is blocked until the user interacts: play muted and
+    // offer a button to turn the sound on.
+    r.video.muted = true;
+    r.video.play().catch(() => {});
+    if (!r.audioBlocked) {
+      r.audioBlocked = true;
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "unmute-audio";
+      button.textContent = "Click to hear";
+      button.addEventListener("click", () => {
+        r.video.muted = false;
+        r.video.play().catch(() => {});
+        r.audioBlocked = false;
+        button.remove();
+      });
+      r.tile.append(button);
+    }
+  });
+}
+
+function updateRemoteIndicators(r) {
+  const labels = [];
+  for (const t of r.knownTracks.values()) {
+    if (!t.muted) continue;
+    if (t.source === "microphone" || t.kind === "audio") labels.push("mic off");
+    else if (t.source === "screen") labels.push("screen paused");
+    else labels.push("camera off");
+  }
+  r.indicators.textContent = [...new Set(labels)].join(" · ");
+  const cameraMuted = [...r.knownTracks.values()].some(
+    (t) => t.muted && (t.source === "camera" || (t.kind === "video" && t.source !== "screen")),
+  );
+  r.tile.classList.toggle("video-muted", cameraMuted);
+}
+
+// ---------------------------------------------------------------------------
+
+main();

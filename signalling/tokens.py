@@ -1,0 +1,93 @@
+"""HMAC-signed join tokens (JWT HS256), claims in the LiveKit style.
+
+Claims: ``iss`` (API key), ``sub`` (identity), ``name``, ``room``, ``role``
+(instructor/student/observer), ``grants`` {publish, subscribe, moderate, record}, ``iat``,
+``nbf``, ``exp``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import jwt
+
+from sfu.participant import ROLES, Grants
+
+ALGORITHM = "HS256"
+
+DEFAULT_GRANTS = {
+    "instructor": Grants(publish=True, subscribe=True, moderate=True, record=True),
+    "student": Grants(publish=True, subscribe=True, moderate=False, record=False),
+    "observer": Grants(publish=False, subscribe=True, moderate=False, record=False),
+}
+
+
+class TokenError(Exception):
+    code = "invalid_token"
+
+
+class TokenExpired(TokenError):
+    code = "token_expired"
+
+
+@dataclass(frozen=True, slots=True)
+class JoinClaims:
+    room: str
+    identity: str
+    name: str
+    role: str
+    grants: Grants
+    expires_at: int
+
+
+def mint(
+    api_key: str, secret: str, *, room: str, identity: str, name: str = "",
+    role: str = "student", ttl_s: int = 6 * 3600, grants: Grants | None = None,
+    now: float | None = None,
+) -> str:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}")
+    if not room or not identity:
+        raise ValueError("room and identity are required")
+    g = grants or DEFAULT_GRANTS[role]
+    t = int(time.time() if now is None else now)
+    claims = {
+        "iss": api_key, "sub": identity, "name": name or identity, "room": room, "role": role,
+        "grants": {"publish": g.publish, "subscribe": g.subscribe, "moderate": g.moderate,
+                   "record": g.record},
+        "iat": t, "nbf": t - 5, "exp": t + ttl_s,
+    }
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def verify(token: object, api_key: str, secret: str, now: float | None = None) -> JoinClaims:
+    if not isinstance(token, str) or not token or len(token) > 4096:
+        raise TokenError("token missing or not a string")
+    try:
+        claims = jwt.decode(
+            token, secret, algorithms=[ALGORITHM], issuer=api_key,
+            options={"require": ["exp", "sub", "iss"], "verify_iat": False},
+            leeway=0 if now is None else 0,
+        )
+    except jwt.ExpiredSignatureError:
+        raise TokenExpired("token has expired") from None
+    except jwt.ImmatureSignatureError:
+        raise TokenExpired("token is not valid yet (nbf)") from None
+    except jwt.InvalidTokenError as exc:
+        raise TokenError(f"invalid token: {exc}") from None
+    room, role = claims.get("room"), claims.get("role", "student")
+    if not isinstance(room, str) or not room:
+        raise TokenError("token has no room")
+    if role not in ROLES:
+        raise TokenError(f"token role {role!r} is not one of {ROLES}")
+    g = claims.get("grants") or {}
+    if not isinstance(g, dict):
+        raise TokenError("token grants must be an object")
+    d = DEFAULT_GRANTS[role]
+    grants = Grants(
+        publish=bool(g.get("publish", d.publish)), subscribe=bool(g.get("subscribe", d.subscribe)),
+        moderate=bool(g.get("moderate", d.moderate)), record=bool(g.get("record", d.record)),
+    )
+    return JoinClaims(room, str(claims["sub"]), str(claims.get("name") or claims["sub"]), role,
+                      grants, int(claims["exp"]))

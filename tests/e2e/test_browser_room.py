@@ -1,0 +1,337 @@
+"""Real headless Chromium pages in one room, through the served browser client.
+
+Acceptance: three pages with fake devices join one room and each receives the
+other two's audio and video; a fourth page joining late gets everyone and everyone
+gets it; a page that leaves disappears from the others (tile gone, m-lines
+inactive, counters frozen) while the rest keep flowing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+Client = Any  # tests/e2e/conftest.py: Client
+ClientFactory = Callable[..., Awaitable[Any]]
+
+JOIN_TIMEOUT_MS = 15_000
+MEDIA_TIMEOUT_MS = 25_000
+LEAVE_TIMEOUT_MS = 15_000
+SAMPLE_INTERVAL_S = 3.0
+POLL_MS = 250
+
+# Inbound streams of the subscriber connection, each mapped to the remote
+# participant whose track its m-line currently carries (via the mid and the
+# server offer's tracks list, which the client exposes as sfu.subscriptions()).
+COLLECT_INBOUND_JS = """
+async () => {
+  const sfu = window.sfu;
+  const pc = sfu && sfu.subscriberPc;
+  if (!pc || pc.connectionState === "closed") return [];
+  const subs = new Map(sfu.subscriptions().map((s) => [s.mid, s]));
+  const midByTrack = new Map();
+  for (const t of pc.getTransceivers()) {
+    if (t.mid != null) midByTrack.set(t.receiver.track.id, t.mid);
+  }
+  const report = await pc.getStats();
+  const out = [];
+  report.forEach((r) => {
+    if (r.type !== "inbound-rtp") return;
+    const mid = r.mid ?? midByTrack.get(r.trackIdentifier) ?? null;
+    const sub = mid != null ? subs.get(mid) : undefined;
+    out.push({
+      mid,
+      kind: r.kind,
+      participantId: sub && sub.active ? sub.participantId : null,
+      direction: sub ? sub.direction : null,
+      framesDecoded: r.framesDecoded || 0,
+      packetsReceived: r.packetsReceived || 0,
+    });
+  });
+  return out;
+}
+"""
+
+# True once, for every expected remote participant, the page shows a tile whose
+# <video> carries one live audio and one live video track, and decodes both.
+RECEIVING_FROM_JS = (
+    """
+async (expected) => {
+  const sfu = window.sfu;
+  if (!sfu || sfu.state !== "joined") return false;
+  const inbound = await ("""
+    + COLLECT_INBOUND_JS
+    + """)();
+  for (const pid of expected) {
+    const tile = document.querySelector(`.tile.remote[data-participant-id="${pid}"]`);
+    const stream = tile && tile.querySelector("video").srcObject;
+    if (!stream) return false;
+    const live = stream.getTracks().filter((t) => t.readyState === "live");
+    if (live.filter((t) => t.kind === "audio").length !== 1) return false;
+    if (live.filter((t) => t.kind === "video").length !== 1) return false;
+    const mine = inbound.filter((s) => s.participantId === pid);
+    if (!mine.some((s) => s.kind === "audio" && s.packetsReceived > 0)) return false;
+    if (!mine.some((s) => s.kind === "video" && s.framesDecoded > 0)) return false;
+  }
+  return true;
+}
+"""
+)
+
+# True once the page no longer shows `gone`, and the m-lines that carried its
+# tracks (`mids`) are no longer receiving.
+FORGOTTEN_JS = """
+({gone, mids}) => {
+  const sfu = window.sfu;
+  if (sfu.remoteParticipants().includes(gone)) return false;
+  if (document.querySelector(`.tile[data-participant-id="${gone}"]`)) return false;
+  const subs = sfu.subscriptions();
+  if (subs.some((s) => s.participantId === gone && s.active)) return false;
+  for (const mid of mids) {
+    const s = subs.find((x) => x.mid === mid);
+    if (s && (s.direction === "recvonly" || s.direction === "sendrecv")) return false;
+  }
+  return true;
+}
+"""
+
+
+def _room() -> str:
+    return "e2e-" + secrets.token_hex(4)
+
+
+async def _open_joined(
+    new_client: ClientFactory, base_url: str, token: str, label: str
+) -> tuple[Client, str]:
+    client = await new_client(f"{base_url}/?token={quote(token)}", label)
+    await client.page.wait_for_function(
+        "() => window.sfu && window.sfu.state === 'joined'", timeout=JOIN_TIMEOUT_MS
+    )
+    return client, await client.participant_id()
+
+
+async def _wait_async(page: Any, js: str, arg: Any, timeout_ms: int) -> None:
+    """Like ``page.wait_for_function`` for an *async* predicate.
+
+    ``wait_for_function`` does not await a returned promise (a promise is truthy),
+    and ``getStats()`` is async, so poll with ``evaluate``, which does.
+    """
+    deadline = time.monotonic() + timeout_ms / 1000
+    while not await page.evaluate(js, arg):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"predicate still false after {timeout_ms} ms")
+        await asyncio.sleep(POLL_MS / 1000)
+
+
+async def _wait_receiving(client: Client, expected: list[str]) -> None:
+    try:
+        await _wait_async(client.page, RECEIVING_FROM_JS, expected, MEDIA_TIMEOUT_MS)
+    except TimeoutError as exc:
+        inbound = await client.page.evaluate(COLLECT_INBOUND_JS)
+        subs = await client.page.evaluate("() => window.sfu.subscriptions()")
+        state = await client.page.evaluate(
+            "() => ({state: window.sfu.state, err: window.sfu.lastError,"
+            " remotes: window.sfu.remoteParticipants(),"
+            " sub: window.sfu.subscriberPc && window.sfu.subscriberPc.connectionState,"
+            " pub: window.sfu.publisherPc && window.sfu.publisherPc.connectionState})"
+        )
+        raise AssertionError(
+            f"{client.label} did not receive media from {expected}: {state}\n"
+            f"subscriptions={subs}\ninbound={inbound}"
+        ) from exc
+
+
+async def _media_counters(client: Client) -> dict[tuple[str, str], int]:
+    """(participantId, kind) -> video framesDecoded / audio packetsReceived."""
+    counters: dict[tuple[str, str], int] = {}
+    inbound = await client.page.evaluate(COLLECT_INBOUND_JS)
+    client.console.append(f"[e2e] inbound {inbound}")
+    for s in inbound:
+        if not s["participantId"]:
+            continue
+        key = (s["participantId"], s["kind"])
+        value = s["framesDecoded"] if s["kind"] == "video" else s["packetsReceived"]
+        counters[key] = counters.get(key, 0) + int(value)
+    return counters
+
+
+async def _assert_media_flowing(clients: dict[str, Client], ids: dict[str, str]) -> None:
+    """Every page decodes video and receives audio from every other page, increasingly."""
+    names = {pid: label for label, pid in ids.items()}
+    before = await asyncio.gather(*(_media_counters(c) for c in clients.values()))
+    await asyncio.sleep(SAMPLE_INTERVAL_S)
+    after = await asyncio.gather(*(_media_counters(c) for c in clients.values()))
+    problems = []
+    for (label, _client), b, a in zip(clients.items(), before, after, strict=True):
+        expected = {
+            (pid, kind)
+            for other, pid in ids.items()
+            if other != label
+            for kind in ("audio", "video")
+        }
+        if set(a) != expected:
+            problems.append(
+                f"{label} receives from {sorted((names.get(p, p), k) for p, k in a)}, "
+                f"expected {sorted((names[p], k) for p, k in expected)}"
+            )
+            continue
+        for key in sorted(expected):
+            if not a[key] > b.get(key, 0):
+                problems.append(
+                    f"{label}: {key[1]} from {names[key[0]]} did not increase "
+                    f"({b.get(key)} -> {a[key]})"
+                )
+    assert not problems, "\n".join(problems)
+
+
+async def test_three_pages_then_late_joiner_then_leave(
+    sfu_server: Any, new_client: ClientFactory, mint_token: Any
+) -> None:
+    started = time.monotonic()
+    base_url = sfu_server.base_url
+    room = _room()
+    roles = {"alice": "instructor", "bob": "student", "carol": "student"}
+    tokens = {
+        label: await mint_token(room, f"{label}-{secrets.token_hex(2)}", label.title(), role)
+        for label, role in roles.items()
+    }
+
+    # Three pages join together.
+    opened = await asyncio.gather(
+        *(_open_joined(new_client, base_url, tokens[label], label) for label in roles)
+    )
+    clients = {label: c for label, (c, _) in zip(roles, opened, strict=True)}
+    ids = {label: pid for label, (_, pid) in zip(roles, opened, strict=True)}
+    assert len(set(ids.values())) == 3
+
+    await asyncio.gather(
+        *(
+            _wait_receiving(c, [pid for other, pid in ids.items() if other != label])
+            for label, c in clients.items()
+        )
+    )
+    await _assert_media_flowing(clients, ids)
+
+    # A fourth page joins late: it gets everyone, and everyone gets it.
+    dave_token = await mint_token(room, f"dave-{secrets.token_hex(2)}", "Dave", "student")
+    dave, dave_id = await _open_joined(new_client, base_url, dave_token, "dave")
+    clients["dave"] = dave
+    ids["dave"] = dave_id
+    await asyncio.gather(
+        *(
+            _wait_receiving(c, [pid for other, pid in ids.items() if other != label])
+            for label, c in clients.items()
+        )
+    )
+    await _assert_media_flowing(clients, ids)
+
+    # Carol leaves through the leave button.
+    carol = clients.pop("carol")
+    carol_id = ids.pop("carol")
+    carol_mids = {}
+    for label, c in clients.items():
+        subs = await c.page.evaluate("() => window.sfu.subscriptions()")
+        carol_mids[label] = [s["mid"] for s in subs if s["participantId"] == carol_id]
+        assert len(carol_mids[label]) == 2, (label, subs)
+
+    await carol.page.click("#leave")
+    await carol.page.wait_for_function(
+        "() => window.sfu.state === 'left'", timeout=LEAVE_TIMEOUT_MS
+    )
+    assert await carol.page.is_visible("#left-panel")
+    assert await carol.page.evaluate("() => window.sfu.remoteParticipants().length") == 0
+
+    await asyncio.gather(
+        *(
+            c.page.wait_for_function(
+                FORGOTTEN_JS,
+                arg={"gone": carol_id, "mids": carol_mids[label]},
+                timeout=LEAVE_TIMEOUT_MS,
+                polling=POLL_MS,
+            )
+            for label, c in clients.items()
+        )
+    )
+
+    # Carol's counters are frozen on every remaining page, the others still flow.
+    async def carol_counters(label: str) -> dict[str, int]:
+        stats = await clients[label].page.evaluate(COLLECT_INBOUND_JS)
+        return {s["mid"]: s["packetsReceived"] for s in stats if s["mid"] in carol_mids[label]}
+
+    frozen_before = {label: await carol_counters(label) for label in clients}
+    await _assert_media_flowing(clients, ids)
+    frozen_after = {label: await carol_counters(label) for label in clients}
+    for label in clients:
+        for mid, value in frozen_after[label].items():
+            assert value == frozen_before[label].get(mid, value), (
+                f"{label} still receives packets on carol's old m-line {mid}"
+            )
+    for label, c in clients.items():
+        remotes = set(await c.page.evaluate("() => window.sfu.remoteParticipants()"))
+        assert remotes == {pid for other, pid in ids.items() if other != label}, label
+
+    assert time.monotonic() - started < 90, "end-to-end run too slow"
+
+
+async def test_dev_form_join(sfu_server: Any, new_client: ClientFactory) -> None:
+    client = await new_client(sfu_server.base_url + "/", "form")
+    page = client.page
+    await page.wait_for_selector("#join-form", state="visible", timeout=JOIN_TIMEOUT_MS)
+    # The identity field comes pre-filled with a random default.
+    assert (await page.input_value("#join-identity")).strip()
+    await page.fill("#join-room", _room())
+    await page.fill("#join-name", "Form Student")
+    await page.select_option("#join-role", "student")
+    await page.click("#join-submit")
+    await page.wait_for_function("() => window.sfu.state === 'joined'", timeout=JOIN_TIMEOUT_MS)
+    pid = await client.participant_id()
+    assert pid
+    assert await page.is_hidden("#join-panel")
+    assert await page.locator(f'.tile.local[data-participant-id="{pid}"]').count() == 1
+    # The page publishes its fake camera and microphone.
+    await page.wait_for_function(
+        "() => window.sfu.publications().filter((p) => p.trackId).length === 2",
+        timeout=JOIN_TIMEOUT_MS,
+        polling=POLL_MS,
+    )
+
+
+def _forge(token: str) -> str:
+    """A token with a valid shape whose signature does not verify."""
+    parts = token.split(".")
+    if len(parts) == 3:  # JWT: re-sign header.payload with the wrong key
+        signing_input = f"{parts[0]}.{parts[1]}".encode()
+        sig = hmac.new(b"not-the-server-secret", signing_input, hashlib.sha256).digest()
+        return f"{parts[0]}.{parts[1]}." + base64.urlsafe_b64encode(sig).rstrip(b"=").decode()
+    middle = len(token) // 2
+    flipped = "A" if token[middle] != "A" else "B"
+    return token[:middle] + flipped + token[middle + 1 :]
+
+
+async def test_forged_token_shows_invalid_token(
+    sfu_server: Any, new_client: ClientFactory, mint_token: Any
+) -> None:
+    good = await mint_token(_room(), "mallory", "Mallory", "instructor")
+    forged = _forge(good)
+    assert forged != good
+    client = await new_client(f"{sfu_server.base_url}/?token={quote(forged)}", "forged")
+    page = client.page
+    await page.wait_for_function("() => window.sfu.state === 'error'", timeout=JOIN_TIMEOUT_MS)
+    await page.wait_for_function(
+        "() => document.getElementById('status').textContent.includes('invalid_token')",
+        timeout=JOIN_TIMEOUT_MS,
+    )
+    last_error = await page.evaluate("() => window.sfu.lastError")
+    assert last_error["code"] == "invalid_token", last_error
+    assert await page.evaluate("() => window.sfu.participantId") is None

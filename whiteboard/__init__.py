@@ -1,0 +1,1 @@
+"""whiteboard: see shared/DESIGN.md (not built yet)."""
