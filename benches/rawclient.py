@@ -57,10 +57,11 @@ def publisher_offer(local: LocalTransport, audio_ssrc: int, video_ssrc: int,
         mids.append("a")
         body += ["m=audio 9 UDP/TLS/RTP/SAVPF 111 0", *_transport_lines(local, "actpass"),
                  "a=mid:a", "a=sendonly", "a=rtcp-mux",
-                 f"a=extmap:{PUB_MID_ID} {MID_URI}", f"a=extmap:{PUB_AUDIO_LEVEL_ID} {AUDIO_LEVEL_URI}",
+                 f"a=extmap:{PUB_MID_ID} {MID_URI}",
+                 f"a=extmap:{PUB_AUDIO_LEVEL_ID} {AUDIO_LEVEL_URI}",
                  "a=rtpmap:111 opus/48000/2", "a=fmtp:111 minptime=10;useinbandfec=1",
                  "a=rtpmap:0 PCMU/8000",
-                 f"a=ssrc:{audio_ssrc} cname:raw", f"a=msid:raw audio"]
+                 f"a=ssrc:{audio_ssrc} cname:raw", "a=msid:raw audio"]
     if video:
         mids.append("v")
         body += ["m=video 9 UDP/TLS/RTP/SAVPF 100", *_transport_lines(local, "actpass"),
@@ -156,7 +157,7 @@ class RawClient:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise asyncio.TimeoutError(f"no {mtype!r} message; saw {self.log[-5:]}")
+                raise TimeoutError(f"no {mtype!r} message; saw {self.log[-5:]}")
             msg = await asyncio.wait_for(self.messages.get(), remaining)
             if msg["type"] == mtype and (pred is None or pred(msg)):
                 return msg

@@ -154,12 +154,11 @@ class Participant:
         first = next(m for m in offer.media if m.port != 0 and m.mid not in answer.rejected_mids)
         ufrag, pwd = offer.ice_of(first)
         self.publisher.start(ufrag, pwd, offer.fingerprints_of(first), dtls_role="client")
-        for m in offer.media:
-            for cand in m.candidates:
-                await self._add_candidate(self.publisher, cand)
-            if m.end_of_candidates:
-                await self.publisher.add_remote_candidate(None)
-                break
+        # BUNDLE: only the first accepted section's transport is used
+        for cand in first.candidates:
+            await self._add_candidate(self.publisher, cand)
+        if first.end_of_candidates:
+            await self.publisher.add_remote_candidate(None)
         self._apply_publication(answer.accepted, sources)
         return {
             "type": "answer",

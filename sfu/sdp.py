@@ -116,6 +116,8 @@ def parse(text: str) -> SessionDescription:
         raise SdpError("empty SDP")
     if len(text) > MAX_SDP_BYTES:
         raise SdpError(f"SDP larger than {MAX_SDP_BYTES} bytes")
+    if not text.endswith("\n"):
+        raise SdpError("SDP is truncated: the last line has no line terminator")
     lines = text.replace("\r\n", "\n").split("\n")
     if not lines[0].startswith("v=0"):
         raise SdpError("SDP must start with v=0")
@@ -151,8 +153,13 @@ def parse(text: str) -> SessionDescription:
             _media_attr(current, name, arg, lineno)
     for m in session.media:
         for fmt in m.formats:
-            if m.kind in ("audio", "video") and fmt.isdigit():
+            if m.kind in ("audio", "video") and fmt.isdigit() and m.port != 0:
                 pt = int(fmt)
+                if pt >= 96 and not (pt in m.codecs and m.codecs[pt].name):
+                    raise SdpError(
+                        f"media section {m.mid!r}: payload type {pt} has no a=rtpmap "
+                        "(truncated or malformed SDP)"
+                    )
                 if pt not in m.codecs and pt < 96:
                     static = {0: ("PCMU", 8000), 8: ("PCMA", 8000), 9: ("G722", 8000)}
                     if pt in static:

@@ -118,7 +118,7 @@ class SignallingSession:
             self._outbox.put_nowait(None)
             try:
                 await asyncio.wait_for(writer, 2.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 writer.cancel()
             if not self.ws.closed:
                 await self.ws.close()

@@ -34,6 +34,7 @@ const ui = {
 };
 
 const LEAVE_TIMEOUT_MS = 2000;
+const MESSAGE_LOG_SIZE = 200;
 
 const REASONS = {
   left: "You left the room.",
@@ -132,10 +133,38 @@ const sfu = {
         };
       });
   },
+  // Recent signalling frames, summarised (SDP bodies reduced to their m-lines), for debugging.
+  messages: [],
   join: (token) => join(token),
   leave: () => leave(),
 };
 window.sfu = sfu;
+
+function summarizeSdp(sdp) {
+  const out = [];
+  let current = null;
+  for (const line of String(sdp).split(/\r?\n/)) {
+    if (line.startsWith("m=")) {
+      current = { m: line.split(" ").slice(0, 2).join(" ") };
+      out.push(current);
+    } else if (current && line.startsWith("a=mid:")) {
+      current.mid = line.slice(6);
+    } else if (current && /^a=(sendrecv|sendonly|recvonly|inactive)$/.test(line)) {
+      current.dir = line.slice(2);
+    } else if (current && line.startsWith("a=msid:")) {
+      current.msid = line.slice(7);
+    }
+  }
+  return out;
+}
+
+function logMessage(direction, msg) {
+  const entry = { t: Math.round(performance.now()), dir: direction, ...msg };
+  if (typeof entry.sdp === "string") entry.sdp = summarizeSdp(entry.sdp);
+  if (entry.type === "join") entry.token = "…";
+  sfu.messages.push(entry);
+  if (sfu.messages.length > MESSAGE_LOG_SIZE) sfu.messages.splice(0, sfu.messages.length - MESSAGE_LOG_SIZE);
+}
 
 function setState(state) {
   sfu.state = state;
@@ -250,6 +279,7 @@ function join(token) {
   const s = session;
   sfu.lastError = null;
   sfu.participantId = null;
+  sfu.messages = [];
   setState("joining");
   setStatus("Joining…");
   showPanel("room");
@@ -275,6 +305,7 @@ function join(token) {
       console.warn("non-JSON frame from server", event.data);
       return;
     }
+    logMessage("in", msg);
     enqueue(s, () => handleMessage(s, msg));
   });
   ws.addEventListener("close", (event) => {
@@ -295,6 +326,7 @@ function enqueue(s, fn) {
 function send(s, msg) {
   if (s.ws && s.ws.readyState === WebSocket.OPEN) {
     s.ws.send(JSON.stringify(msg));
+    logMessage("out", msg);
     return true;
   }
   return false;
@@ -358,14 +390,16 @@ function showLeftPanel(title, reason) {
   ui.rejoin.hidden = !lastToken || Boolean(err && NO_REJOIN.has(err.code));
   showPanel("left");
   ui.tiles.replaceChildren();
+  if (!ui.rejoin.hidden) ui.rejoin.focus();
 }
 
 function fail(s, err) {
   showError(err);
   setState("error");
   if (s) {
+    const wasJoined = Boolean(s.participant);
     teardown();
-    showLeftPanel("Could not stay in the room", errorText(err));
+    showLeftPanel(wasJoined ? "Disconnected" : "Could not join", errorText(err));
   }
 }
 
@@ -560,7 +594,7 @@ async function startPublishing(s) {
       direction: "sendonly",
       streams: [stream],
     });
-    s.published.push({ transceiver, source, kind: track.kind, track });
+    s.published.push({ transceiver, source, kind: track.kind, track, sentMuted: false });
   }
   setLocalPreview(s, stream);
   ui.mic.disabled = !stream.getAudioTracks().length;
@@ -684,9 +718,10 @@ ui.screen.addEventListener("click", async () => {
     await entry.transceiver.sender.replaceTrack(track);
     entry.transceiver.direction = "sendonly";
     entry.track = track;
+    entry.sentMuted = false;
   } else {
     const transceiver = s.publisherPc.addTransceiver(track, { direction: "sendonly" });
-    entry = { transceiver, source: "screen", kind: "video", track };
+    entry = { transceiver, source: "screen", kind: "video", track, sentMuted: false };
     s.published.push(entry);
   }
   ui.screen.setAttribute("aria-pressed", "true");

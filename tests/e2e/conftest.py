@@ -35,6 +35,13 @@ CHROMIUM_ARGS = [
 # How much of each page's console to print when a test fails.
 CONSOLE_TAIL = 60
 
+# The client's summary of recent signalling frames (window.sfu.messages), minus trickle.
+MESSAGES_JS = """
+() => (window.sfu && window.sfu.messages || [])
+  .filter((m) => m.type !== "candidate")
+  .map((m) => JSON.stringify(m))
+"""
+
 
 @dataclass
 class Client:
@@ -119,6 +126,13 @@ async def new_client(browser: Any, request: pytest.FixtureRequest) -> AsyncItera
                 print(f"---- console of {client.label} ----")
                 for line in client.console[-CONSOLE_TAIL:]:
                     print(line)
+                print(f"---- signalling of {client.label} (no candidates) ----")
+                try:
+                    messages = await client.page.evaluate(MESSAGES_JS)
+                except Exception as exc:
+                    messages = [f"unavailable: {exc!r}"]
+                for message in messages:
+                    print(message)
         for client in clients:
             try:
                 await client.context.close()

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Set up the project on a fresh Debian/Ubuntu machine with Python 3.11.
+#   scripts/setup.sh          runtime dependencies in .venv
+#   scripts/setup.sh --test   plus test dependencies (pytest, playwright) and Debian chromium
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WITH_TEST=0
+[ "${1:-}" = "--test" ] && WITH_TEST=1
+
+SUDO=""
+if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
+APT_UPDATED=0
+apt_install() {
+  if [ "$APT_UPDATED" = "0" ]; then
+    $SUDO apt-get update -q >/dev/null
+    APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "$@" >/dev/null
+}
+
+PY="${PYTHON:-}"
+if [ -z "$PY" ]; then
+  for cand in python3.11 python3.12 python3; do
+    if command -v "$cand" >/dev/null 2>&1 && "$cand" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+      PY="$cand"; break
+    fi
+  done
+fi
+if [ -z "$PY" ]; then
+  echo "Python 3.11 or newer is required" >&2
+  exit 1
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  if ! "$PY" -m venv .venv >/dev/null 2>&1; then
+    rm -rf .venv
+    apt_install python3-venv
+    "$PY" -m venv .venv
+  fi
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+if [ "$WITH_TEST" = "1" ]; then
+  .venv/bin/python -m pip install -q -e '.[test]'
+  if [ ! -x /usr/bin/chromium ]; then
+    echo "installing Debian chromium for the browser tests..."
+    apt_install chromium
+  fi
+else
+  .venv/bin/python -m pip install -q -e .
+fi
+echo "environment ready: .venv ($(.venv/bin/python --version))"

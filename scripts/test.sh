@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# One command: install test dependencies (incl. Debian chromium) and run the whole suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh --test
+.venv/bin/python -m ruff check sfu signalling events benches tests
+exec .venv/bin/python -m pytest "$@"
