@@ -500,6 +500,7 @@ class Window:
     sent: dict[str, int]
     server_counters: dict[str, float]
     per_sub: list[dict[str, int]]
+    publisher_max_late_ms: float
 
     @property
     def forwarded(self) -> int:
@@ -529,8 +530,9 @@ async def _snap_all(workers: list[Worker]) -> list[dict[int, tuple[int, int, int
 async def measure(seconds: float, server: Server, pub: Publisher, workers: list[Worker],
                   http: Any) -> Window:
     m0 = await scrape_metrics(http, server)
-    snaps0 = await _snap_all(workers)
     sent0 = dict(pub.sent)
+    snaps0 = await _snap_all(workers)
+    pub.max_late_ms = 0.0
     t0 = time.monotonic()
     s0, p0 = proc_cpu_s(server.proc.pid), proc_cpu_s()
     w0 = sum(proc_cpu_s(w.proc.pid) for w in workers)
@@ -539,6 +541,7 @@ async def measure(seconds: float, server: Server, pub: Publisher, workers: list[
     w1 = sum(proc_cpu_s(w.proc.pid) for w in workers)
     t1 = time.monotonic()
     sent1 = dict(pub.sent)
+    max_late_ms = pub.max_late_ms
     snaps1 = await _snap_all(workers)
     m1 = await scrape_metrics(http, server)
     counters = {k: m1[k] - m0.get(k, 0.0) for k in m1
@@ -546,7 +549,7 @@ async def measure(seconds: float, server: Server, pub: Publisher, workers: list[
                          "sfu_retransmissions", "sfu_rtp_duplicates", "sfu_keyframe_requests_sent")}
     return Window(t1 - t0, s1 - s0, p1 - p0, w1 - w0,
                   {k: sent1[k] - sent0[k] for k in sent1}, counters,
-                  [_sub_delta(a, b) for a, b in zip(snaps0, snaps1)])
+                  [_sub_delta(a, b) for a, b in zip(snaps0, snaps1)], max_late_ms)
 
 
 async def _wait_all_receiving(workers: list[Worker], n_subs: int, timeout: float) -> None:
@@ -591,8 +594,7 @@ async def run_bench(subscribers: int, seconds: float, workers: int, warmup: floa
         await asyncio.sleep(max(1.0, warmup))
         log(f"steady phase: {subscribers} subscribers, {seconds} s")
         steady = await measure(seconds, server, pub, pool, http)
-        publisher_stats = {"send_failures": pub.send_failures,
-                           "max_late_ms": round(pub.max_late_ms, 1)}
+        publisher_stats = {"send_failures": pub.send_failures}
     except BaseException:
         sys.stderr.write("---- server log (tail) ----\n" + "".join(server.log))
         raise
@@ -621,6 +623,7 @@ def _window_json(w: Window) -> dict[str, Any]:
                           "workers": round(w.workers_cpu_s, 3),
                           "total": round(w.publisher_cpu_s + w.workers_cpu_s, 3)},
         "server_counters": w.server_counters,
+        "publisher_max_late_ms": round(w.publisher_max_late_ms, 1),
     }
 
 

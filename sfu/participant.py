@@ -104,6 +104,7 @@ class Participant:
         # subscribing
         self.subscriber: MediaTransport | None = None
         self.slots: list[SubscriberSlot] = []
+        self._offered_slots: list[SubscriberSlot] = []
         self.subscriptions: dict[str, Subscription] = {}  # by track id
         self._subs_by_ssrc: dict[int, Subscription] = {}
         self._next_mid = 0
@@ -349,7 +350,9 @@ class Participant:
                 return
             if self.closed:
                 return
-            offer = build_subscriber_offer(self.slots, transport.local())
+            # slots added while this offer is outstanding go into the next one
+            self._offered_slots = list(self.slots)
+            offer = build_subscriber_offer(self._offered_slots, transport.local())
             tracks = []
             for slot in self.slots:
                 if slot.active:
@@ -366,12 +369,13 @@ class Participant:
         if not self._offer_pending or self.subscriber is None:
             raise InvalidState("no subscriber offer is outstanding")
         answer = sdp.parse(sdp_text)
-        info = read_subscriber_answer(answer, self.slots)
+        offered = self._offered_slots
+        info = read_subscriber_answer(answer, offered)
         transport = self.subscriber
         transport.start(info.ice_ufrag, info.ice_pwd, info.fingerprints, info.dtls_role)
         for cand in info.candidates:
             await self._add_candidate(transport, cand)
-        for slot in self.slots:
+        for slot in offered:
             sub = self.subscriptions.get(slot.track_id or "")
             if sub is None:
                 continue

@@ -39,7 +39,7 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(cfg)
 
     async def main() -> None:
-        runner = web.AppRunner(app, handle_signals=True)
+        runner = web.AppRunner(app, handle_signals=True, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, cfg.server.host, cfg.server.port)
         await site.start()
