@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 from aiortc.rtcdtlstransport import RTCCertificate
 
+from sfu import rtcp
 from sfu import sdp as sdp_mod
 from sfu.negotiation import LocalTransport
 from sfu.transport import MediaTransport
@@ -121,6 +122,11 @@ class RawClient:
         self._sub_connected = asyncio.Event()
         self._pub_connected = asyncio.Event()
         self.errors: list[dict[str, Any]] = []
+        #: RTCP the server sent on each connection, parsed
+        self.pub_rtcp: list[rtcp.RtcpMessage] = []
+        self.sub_rtcp: list[rtcp.RtcpMessage] = []
+        #: every RTP packet received on the subscriber connection (when recording)
+        self.raw_packets: list[bytes] = []
         self.sub_offers = 0
 
     # -- signalling -------------------------------------------------------------------
@@ -211,7 +217,11 @@ class RawClient:
         return self.publisher.send_rtp(packet)
 
     def _on_pub_rtcp(self, data: bytes) -> None:
-        self.pub_rtcp = getattr(self, "pub_rtcp", 0) + 1
+        self.pub_rtcp.extend(rtcp.parse(data))
+
+    def send_subscriber_rtcp(self, packet: bytes) -> bool:
+        assert self.subscriber is not None
+        return self.subscriber.send_rtcp(packet)
 
     # -- subscribing ------------------------------------------------------------------
 
@@ -228,7 +238,7 @@ class RawClient:
         if first_offer:
             self.subscriber = MediaTransport(
                 self.certificate, self.addresses, controlling=False,
-                on_rtp=self._on_sub_rtp, on_rtcp=lambda d: None,
+                on_rtp=self._on_sub_rtp, on_rtcp=lambda d: self.sub_rtcp.extend(rtcp.parse(d)),
                 on_state=lambda s: self._sub_connected.set() if s == "connected" else None,
                 name="raw-sub")
             await self.subscriber.gather()
@@ -256,6 +266,7 @@ class RawClient:
         if rec.first_ms is None:
             rec.first_ms = arrival_ms
         if self.record:
+            self.raw_packets.append(data)
             hlen = 12 + 4 * (data[0] & 0x0F)
             ext = b""
             if data[0] & 0x10:
