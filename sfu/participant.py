@@ -236,7 +236,7 @@ class Participant:
         if by is not self and not muted:
             raise PermissionDenied("only the publisher can unmute its track")
         if track.muted != muted:
-            track.set_muted(muted)
+            track.set_muted(muted, now_ms())
             self.room.track_muted(self, track)
         return track
 
@@ -350,7 +350,9 @@ class Participant:
                 return
             if self.closed:
                 return
-            # slots added while this offer is outstanding go into the next one
+            # slots added while this offer is outstanding go into the next one; changes
+            # made while gathering are in this one
+            self._offer_dirty = False
             self._offered_slots = list(self.slots)
             offer = build_subscriber_offer(self._offered_slots, transport.local())
             tracks = []
@@ -368,9 +370,14 @@ class Participant:
     async def handle_subscriber_answer(self, sdp_text: str) -> None:
         if not self._offer_pending or self.subscriber is None:
             raise InvalidState("no subscriber offer is outstanding")
-        answer = sdp.parse(sdp_text)
         offered = self._offered_slots
-        info = read_subscriber_answer(answer, offered)
+        try:
+            info = read_subscriber_answer(sdp.parse(sdp_text), offered)
+        except sdp.SdpError:
+            # the client applied our offer but its answer is unusable: offer again
+            self._offer_pending = False
+            self.schedule_subscriber_offer()
+            raise
         transport = self.subscriber
         transport.start(info.ice_ufrag, info.ice_pwd, info.fingerprints, info.dtls_role)
         for cand in info.candidates:

@@ -172,13 +172,15 @@ class PublishedTrack:
         if sub in self.subscriptions:
             self.subscriptions.remove(sub)
 
-    def set_muted(self, muted: bool) -> None:
+    def set_muted(self, muted: bool, now_ms: float) -> None:
         if muted == self.muted:
             return
         self.muted = muted
         if not muted:
+            # output continues without a sequence gap; video needs a keyframe to resume
             for sub in self.subscriptions:
                 sub.forwarder.resync()
+            self.request_keyframe(now_ms)
 
     def close(self) -> None:
         if self.closed:

@@ -429,7 +429,10 @@ function teardown() {
       /* ignore */
     }
   }
-  for (const r of s.remotes.values()) r.video.srcObject = null;
+  for (const r of s.remotes.values()) {
+    r.video.srcObject = null;
+    if (r.screen) r.screen.video.srcObject = null;
+  }
   s.remotes.clear();
   if (s.localTile) s.localTile.video.srcObject = null;
   resetControls();
@@ -828,22 +831,58 @@ function reconcileSubscriptions(s) {
     const track = t.receiver.track;
     const info = subscriptionInfo(t.mid);
     const owner = isActive(t) && info && info.participantId ? info.participantId : null;
-    for (const [pid, r] of s.remotes) {
-      if (pid !== owner && r.stream.getTracks().includes(track)) {
-        r.stream.removeTrack(track);
-        r.dirty = true;
-      }
-    }
+    let target = null;
     if (owner && owner !== sfu.participantId) {
       const r = s.remotes.get(owner) || addRemote(s, { id: owner });
-      if (!r.stream.getTracks().includes(track)) {
-        r.stream.addTrack(track);
-        r.dirty = true;
+      // A <video> shows one video track: screen shares get a tile of their own.
+      target = info.source === "screen" ? screenOf(s, r) : r;
+      if (!target.stream.getTracks().includes(track)) {
+        target.stream.addTrack(track);
+        target.dirty = true;
       }
-      r.trackIds.set(track, info.trackId);
+    }
+    for (const r of s.remotes.values()) {
+      for (const holder of [r, r.screen]) {
+        if (holder && holder !== target && holder.stream.getTracks().includes(track)) {
+          holder.stream.removeTrack(track);
+          holder.dirty = true;
+        }
+      }
     }
   }
-  for (const r of s.remotes.values()) if (r.dirty) refreshRemoteTile(s, r);
+  for (const r of s.remotes.values()) {
+    if (r.dirty) refreshRemoteTile(s, r);
+    if (r.screen && r.screen.dirty) refreshScreenTile(r);
+  }
+}
+
+function screenOf(s, r) {
+  if (!r.screen) {
+    const name = displayName(r.info);
+    const parts = makeTile({ id: null, name: `${name} (screen)`, role: null, local: false });
+    parts.tile.className = "tile screen";
+    parts.tile.dataset.ownerId = r.info.id;
+    delete parts.tile.dataset.participantId;
+    parts.video.setAttribute("aria-label", `Screen shared by ${name}`);
+    parts.video.muted = true; // any audio plays from the participant's own tile
+    r.screen = { ...parts, stream: new MediaStream(), dirty: false };
+    ui.tiles.prepend(parts.tile);
+  }
+  return r.screen;
+}
+
+function refreshScreenTile(r) {
+  const screen = r.screen;
+  screen.dirty = false;
+  if (screen.stream.getTracks().length === 0) {
+    screen.video.srcObject = null;
+    screen.tile.remove();
+    r.screen = null;
+    return;
+  }
+  screen.tile.classList.add("has-video");
+  screen.video.srcObject = screen.stream;
+  screen.video.play().catch(() => {});
 }
 
 function noteRemoteTrack(s, track) {
@@ -900,7 +939,7 @@ function onTrackMuted(s, msg) {
 function makeTile({ id, name, role, local }) {
   const tile = document.createElement("figure");
   tile.className = local ? "tile local" : "tile remote";
-  tile.dataset.participantId = id || "";
+  if (id) tile.dataset.participantId = id;
   if (role) tile.dataset.role = role;
   const video = document.createElement("video");
   video.autoplay = true;
@@ -984,7 +1023,7 @@ function addRemote(s, p) {
     ...parts,
     info: p,
     stream: new MediaStream(),
-    trackIds: new WeakMap(),
+    screen: null, // {tile, video, stream, ...} while they share their screen
     knownTracks: new Map((p.tracks || []).map((t) => [t.id, t])),
     dirty: false,
     audioBlocked: false,
@@ -1003,6 +1042,11 @@ function removeRemote(s, participantId) {
   for (const track of r.stream.getTracks()) r.stream.removeTrack(track);
   r.video.srcObject = null;
   r.tile.remove();
+  if (r.screen) {
+    r.screen.video.srcObject = null;
+    r.screen.tile.remove();
+    r.screen = null;
+  }
   for (const [mid, info] of [...s.subTracks]) {
     if (info.participantId === participantId) s.subTracks.delete(mid);
   }
