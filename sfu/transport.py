@@ -13,7 +13,9 @@ pinned by the version ranges in pyproject.toml and covered by tests/integration:
   rewritten in place, and the nominated aioice pair's datagram transport used to send it
   synchronously (no coroutine per packet);
 * ``aioice.Connection.get_component_candidates`` to gather on the configured addresses
-  (aioice itself never offers 127.0.0.1).
+  (aioice itself never offers 127.0.0.1);
+* ``aioice.Connection.data_received`` wrapped to drop empty datagrams (aiortc's DTLS receive
+  loop reads ``data[0]`` and dies on one: anyone could stop a connection with one).
 """
 
 from __future__ import annotations
@@ -76,6 +78,21 @@ class _CountingSrtpSession:
             raise
 
 
+def _drop_empty(data_received: Callable[[bytes, int], None]) -> Callable[[bytes, int], None]:
+    """Wrap aioice ``Connection.data_received`` so empty datagrams never reach the DTLS loop.
+
+    aiortc's receive loop reads ``data[0]`` and dies on an empty datagram: anyone could stop
+    a connection with one empty UDP packet. Filtering here is synchronous (no extra await
+    per packet on the receive path).
+    """
+
+    def nonempty(data: bytes, component: int) -> None:
+        if data:
+            data_received(data, component)
+
+    return nonempty
+
+
 class _SfuDtlsTransport(RTCDtlsTransport):
     """DTLS transport that hands decrypted RTP/RTCP to its owner as bytes."""
 
@@ -118,6 +135,8 @@ class MediaTransport:
         self._ice = RTCIceTransport(self._gatherer)
         self._ice._connection.ice_controlling = controlling
         self._ice._role_set = True
+        conn = self._ice._connection
+        conn.data_received = _drop_empty(conn.data_received)  # type: ignore[method-assign]
         self._dtls = _SfuDtlsTransport(self._ice, [certificate])
         self._dtls._owner = self
         self._start_task: asyncio.Task[None] | None = None

@@ -217,7 +217,7 @@ def create_app(config: Config) -> web.Application:
             return _json_error(409, "permission_denied",
                                "only the publisher can unmute its track")
         track = p.track_by_id(track_id)
-        track.set_muted(True)
+        track.set_muted(True, 0.0)
         room.track_muted(p, track)
         return web.json_response(track.describe())
 
