@@ -12,7 +12,7 @@ import logging
 import secrets
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from sfu.errors import SfuError
 from sfu.negotiation import NoCommonCodecError
@@ -56,6 +56,7 @@ class SignallingSession:
         self.room: Room | None = None
         self._outbox: asyncio.Queue[dict[str, Any] | object | None] = asyncio.Queue()
         self._ended = False
+        self._close_code = WSCloseCode.OK
 
     # -- outgoing ---------------------------------------------------------------------
 
@@ -69,7 +70,7 @@ class SignallingSession:
             if message is None:
                 return
             if message is _CLOSE:
-                await self.ws.close()
+                await self.ws.close(code=self._close_code)
                 return
             if self.ws.closed:
                 continue
@@ -103,10 +104,10 @@ class SignallingSession:
                         if fatal:
                             break
                     continue
-                if len(frame.data) > self.state.config.server.max_message_bytes:
-                    self.error("message_too_large",
-                               f"frame exceeds {self.state.config.server.max_message_bytes} "
-                               "bytes", fatal=True)
+                limit = self.state.config.server.max_message_bytes
+                if len(frame.data) > limit or len(frame.data.encode()) > limit:
+                    self.error("message_too_large", f"frame exceeds {limit} bytes", fatal=True)
+                    self._close_code = WSCloseCode.MESSAGE_TOO_BIG  # 1009, docs/protocol.md
                     reason = "disconnected"
                     break
                 outcome = await self._handle_text(frame.data)
@@ -121,7 +122,7 @@ class SignallingSession:
             except TimeoutError:
                 writer.cancel()
             if not self.ws.closed:
-                await self.ws.close()
+                await self.ws.close(code=self._close_code)
 
     async def _handle_text(self, text: str) -> str | None:
         """Handle one frame; returns a leave reason when the session must end."""
@@ -185,11 +186,12 @@ class SignallingSession:
             publisher_max_bitrate_bps=cfg.media.publisher_max_bitrate_bps,
         )
         others = [p.describe() for p in room.participants.values()]
-        self.send({"type": "joined", "room": room.id, "participant": participant.describe(),
-                   "participants": others})
-        room.add(participant)
+        room.add(participant)  # room_full / room_closed: refused before 'joined' is sent
         self.participant, self.room = participant, room
         participant.on_closed = self._closed_by_server
+        # queued before anything room.add scheduled for this participant (subscriber offer)
+        self.send({"type": "joined", "room": room.id, "participant": participant.describe(),
+                   "participants": others})
         return None
 
     async def _on_offer(self, msg: dict[str, Any]) -> None:

@@ -61,14 +61,13 @@ def mint(
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def verify(token: object, api_key: str, secret: str, now: float | None = None) -> JoinClaims:
+def verify(token: object, api_key: str, secret: str) -> JoinClaims:
     if not isinstance(token, str) or not token or len(token) > 4096:
         raise TokenError("token missing or not a string")
     try:
         claims = jwt.decode(
             token, secret, algorithms=[ALGORITHM], issuer=api_key,
             options={"require": ["exp", "sub", "iss"], "verify_iat": False},
-            leeway=0 if now is None else 0,
         )
     except jwt.ExpiredSignatureError:
         raise TokenExpired("token has expired") from None
@@ -85,9 +84,12 @@ def verify(token: object, api_key: str, secret: str, now: float | None = None) -
     if not isinstance(g, dict):
         raise TokenError("token grants must be an object")
     d = DEFAULT_GRANTS[role]
-    grants = Grants(
-        publish=bool(g.get("publish", d.publish)), subscribe=bool(g.get("subscribe", d.subscribe)),
-        moderate=bool(g.get("moderate", d.moderate)), record=bool(g.get("record", d.record)),
-    )
+    values = {}
+    for name in ("publish", "subscribe", "moderate", "record"):
+        value = g.get(name, getattr(d, name))
+        if not isinstance(value, bool):
+            raise TokenError(f"token grant {name!r} must be true or false")
+        values[name] = value
+    grants = Grants(**values)
     return JoinClaims(room, str(claims["sub"]), str(claims.get("name") or claims["sub"]), role,
                       grants, int(claims["exp"]))

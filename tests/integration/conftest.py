@@ -49,6 +49,9 @@ def server(module_server: ServerProcess, request: pytest.FixtureRequest
         sys.stderr.write("---- server log ----\n" + "".join(module_server.log[start:][-200:]))
     assert module_server.proc.poll() is None, (
         "server process died:\n" + "".join(module_server.log[-100:]))
+    # the server logged no exception while this test ran (bad input is handled, not crashed on)
+    lines = module_server.log[start:]
+    assert not any("Traceback" in line for line in lines), "".join(lines[-60:])
 
 
 @pytest.fixture

@@ -190,6 +190,33 @@ def track_counts(client: RawClient, *track_ids: str) -> tuple[int, ...]:
     return tuple(out)
 
 
+def announced_id(client: RawClient, identity: str) -> str | None:
+    """Participant id of ``identity`` from the ``participant_joined`` ``client`` got."""
+    for m in client.log:
+        if m["type"] == "participant_joined" and m["participant"]["identity"] == identity:
+            return str(m["participant"]["id"])
+    return None
+
+
+def left_messages(client: RawClient, identity: str) -> list[dict[str, Any]]:
+    pid = announced_id(client, identity)
+    return [m for m in client.log
+            if m["type"] == "participant_left" and pid is not None and m["participantId"] == pid]
+
+
+async def vanish(client: RawClient) -> None:
+    """``client`` disappears: TCP connection dropped without a close frame, media stopped."""
+    if client._reader is not None:
+        client._reader.cancel()
+    if client.ws is not None:
+        conn = client.ws._response.connection
+        if conn is not None and conn.transport is not None:
+            conn.transport.abort()
+    for t in (client.publisher, client.subscriber):
+        if t is not None:
+            await t.close()
+
+
 class Pumper:
     """Sends audio + video packets from ``client`` every 10 ms until stopped."""
 
@@ -204,14 +231,12 @@ class Pumper:
         return self
 
     async def _run(self) -> None:
-        frame = 0
         while True:
             for kind in ("audio", "video"):
                 size = 60 if kind == "audio" else self.video_size
                 pkt = self.client.build_packet(kind, os.urandom(size), marker=kind == "video")
                 if self.client.send_packet(pkt):
                     self.sent[kind] += 1
-            frame += 1
             await asyncio.sleep(0.01)  # pacing, ~100 packets/s per kind
 
     async def stop(self) -> None:
@@ -248,7 +273,7 @@ class HealthyPair:
         a, v = track_counts(self.sub, self.audio, self.video)
         return a, v
 
-    async def assert_flowing(self, n: int = 25, timeout: float = 10.0) -> None:
+    async def assert_flowing(self, n: int = 15, timeout: float = 10.0) -> None:
         """The subscriber's counters for both of the publisher's tracks grow by ``n``."""
         a0, v0 = self.counts()
         await wait_until(lambda: self.counts()[0] >= a0 + n and self.counts()[1] >= v0 + n,
@@ -265,28 +290,15 @@ class HealthyPair:
 
     def participant_id(self, identity: str) -> str | None:
         """Id of ``identity`` as announced to the healthy subscriber (None if never seen)."""
-        for m in self.sub.log:
-            if m["type"] == "participant_joined" and m["participant"]["identity"] == identity:
-                return str(m["participant"]["id"])
-        return None
+        return announced_id(self.sub, identity)
 
     async def wait_left(self, identity: str, timeout: float = 10.0) -> list[dict[str, Any]]:
         """Both healthy clients get ``participant_left`` for ``identity``; returns them."""
-        out = []
+        out: list[dict[str, Any]] = []
         for c in (self.pub, self.sub):
-            def announced(c: RawClient = c) -> str | None:
-                for m in c.log:
-                    if m["type"] == "participant_joined" and \
-                            m["participant"]["identity"] == identity:
-                        return str(m["participant"]["id"])
-                return None
-
-            await wait_until(lambda c=c: announced(c) is not None and any(  # type: ignore[misc]
-                m["type"] == "participant_left" and m["participantId"] == announced(c)
-                for m in c.log), timeout, f"participant_left for {identity!r}")
-            pid = announced(c)
-            out += [m for m in c.log
-                    if m["type"] == "participant_left" and m["participantId"] == pid]
+            await wait_until(lambda c=c: bool(left_messages(c, identity)),  # type: ignore[misc]
+                             timeout, f"participant_left for {identity!r}")
+            out += left_messages(c, identity)
         return out
 
     async def barrier(self) -> None:
