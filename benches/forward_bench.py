@@ -103,7 +103,7 @@ def _encode_media() -> Media:
     vc = av.CodecContext.create("libvpx", "w")  # libvpx = VP8
     vc.width, vc.height, vc.pix_fmt = VIDEO_W, VIDEO_H, "yuv420p"
     vc.time_base = fractions.Fraction(1, VIDEO_FPS)
-    vc.framerate = VIDEO_FPS
+    vc.framerate = fractions.Fraction(VIDEO_FPS, 1)
     vc.bit_rate = VIDEO_BITRATE
     vc.gop_size = frames  # one keyframe per loop
     vc.options = {"deadline": "good", "cpu-used": "4", "lag-in-frames": "0",
@@ -197,12 +197,30 @@ def load_media() -> Media:
 # -- /proc ---------------------------------------------------------------------------
 
 
-def proc_cpu_s(pid: int | str = "self") -> float:
-    """utime + stime of a process (all its threads), in seconds."""
+def proc_times(pid: int | str = "self") -> tuple[float, float]:
+    """(utime, stime) of a process (all its threads), in seconds, from /proc/<pid>/stat."""
     with open(f"/proc/{pid}/stat") as fh:
         text = fh.read()
     fields = text[text.rindex(")") + 2:].split()  # fields[0] is field 3 (state)
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+def proc_cpu_s(pid: int | str = "self") -> float:
+    """utime + stime of a process, in seconds."""
+    return sum(proc_times(pid))
+
+
+def git_state() -> dict[str, Any]:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, capture_output=True, text=True,
+                               timeout=10).stdout.split()[1::2]
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {"commit": commit, "modified": dirty}
 
 
 def machine_info() -> dict[str, Any]:
@@ -357,7 +375,15 @@ async def _worker(conn: Any, ws_url: str, identities: list[str], after_srtp: boo
 
     loop = asyncio.get_running_loop()
     commands: asyncio.Queue[Any] = asyncio.Queue()
-    loop.add_reader(conn.fileno(), lambda: commands.put_nowait(conn.recv()))
+
+    def on_command() -> None:
+        try:
+            commands.put_nowait(conn.recv())
+        except (EOFError, OSError):  # the bench process went away
+            loop.remove_reader(conn.fileno())
+            commands.put_nowait("stop")
+
+    loop.add_reader(conn.fileno(), on_command)
     cert = RTCCertificate.generateCertificate()
     counters = [StreamCounter() for _ in identities]
     clients = [
@@ -383,7 +409,10 @@ async def _worker(conn: Any, ws_url: str, identities: list[str], after_srtp: boo
     finally:
         loop.remove_reader(conn.fileno())
         await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
-    conn.send(("bye", None))
+    try:
+        conn.send(("bye", None))
+    except OSError:
+        pass
 
 
 class Worker:
@@ -495,6 +524,7 @@ class Publisher:
 class Window:
     seconds: float
     server_cpu_s: float
+    server_sys_s: float
     publisher_cpu_s: float
     workers_cpu_s: float
     sent: dict[str, int]
@@ -534,10 +564,10 @@ async def measure(seconds: float, server: Server, pub: Publisher, workers: list[
     snaps0 = await _snap_all(workers)
     pub.max_late_ms = 0.0
     t0 = time.monotonic()
-    s0, p0 = proc_cpu_s(server.proc.pid), proc_cpu_s()
+    (su0, ss0), p0 = proc_times(server.proc.pid), proc_cpu_s()
     w0 = sum(proc_cpu_s(w.proc.pid) for w in workers)
     await asyncio.sleep(seconds)
-    s1, p1 = proc_cpu_s(server.proc.pid), proc_cpu_s()
+    (su1, ss1), p1 = proc_times(server.proc.pid), proc_cpu_s()
     w1 = sum(proc_cpu_s(w.proc.pid) for w in workers)
     t1 = time.monotonic()
     sent1 = dict(pub.sent)
@@ -547,7 +577,7 @@ async def measure(seconds: float, server: Server, pub: Publisher, workers: list[
     counters = {k: m1[k] - m0.get(k, 0.0) for k in m1
                 if k in ("sfu_rtp_packets_in", "sfu_rtp_packets_out", "sfu_nacks_received",
                          "sfu_retransmissions", "sfu_rtp_duplicates", "sfu_keyframe_requests_sent")}
-    return Window(t1 - t0, s1 - s0, p1 - p0, w1 - w0,
+    return Window(t1 - t0, su1 - su0 + ss1 - ss0, ss1 - ss0, p1 - p0, w1 - w0,
                   {k: sent1[k] - sent0[k] for k in sent1}, counters,
                   [_sub_delta(a, b) for a, b in zip(snaps0, snaps1)], max_late_ms)
 
@@ -595,7 +625,7 @@ async def run_bench(subscribers: int, seconds: float, workers: int, warmup: floa
         log(f"steady phase: {subscribers} subscribers, {seconds} s")
         steady = await measure(seconds, server, pub, pool, http)
         publisher_stats = {"send_failures": pub.send_failures}
-    except BaseException:
+    except Exception:
         sys.stderr.write("---- server log (tail) ----\n" + "".join(server.log))
         raise
     finally:
@@ -613,6 +643,7 @@ def _window_json(w: Window) -> dict[str, Any]:
     return {
         "seconds": round(w.seconds, 3),
         "server_cpu_s": round(w.server_cpu_s, 3),
+        "server_sys_s": round(w.server_sys_s, 3),
         "server_cpu_pct": round(100 * w.server_cpu_s / w.seconds, 2),
         "publisher_sent": w.sent,
         "ingress_pps": round(sent / w.seconds, 1),
@@ -654,6 +685,7 @@ def summarize(subscribers: int, seconds: float, workers: int, media: Media, idle
         "config": {"subscribers": subscribers, "seconds": seconds, "workers": workers,
                    "count_after_srtp": after_srtp, "media": media.meta},
         "machine": machine_info(),
+        "git": git_state(),
         "idle": _window_json(idle),
         "steady": {**_window_json(steady),
                    "per_subscriber": steady.per_sub,
@@ -682,6 +714,8 @@ def markdown(r: dict[str, Any]) -> str:
         ("publisher packets/s (ingress)", f"{i['ingress_pps']:.0f}", f"{s['ingress_pps']:.0f}"),
         ("forwarded packets/s", "0", f"{s['forwarded_pps']:.0f}"),
         ("server CPU (s)", f"{i['server_cpu_s']:.2f}", f"{s['server_cpu_s']:.2f}"),
+        ("server CPU of which kernel (stime, s)", f"{i['server_sys_s']:.2f}",
+         f"{s['server_sys_s']:.2f}"),
         ("server CPU (% of one core)", f"{i['server_cpu_pct']:.1f}", f"{s['server_cpu_pct']:.1f}"),
         ("**server µs / forwarded packet**", "–", f"**{f['server_us_per_packet']}**"),
         ("server µs / forwarded packet, minus idle", "–",
@@ -729,6 +763,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = uvloop.run(run_bench(args.subscribers, args.seconds, workers, args.warmup,
                                       args.count_after_srtp, log))
+    except KeyboardInterrupt:
+        return 130
     except Exception:
         traceback.print_exc()
         return 2
