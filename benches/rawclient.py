@@ -51,7 +51,9 @@ def _transport_lines(local: LocalTransport, setup: str) -> list[str]:
 
 
 def publisher_offer(local: LocalTransport, audio_ssrc: int, video_ssrc: int,
-                    *, audio: bool = True, video: bool = True) -> str:
+                    *, audio: bool = True, video: bool = True,
+                    extra_video: dict[str, int] | None = None) -> str:
+    """A raw publisher offer; ``extra_video`` adds video sections {mid: ssrc} (screen...)."""
     mids = []
     body: list[str] = []
     if audio:
@@ -69,6 +71,11 @@ def publisher_offer(local: LocalTransport, audio_ssrc: int, video_ssrc: int,
                  "a=mid:v", "a=sendonly", "a=rtcp-mux", f"a=extmap:{PUB_MID_ID} {MID_URI}",
                  "a=rtpmap:100 VP8/90000", "a=rtcp-fb:100 nack", "a=rtcp-fb:100 nack pli",
                  f"a=ssrc:{video_ssrc} cname:raw", "a=msid:raw video"]
+    for mid, ssrc in (extra_video or {}).items():
+        mids.append(mid)
+        body += ["m=video 9 UDP/TLS/RTP/SAVPF 100", *_transport_lines(local, "actpass"),
+                 f"a=mid:{mid}", "a=sendonly", "a=rtcp-mux", f"a=extmap:{PUB_MID_ID} {MID_URI}",
+                 "a=rtpmap:100 VP8/90000", f"a=ssrc:{ssrc} cname:raw", f"a=msid:raw {mid}"]
     head = ["v=0", "o=- 1 1 IN IP4 0.0.0.0", "s=-", "t=0 0", "a=group:BUNDLE " + " ".join(mids)]
     return "\r\n".join(head + body) + "\r\n"
 
@@ -91,6 +98,14 @@ def subscriber_answer(offer: sdp_mod.SessionDescription, local: LocalTransport) 
             if c.fmtp:
                 lines.append(f"a=fmtp:{c.pt} {c.fmtp}")
     return "\r\n".join(lines) + "\r\n"
+
+
+class PublishRefused(Exception):
+    """The server answered a publisher offer with an error frame."""
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(f"{error.get('code')}: {error.get('message')}")
+        self.error = error
 
 
 class RawClient:
@@ -157,7 +172,7 @@ class RawClient:
             self.messages.put_nowait(msg)
         self.messages.put_nowait({"type": "__closed__"})
 
-    async def wait_for(self, mtype: str, timeout: float = 10.0,
+    async def wait_for(self, mtype: str | tuple[str, ...], timeout: float = 10.0,
                        pred: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
@@ -165,7 +180,8 @@ class RawClient:
             if remaining <= 0:
                 raise TimeoutError(f"no {mtype!r} message; saw {self.log[-5:]}")
             msg = await asyncio.wait_for(self.messages.get(), remaining)
-            if msg["type"] == mtype and (pred is None or pred(msg)):
+            types = (mtype,) if isinstance(mtype, str) else mtype
+            if msg["type"] in types and (pred is None or pred(msg)):
                 return msg
             if msg["type"] == "__closed__":
                 raise ConnectionError(f"socket closed while waiting for {mtype!r}: "
@@ -173,7 +189,10 @@ class RawClient:
 
     # -- publishing -------------------------------------------------------------------
 
-    async def publish(self, audio: bool = True, video: bool = True) -> dict[str, str]:
+    async def publish(self, audio: bool = True, video: bool = True,
+                      extra_video: dict[str, int] | None = None,
+                      sources: dict[str, str] | None = None) -> dict[str, str]:
+        """Publish; returns {mid: server track id}. ``sources`` declares {mid: source}."""
         self.publisher = MediaTransport(
             self.certificate, self.addresses, controlling=True,
             on_rtp=lambda d, t: None, on_rtcp=self._on_pub_rtcp,
@@ -181,9 +200,14 @@ class RawClient:
             name="raw-pub")
         await self.publisher.gather()
         offer = publisher_offer(self.publisher.local(), self.audio_ssrc, self.video_ssrc,
-                                audio=audio, video=video)
-        await self.send({"type": "offer", "target": "publisher", "sdp": offer})
-        answer_msg = await self.wait_for("answer")
+                                audio=audio, video=video, extra_video=extra_video)
+        msg: dict[str, Any] = {"type": "offer", "target": "publisher", "sdp": offer}
+        if sources:
+            msg["tracks"] = [{"mid": m, "source": src} for m, src in sources.items()]
+        await self.send(msg)
+        answer_msg = await self.wait_for(("answer", "error"))
+        if answer_msg["type"] == "error":
+            raise PublishRefused(answer_msg)
         answer = sdp_mod.parse(answer_msg["sdp"])
         first = next(m for m in answer.media if m.port != 0)
         ufrag, pwd = answer.ice_of(first)
@@ -196,13 +220,18 @@ class RawClient:
         return self.published
 
     def build_packet(self, kind: str, payload: bytes, *, marker: bool = False,
-                     ts_step: int | None = None, audio_level: int = 30) -> bytes:
+                     ts_step: int | None = None, audio_level: int = 30,
+                     ssrc: int | None = None, mid: bytes | None = None) -> bytes:
+        """Next packet of the audio or video stream (or of an extra video section when
+        ``ssrc``/``mid`` are given; it then shares the video sequence counter)."""
         seq = self._seq[kind] = (self._seq[kind] + 1) & 0xFFFF
         step = ts_step if ts_step is not None else (960 if kind == "audio" else 3000)
         ts = self._ts[kind] = (self._ts[kind] + step) & 0xFFFFFFFF
-        ssrc = self.audio_ssrc if kind == "audio" else self.video_ssrc
+        if ssrc is None:
+            ssrc = self.audio_ssrc if kind == "audio" else self.video_ssrc
         pt = 111 if kind == "audio" else 100
-        mid = b"a" if kind == "audio" else b"v"
+        if mid is None:
+            mid = b"a" if kind == "audio" else b"v"
         # one-byte header extension: mid (to be dropped) + audio level (to be remapped)
         ext = bytes([(PUB_MID_ID << 4) | (len(mid) - 1)]) + mid
         if kind == "audio":

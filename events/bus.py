@@ -36,7 +36,8 @@ class Event:
                 "ts": self.ts, "seq": self.seq, "data": self.data}
 
     def pack(self) -> bytes:
-        return msgpack.packb(self.envelope(), use_bin_type=True)
+        packed: bytes = msgpack.packb(self.envelope(), use_bin_type=True)
+        return packed
 
 
 class EventBus:

@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
 .venv/bin/python -m ruff check sfu signalling events benches tests
+.venv/bin/python -m mypy --strict sfu events signalling
 exec .venv/bin/python -m pytest "$@"

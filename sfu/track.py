@@ -30,8 +30,12 @@ class TrackStats:
     __slots__ = ("packets_in", "bytes_in", "duplicates", "nacks_sent", "plis_sent", "ssrc_changes")
 
     def __init__(self) -> None:
-        for name in self.__slots__:
-            setattr(self, name, 0)
+        self.packets_in = 0
+        self.bytes_in = 0
+        self.duplicates = 0
+        self.nacks_sent = 0
+        self.plis_sent = 0
+        self.ssrc_changes = 0
 
 
 class PublishedTrack:

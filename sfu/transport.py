@@ -52,8 +52,16 @@ class TransportStats:
     )
 
     def __init__(self) -> None:
-        for name in self.__slots__:
-            setattr(self, name, 0)
+        self.rtp_in = 0
+        self.rtcp_in = 0
+        self.rtp_out = 0
+        self.rtp_out_bytes = 0
+        self.rtcp_out = 0
+        #: datagrams failing SRTP/SRTCP authentication: garbage or attacks on the port
+        self.srtp_auth_failures = 0
+        self.send_errors = 0
+        self.rtcp_invalid = 0
+        self.rtp_invalid = 0
 
 
 class _CountingSrtpSession:
@@ -101,7 +109,8 @@ class _SfuDtlsTransport(RTCDtlsTransport):
     def _setup_srtp(self) -> None:
         super()._setup_srtp()
         if self._rx_srtp is not None:
-            self._rx_srtp = _CountingSrtpSession(self._rx_srtp, self._owner.stats)
+            self._rx_srtp = _CountingSrtpSession(  # type: ignore[assignment]
+                self._rx_srtp, self._owner.stats)
 
     async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
         self._owner._deliver_rtp(data, arrival_time_ms)
@@ -136,7 +145,7 @@ class MediaTransport:
         self._ice._connection.ice_controlling = controlling
         self._ice._role_set = True
         conn = self._ice._connection
-        conn.data_received = _drop_empty(conn.data_received)  # type: ignore[method-assign]
+        conn.data_received = _drop_empty(conn.data_received)  # type: ignore[method-assign,assignment]
         self._dtls = _SfuDtlsTransport(self._ice, [certificate])
         self._dtls._owner = self
         self._start_task: asyncio.Task[None] | None = None
@@ -169,6 +178,7 @@ class MediaTransport:
             (f.algorithm, f.value) for f in self._dtls.getLocalParameters().fingerprints
         )
         cands = tuple(c.to_sdp() for c in self._gatherer._connection.local_candidates)
+        assert params.usernameFragment is not None and params.password is not None
         return LocalTransport(params.usernameFragment, params.password, fps, cands)
 
     @property

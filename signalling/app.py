@@ -144,7 +144,8 @@ def create_app(config: Config) -> web.Application:
             return _json_error(401, "unauthorized", "missing or wrong API key "
                                "(Authorization: Bearer <api secret>)")
         try:
-            return await handler(request)
+            response: web.StreamResponse = await handler(request)
+            return response
         except SfuError as exc:
             return _json_error(409, exc.code, str(exc))
 

@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import logging
 import sys
+from typing import Any
 
 from sfu import config as config_mod
 
@@ -43,7 +44,8 @@ def _serve(args: argparse.Namespace) -> int:
         await runner.setup()
         site = web.TCPSite(runner, cfg.server.host, cfg.server.port)
         await site.start()
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+        server_obj: Any = site._server
+        sockets = server_obj.sockets if server_obj is not None else []
         port = sockets[0].getsockname()[1] if sockets else cfg.server.port
         url = cfg.server.public_url or f"http://{cfg.server.host}:{port}"
         print(f"classroom-sfu listening on {url}/", flush=True)

@@ -143,7 +143,8 @@ class SignallingSession:
                 raise ProtocolError("unknown_type", f"unknown message type {mtype[:40]!r}")
             if self.participant is None and mtype != "join":
                 raise ProtocolError("not_joined", "the first frame must be 'join'", fatal=True)
-            return await getattr(self, f"_on_{mtype}")(msg)
+            outcome: str | None = await getattr(self, f"_on_{mtype}")(msg)
+            return outcome
         except ProtocolError as exc:
             self.error(exc.code, str(exc), exc.fatal, ref=mtype)
             return "disconnected" if exc.fatal else None

@@ -11,19 +11,7 @@ import aiohttp
 import pytest
 from sfu_harness import HealthyPair, Http, WsProbe, unique
 
-try:
-    from tests.conftest import ServerProcess, start_server, stop_server
-except ModuleNotFoundError:  # run as bare `pytest`: the repository root is not on sys.path
-    import importlib.util
-    from pathlib import Path
-
-    _spec = importlib.util.spec_from_file_location(
-        "_sfu_root_conftest", Path(__file__).resolve().parents[1] / "conftest.py")
-    assert _spec is not None and _spec.loader is not None
-    _root = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(_root)
-    ServerProcess, start_server, stop_server = (
-        _root.ServerProcess, _root.start_server, _root.stop_server)
+from tests.conftest import ServerProcess, start_server, stop_server
 
 # -- servers ------------------------------------------------------------------------------
 
