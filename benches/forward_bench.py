@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import datetime
 import fractions
 import json
@@ -39,16 +38,18 @@ import re
 import struct
 import subprocess
 import sys
-import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benches import server_process
+from benches.server_process import ServerProcess
+
 CACHE_DIR = Path(__file__).resolve().parent / "cache"
-API_KEY = "benchkey"
-API_SECRET = "bench-secret-0123456789abcdef-0123456789"
+API_KEY = server_process.API_KEY
+API_SECRET = server_process.API_SECRET
 ROOM = "bench"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -241,61 +242,12 @@ def machine_info() -> dict[str, Any]:
 # -- server --------------------------------------------------------------------------
 
 
-@dataclass
-class Server:
-    proc: subprocess.Popen[str]
-    base_url: str
-    log: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=300))
-
-    @property
-    def ws_url(self) -> str:
-        return self.base_url.replace("http://", "ws://") + "/ws"
+def start_server(max_participants: int) -> ServerProcess:
+    return server_process.start_server(
+        {"SFU_ROOMS_MAX_PARTICIPANTS": str(max_participants)})
 
 
-def start_server(max_participants: int) -> Server:
-    env = dict(os.environ)
-    env.update({"SFU_AUTH_API_KEY": API_KEY, "SFU_AUTH_API_SECRET": API_SECRET,
-                "SFU_ROOMS_MAX_PARTICIPANTS": str(max_participants),
-                "PYTHONUNBUFFERED": "1"})
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "signalling", "serve", "--dev", "--host", "127.0.0.1",
-         "--port", "0", "--ice-address", "127.0.0.1"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-        cwd=Path(__file__).resolve().parent.parent,
-    )
-    assert proc.stdout is not None
-    log: collections.deque[str] = collections.deque(maxlen=300)
-    url = None
-    for line in proc.stdout:
-        log.append(line)
-        m = re.search(r"listening on (http://\S+?)/?$", line.strip())
-        if m:
-            url = m.group(1)
-            break
-    if url is None:
-        proc.kill()
-        raise RuntimeError("server did not start:\n" + "".join(log))
-    server = Server(proc, url, log)
-
-    def drain() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            log.append(line)
-
-    threading.Thread(target=drain, daemon=True).start()
-    return server
-
-
-def stop_server(server: Server) -> None:
-    server.proc.terminate()
-    try:
-        server.proc.wait(10)
-    except subprocess.TimeoutExpired:
-        server.proc.kill()
-        server.proc.wait(5)
-
-
-async def scrape_metrics(session: Any, server: Server) -> dict[str, float]:
+async def scrape_metrics(session: Any, server: ServerProcess) -> dict[str, float]:
     """The server's own counters (cross-check only; scraped outside the CPU windows)."""
     async with session.get(server.base_url + "/metrics") as resp:
         text = await resp.text()
@@ -557,7 +509,7 @@ async def _snap_all(workers: list[Worker]) -> list[dict[int, tuple[int, int, int
     return [s for per_worker in snaps for s in per_worker]
 
 
-async def measure(seconds: float, server: Server, pub: Publisher, workers: list[Worker],
+async def measure(seconds: float, server: ServerProcess, pub: Publisher, workers: list[Worker],
                   http: Any) -> Window:
     m0 = await scrape_metrics(http, server)
     sent0 = dict(pub.sent)
@@ -626,14 +578,14 @@ async def run_bench(subscribers: int, seconds: float, workers: int, warmup: floa
         steady = await measure(seconds, server, pub, pool, http)
         publisher_stats = {"send_failures": pub.send_failures}
     except Exception:
-        sys.stderr.write("---- server log (tail) ----\n" + "".join(server.log))
+        sys.stderr.write("---- server log (tail) ----\n" + "".join(server.log[-300:]))
         raise
     finally:
         await asyncio.gather(*(w.stop() for w in pool), return_exceptions=True)
         if pub is not None:
             await pub.close()
         await http.close()
-        stop_server(server)
+        server_process.stop_server(server)
     return summarize(subscribers, seconds, n_workers, media, idle, steady, publisher_stats,
                      after_srtp)
 
