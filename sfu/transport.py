@@ -238,14 +238,17 @@ class MediaTransport:
             self._addr = pair.remote_addr
 
     async def add_remote_candidate(self, candidate: str | None) -> None:
-        if self._remote_candidates_done:
-            return
         if candidate is None:
-            self._remote_candidates_done = True
-            await self._ice.addRemoteCandidate(None)
+            if not self._remote_candidates_done:
+                self._remote_candidates_done = True
+                await self._ice.addRemoteCandidate(None)
             return
         text = candidate[len("candidate:") :] if candidate.startswith("candidate:") else candidate
+        if len(text.split()) < 8:  # aiortc's parser asserts on short lines
+            raise ValueError("an ICE candidate line has at least 8 fields")
         cand = candidate_from_sdp(text)  # ValueError / IndexError on garbage
+        if self._remote_candidates_done:
+            return  # late candidate after end-of-candidates: valid but unused
         cand.sdpMid = "0"
         await self._ice.addRemoteCandidate(cand)
 
