@@ -14,8 +14,10 @@ pinned by the version ranges in pyproject.toml and covered by tests/integration:
   synchronously (no coroutine per packet);
 * ``aioice.Connection.get_component_candidates`` to gather on the configured addresses
   (aioice itself never offers 127.0.0.1);
-* ``aioice.Connection.data_received`` wrapped to drop empty datagrams (aiortc's DTLS receive
-  loop reads ``data[0]`` and dies on one: anyone could stop a connection with one).
+* ``aioice.Connection.data_received`` replaced: once SRTP is keyed, SRTP/SRTCP datagrams are
+  unprotected and dispatched synchronously from the socket callback (bypassing aioice's queue
+  and aiortc's receive coroutine); DTLS still goes through aiortc; empty datagrams are
+  dropped (aiortc's receive loop reads ``data[0]`` and dies on one).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import asyncio
 import logging
 import struct
 from collections.abc import Callable
+from time import monotonic as _monotonic
 from typing import Any
 
 import pylibsrtp
@@ -86,21 +89,6 @@ class _CountingSrtpSession:
             raise
 
 
-def _drop_empty(data_received: Callable[[bytes, int], None]) -> Callable[[bytes, int], None]:
-    """Wrap aioice ``Connection.data_received`` so empty datagrams never reach the DTLS loop.
-
-    aiortc's receive loop reads ``data[0]`` and dies on an empty datagram: anyone could stop
-    a connection with one empty UDP packet. Filtering here is synchronous (no extra await
-    per packet on the receive path).
-    """
-
-    def nonempty(data: bytes, component: int) -> None:
-        if data:
-            data_received(data, component)
-
-    return nonempty
-
-
 class _SfuDtlsTransport(RTCDtlsTransport):
     """DTLS transport that hands decrypted RTP/RTCP to its owner as bytes."""
 
@@ -113,7 +101,8 @@ class _SfuDtlsTransport(RTCDtlsTransport):
                 self._rx_srtp, self._owner.stats)
 
     async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
-        self._owner._deliver_rtp(data, arrival_time_ms)
+        # only packets that arrive before the fast receive path is on come this way
+        self._owner._deliver_rtp(data, _monotonic() * 1000.0)
 
     async def _handle_rtcp_data(self, data: bytes) -> None:
         self._owner._deliver_rtcp(data)
@@ -145,7 +134,9 @@ class MediaTransport:
         self._ice._connection.ice_controlling = controlling
         self._ice._role_set = True
         conn = self._ice._connection
-        conn.data_received = _drop_empty(conn.data_received)  # type: ignore[method-assign,assignment]
+        self._queue_datagram = conn.data_received
+        conn.data_received = self._datagram_received  # type: ignore[method-assign]
+        self._rx_srtp: Any = None  # set once DTLS has keyed SRTP
         self._dtls = _SfuDtlsTransport(self._ice, [certificate])
         self._dtls._owner = self
         self._start_task: asyncio.Task[None] | None = None
@@ -227,7 +218,38 @@ class MediaTransport:
         if self._dtls.state in ("failed", "closed") and self.state == "connected":
             self._set_state("failed")
 
+    def _datagram_received(self, data: bytes, component: int) -> None:
+        """Every non-STUN datagram, from aioice's socket callback (synchronous).
+
+        Once SRTP is keyed, SRTP/SRTCP is unprotected and dispatched right here: no asyncio
+        queue and no coroutine per packet. DTLS, and anything before keying, goes to
+        aiortc's receive loop as before. Empty datagrams are dropped: aiortc's loop reads
+        ``data[0]`` and would die on one (anyone could stop a connection with it).
+        """
+        if not data:
+            return
+        rx = self._rx_srtp
+        if rx is None or not 127 < data[0] < 192:
+            self._queue_datagram(data, component)
+            return
+        if len(data) > 1 and 192 <= data[1] <= 223:
+            try:
+                plain = rx.unprotect_rtcp(data)
+            except pylibsrtp.Error:
+                self.stats.srtp_auth_failures += 1
+                return
+            self._deliver_rtcp(plain)
+        else:
+            try:
+                plain = rx.unprotect(data)
+            except pylibsrtp.Error:
+                self.stats.srtp_auth_failures += 1
+                return
+            self._deliver_rtp(plain, _monotonic() * 1000.0)
+
     def _enable_fast_path(self) -> None:
+        rx = self._dtls._rx_srtp
+        self._rx_srtp = rx._session if isinstance(rx, _CountingSrtpSession) else rx
         session = self._dtls._tx_srtp
         self._srtp_ptr = session._srtp[0]
         self._cdata = session._cdata
@@ -333,6 +355,7 @@ class MediaTransport:
         if self.state == "closed":
             return
         self._sendto = None
+        self._rx_srtp = None
         self.state = "closed"
         try:
             await self._dtls.stop()

@@ -118,3 +118,9 @@ async def test_server_reports_to_both_sides(pair) -> None:  # type: ignore[no-un
                             for m in sub.sub_rtcp), timeout=5)
     sr = next(m for m in sub.sub_rtcp if m.pt == rtcp.SR and m.sender_ssrc == media_ssrc)
     assert sr.sender_info is not None and sr.sender_info[2] > 0
+    # the SR's RTP timestamp maps "now" onto the stream's timeline (lip sync depends on it):
+    # it is at most a few seconds of 90 kHz clock past the last packet received
+    last_ts = struct.unpack_from("!I", [p for p in sub.raw_packets
+                                        if struct.unpack_from("!I", p, 8)[0] == media_ssrc][-1],
+                                 4)[0]
+    assert (sr.sender_info[1] - last_ts) & 0xFFFFFFFF < 90000 * 3
