@@ -1,0 +1,34 @@
+"""The shipped alert rules only name metrics the server exports and docs/metrics.md lists."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_alert_rules_use_documented_metrics() -> None:
+    rules = (ROOT / "deploy" / "prometheus-alerts.yml").read_text()
+    documented = set(re.findall(r"`(sfu_[a-z_]+)`", (ROOT / "docs" / "metrics.md").read_text()))
+    used = set(re.findall(r"\b(sfu_[a-z_]+)", rules))
+    assert used, "no sfu_ metrics in the alert rules"
+    assert used <= documented, used - documented
+
+
+def test_documented_metrics_are_exported() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from events import EventBus
+    from sfu.metrics import Retired, SfuCollector
+    from sfu.room import RoomRegistry
+
+    registry = CollectorRegistry()
+    registry.register(SfuCollector(RoomRegistry(EventBus(), max_participants=5,
+                                                auto_create=True), Retired(), {"x": 1}))
+    exported = generate_latest(registry).decode()
+    documented = set(re.findall(r"`(sfu_[a-z_]+)`", (ROOT / "docs" / "metrics.md").read_text()))
+    types = set(re.findall(r"^# TYPE (\S+) ", exported, re.M))
+    missing = {name for name in documented
+               if name not in types and name.removesuffix("_total") not in types}
+    assert not missing, missing
