@@ -28,6 +28,8 @@ class ServerConfig:
     #: enables the join form and POST /api/dev/token; never in production
     dev_mode: bool = False
     max_message_bytes: int = 65536
+    #: a socket that has not joined within this time is closed (not_joined)
+    join_timeout_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ class Config:
             raise ConfigError("server.port must be 0..65535")
         if not self.media.ice_addresses:
             raise ConfigError("media.ice_addresses must list at least one address")
+        if self.server.join_timeout_s <= 0:
+            raise ConfigError("server.join_timeout_s must be > 0")
         if self.rooms.max_participants < 1:
             raise ConfigError("rooms.max_participants must be >= 1")
         if self.auth.api_secret and len(self.auth.api_secret) < 32:

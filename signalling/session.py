@@ -89,8 +89,16 @@ class SignallingSession:
 
     # -- main loop --------------------------------------------------------------------
 
+    def _join_deadline(self) -> None:
+        if self.participant is None and not self.ws.closed:
+            self.error("not_joined", "no join within "
+                       f"{self.state.config.server.join_timeout_s:g} s", fatal=True)
+            self._outbox.put_nowait(_CLOSE)
+
     async def run(self) -> None:
         writer = asyncio.ensure_future(self._writer())
+        deadline = asyncio.get_running_loop().call_later(
+            self.state.config.server.join_timeout_s, self._join_deadline)
         reason = "disconnected"
         try:
             async for frame in self.ws:
@@ -115,6 +123,7 @@ class SignallingSession:
                     reason = outcome
                     break
         finally:
+            deadline.cancel()
             await self._finish(reason)
             self._outbox.put_nowait(None)
             try:

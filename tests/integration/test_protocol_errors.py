@@ -91,3 +91,23 @@ async def test_self_mute_stops_forwarding_and_unmute_resumes_without_a_gap(
     unmuted = await pair.sub.wait_for("track_muted")
     assert unmuted["muted"] is False
     await pair.assert_flowing()
+
+
+async def test_socket_that_never_joins_is_closed_after_the_join_timeout() -> None:
+    from tests.conftest import start_server, stop_server
+
+    server = start_server({"SFU_SERVER_JOIN_TIMEOUT_S": "0.5"})
+    probe = WsProbe(server)
+    try:
+        await probe.open()
+        err = await probe.expect_error("not_joined", fatal=True)
+        assert "0.5 s" in err["message"]
+        await probe.expect_closed()
+        # a socket that does join in time is not affected by the deadline
+        joined = await joined_probe(server, "timely", "ann")
+        await asyncio.sleep(0.8)  # past the deadline: it must still be open and answering
+        await joined.ping_pong()
+        await joined.close()
+    finally:
+        await probe.close()
+        stop_server(server)
