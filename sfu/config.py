@@ -28,6 +28,8 @@ class ServerConfig:
     #: enables the join form and POST /api/dev/token; never in production
     dev_mode: bool = False
     max_message_bytes: int = 65536
+    #: offers and answers carry SDP that grows with the room (~350 bytes per track)
+    max_sdp_message_bytes: int = 262144
     #: a socket that has not joined within this time is closed (not_joined)
     join_timeout_s: float = 10.0
 

@@ -193,10 +193,15 @@ class SubscriberSlot:
     stream_id: str
     track_id: str | None
     cname: str
+    #: the codec of the track; the m-line offers only it (and its RTX), which keeps the
+    #: browser's answer small (rooms of 50 reach the signalling frame limit otherwise)
+    codec: codecs.CodecSpec | None = None
     #: filled from the answer
     accepted_pts: set[int] = field(default_factory=set)
     accepted_ext_ids: set[int] = field(default_factory=set)
     rejected: bool = False
+    #: the slot was answered as inactive and may carry a new track (m-line recycling)
+    reusable: bool = False
 
     @property
     def active(self) -> bool:
@@ -209,7 +214,7 @@ def build_subscriber_offer(slots: list[SubscriberSlot], local: LocalTransport) -
     bundle = [s.mid for s in slots if not s.rejected]
     lines = _session_header("subscriber", bundle)
     for s in slots:
-        specs = codecs.SUPPORTED[s.kind]
+        specs = (s.codec,) if s.codec is not None else codecs.SUPPORTED[s.kind]
         pts: list[int] = []
         for spec in specs:
             pts.append(spec.pt)
@@ -257,15 +262,20 @@ class SubscriberAnswerInfo:
 def read_subscriber_answer(
     answer: SessionDescription, slots: list[SubscriberSlot]
 ) -> SubscriberAnswerInfo:
+    """Check the answer to an offer of ``slots`` and note what each m-line accepted.
+
+    Raises SdpError before changing any slot when the answer does not fit the offer.
+    """
     by_mid = {m.mid: m for m in answer.media}
+    for s in slots:
+        if not s.rejected and s.mid not in by_mid:
+            raise SdpError(f"answer lacks media section mid={s.mid!r}")
     first: MediaSection | None = None
     candidates: list[str] = []
     for s in slots:
         if s.rejected:
             continue
-        m = by_mid.get(s.mid)
-        if m is None:
-            raise SdpError(f"answer lacks media section mid={s.mid!r}")
+        m = by_mid[s.mid]
         if m.port == 0:
             s.rejected = True
             continue

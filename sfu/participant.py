@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 _SEQ_TS_SSRC = struct.Struct("!HII").unpack_from
 
 ROLES = ("instructor", "student", "observer")
+#: subscriber offers re-sent after unusable answers before giving up
+MAX_ANSWER_RETRIES = 2
 SOURCES = ("microphone", "camera", "screen")
 
 
@@ -104,7 +106,9 @@ class Participant:
         # subscribing
         self.subscriber: MediaTransport | None = None
         self.slots: list[SubscriberSlot] = []
-        self._offered_slots: list[SubscriberSlot] = []
+        #: the slots of the outstanding offer with the track each carried in it
+        self._offered: list[tuple[SubscriberSlot, str | None]] = []
+        self._failed_answers = 0
         self.subscriptions: dict[str, Subscription] = {}  # by track id
         self._subs_by_ssrc: dict[int, Subscription] = {}
         self._next_mid = 0
@@ -291,13 +295,7 @@ class Participant:
     def subscribe(self, track: PublishedTrack) -> None:
         if not self.info.grants.subscribe or track.id in self.subscriptions or self.closed:
             return
-        slot = SubscriberSlot(
-            mid=str(self._next_mid), kind=track.kind, ssrc=_random_ssrc(self._ssrcs),
-            rtx_ssrc=_random_ssrc(self._ssrcs), stream_id=track.participant_id,
-            track_id=track.id, cname=track.participant_id,
-        )
-        self._next_mid += 1
-        self.slots.append(slot)
+        slot = self._slot_for(track)
         sub = Subscription(
             track, self._subscriber_transport(), out_ssrc=slot.ssrc, rtx_ssrc=slot.rtx_ssrc,
             rtx_pt=None, first_seq=secrets.randbits(16), first_ts=secrets.randbits(32),
@@ -306,6 +304,31 @@ class Participant:
         self.subscriptions[track.id] = sub
         self._subs_by_ssrc[slot.ssrc] = sub
         self.schedule_subscriber_offer()
+
+    def _slot_for(self, track: PublishedTrack) -> SubscriberSlot:
+        """A recycled m-line of the same kind whose removal was negotiated, or a new one.
+
+        Recycling bounds the subscriber SDP by the peak number of tracks, not by churn.
+        Fresh SSRCs each time, so packets of the previous track can never be mistaken.
+        """
+        for slot in self.slots:
+            if slot.reusable and slot.kind == track.kind and slot.track_id is None:
+                self._ssrcs.discard(slot.ssrc)
+                self._ssrcs.discard(slot.rtx_ssrc)
+                slot.ssrc, slot.rtx_ssrc = _random_ssrc(self._ssrcs), _random_ssrc(self._ssrcs)
+                slot.stream_id = slot.cname = track.participant_id
+                slot.track_id, slot.codec = track.id, track.codec
+                slot.reusable = False
+                slot.accepted_pts, slot.accepted_ext_ids = set(), set()
+                return slot
+        slot = SubscriberSlot(
+            mid=str(self._next_mid), kind=track.kind, ssrc=_random_ssrc(self._ssrcs),
+            rtx_ssrc=_random_ssrc(self._ssrcs), stream_id=track.participant_id,
+            track_id=track.id, cname=track.participant_id, codec=track.codec,
+        )
+        self._next_mid += 1
+        self.slots.append(slot)
+        return slot
 
     def unsubscribe(self, track_id: str) -> None:
         sub = self.subscriptions.pop(track_id, None)
@@ -318,6 +341,7 @@ class Participant:
         for slot in self.slots:
             if slot.track_id == track_id:
                 slot.track_id = None
+                slot.reusable = False  # only once an answer has seen it inactive
         self.schedule_subscriber_offer()
 
     def _subscriber_transport(self) -> MediaTransport:
@@ -353,8 +377,8 @@ class Participant:
             # slots added while this offer is outstanding go into the next one; changes
             # made while gathering are in this one
             self._offer_dirty = False
-            self._offered_slots = list(self.slots)
-            offer = build_subscriber_offer(self._offered_slots, transport.local())
+            self._offered = [(slot, slot.track_id) for slot in self.slots]
+            offer = build_subscriber_offer(self.slots, transport.local())
             tracks = []
             for slot in self.slots:
                 if slot.active:
@@ -370,20 +394,30 @@ class Participant:
     async def handle_subscriber_answer(self, sdp_text: str) -> None:
         if not self._offer_pending or self.subscriber is None:
             raise InvalidState("no subscriber offer is outstanding")
-        offered = self._offered_slots
+        offered = self._offered
         try:
-            info = read_subscriber_answer(sdp.parse(sdp_text), offered)
+            info = read_subscriber_answer(sdp.parse(sdp_text), [s for s, _ in offered])
         except sdp.SdpError:
-            # the client applied our offer but its answer is unusable: offer again
+            # the client applied our offer but its answer is unusable: offer again, a
+            # couple of times (a client that keeps failing would otherwise loop forever)
             self._offer_pending = False
-            self.schedule_subscriber_offer()
+            self._failed_answers += 1
+            if self._failed_answers <= MAX_ANSWER_RETRIES:
+                self.schedule_subscriber_offer()
             raise
+        self._failed_answers = 0
         transport = self.subscriber
         transport.start(info.ice_ufrag, info.ice_pwd, info.fingerprints, info.dtls_role)
         for cand in info.candidates:
             await self._add_candidate(transport, cand)
-        for slot in offered:
-            sub = self.subscriptions.get(slot.track_id or "")
+        for slot, offered_track in offered:
+            if offered_track is None:
+                if slot.track_id is None and not slot.rejected:
+                    slot.reusable = True  # the browser has seen it inactive
+                continue
+            if slot.track_id != offered_track:
+                continue  # changed since the offer: the next offer negotiates it
+            sub = self.subscriptions.get(offered_track)
             if sub is None:
                 continue
             codec = sub.track.codec

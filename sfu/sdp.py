@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-MAX_SDP_BYTES = 60_000
+MAX_SDP_BYTES = 256 * 1024
 MAX_MEDIA_SECTIONS = 256
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 

@@ -110,10 +110,10 @@ def create_app(config: Config) -> web.Application:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def websocket(request: web.Request) -> web.WebSocketResponse:
-        # frames over max_message_bytes get a message_too_large error; aiohttp itself closes
-        # (1009) on frames over 4x that, so a huge frame is never buffered whole
-        ws = web.WebSocketResponse(max_msg_size=4 * config.server.max_message_bytes,
-                                   heartbeat=20.0)
+        # frames over the limits get a message_too_large error; aiohttp itself closes (1009)
+        # on frames over twice the larger limit, so a huge frame is never buffered whole
+        limit = max(config.server.max_message_bytes, config.server.max_sdp_message_bytes)
+        ws = web.WebSocketResponse(max_msg_size=2 * limit, heartbeat=20.0)
         await ws.prepare(request)
         await SignallingSession(state, ws).run()
         return ws

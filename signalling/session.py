@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _CLOSE = object()
+SDP_TYPES = ("offer", "answer")
 CLIENT_TYPES = ("join", "offer", "answer", "candidate", "mute", "leave", "ping")
 TARGETS = ("publisher", "subscriber")
 
@@ -112,13 +113,7 @@ class SignallingSession:
                         if fatal:
                             break
                     continue
-                limit = self.state.config.server.max_message_bytes
-                if len(frame.data) > limit or len(frame.data.encode()) > limit:
-                    self.error("message_too_large", f"frame exceeds {limit} bytes", fatal=True)
-                    self._close_code = WSCloseCode.MESSAGE_TOO_BIG  # 1009, docs/protocol.md
-                    reason = "disconnected"
-                    break
-                outcome = await self._handle_text(frame.data)
+                outcome = await self._handle_text(frame.data, len(frame.data.encode()))
                 if outcome is not None:
                     reason = outcome
                     break
@@ -133,10 +128,23 @@ class SignallingSession:
             if not self.ws.closed:
                 await self.ws.close(code=self._close_code)
 
-    async def _handle_text(self, text: str) -> str | None:
+    def _check_size(self, size: int, mtype: str | None) -> None:
+        """64 KiB per frame; offers and answers (SDP grows with the room) up to 256 KiB."""
+        server = self.state.config.server
+        limit = server.max_message_bytes
+        if mtype in SDP_TYPES:
+            limit = max(limit, server.max_sdp_message_bytes)
+        if size > limit:
+            self._close_code = WSCloseCode.MESSAGE_TOO_BIG  # 1009, docs/protocol.md
+            raise ProtocolError("message_too_large", f"frame exceeds {limit} bytes", fatal=True)
+
+    async def _handle_text(self, text: str, size: int) -> str | None:
         """Handle one frame; returns a leave reason when the session must end."""
         mtype = None
         try:
+            if size > max(self.state.config.server.max_message_bytes,
+                          self.state.config.server.max_sdp_message_bytes):
+                self._check_size(size, None)
             try:
                 msg = json.loads(text)
             except ValueError:
@@ -146,6 +154,7 @@ class SignallingSession:
                 raise ProtocolError("bad_message", "frame must be an object with a string 'type'",
                                     fatal=self.participant is None)
             mtype = msg["type"]
+            self._check_size(size, mtype)
             if mtype not in CLIENT_TYPES:
                 if self.participant is None:
                     raise ProtocolError("not_joined", "the first frame must be 'join'", True)

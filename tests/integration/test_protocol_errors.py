@@ -111,3 +111,20 @@ async def test_socket_that_never_joins_is_closed_after_the_join_timeout() -> Non
     finally:
         await probe.close()
         stop_server(server)
+
+
+async def test_sdp_frames_may_exceed_64_kib_but_not_256(server: ServerProcess,
+                                                        pair: HealthyPair) -> None:
+    probe = await joined_probe(server, pair.room + "-big", "big")
+    try:
+        # a 100 KiB answer is read (and refused for what it says, not for its size)
+        await probe.send({"type": "answer", "target": "subscriber",
+                          "sdp": "v=0\r\n" + "a=x\r\n" * 20000})
+        await probe.expect_error("invalid_state", fatal=False)
+        await probe.send({"type": "offer", "target": "publisher",
+                          "sdp": "v=0\r\n" + "a=x\r\n" * 60000})
+        await probe.expect_error("message_too_large", fatal=True)
+        assert await probe.expect_closed() == 1009
+        await pair.assert_flowing()
+    finally:
+        await probe.close()
