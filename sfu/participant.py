@@ -22,6 +22,7 @@ from . import rtcp, sdp
 from .errors import InvalidState, PermissionDenied, TooManyTracks, UnknownTrack
 from .negotiation import (
     AcceptedMedia,
+    NoCommonCodecError,
     SubscriberSlot,
     answer_publisher,
     build_subscriber_offer,
@@ -147,6 +148,7 @@ class Participant:
             raise PermissionDenied("this participant may not publish")
         offer = sdp.parse(sdp_text)
         sources = _declared_sources(declared)
+        self._ensure_open()
         if self.publisher is None:
             self.publisher = MediaTransport(
                 self._certificate, self._ice_addresses, controlling=False,
@@ -154,9 +156,13 @@ class Participant:
                 on_state=self._on_publisher_state, name=f"{self.id}/pub",
             )
             await self.publisher.gather()
+            self._ensure_open()  # removed while gathering: publish nothing
         answer = answer_publisher(offer, self.publisher.local())
         self._check_track_limits(answer.accepted, sources)
-        first = next(m for m in offer.media if m.port != 0 and m.mid not in answer.rejected_mids)
+        first = next((m for m in offer.media
+                      if m.port != 0 and m.mid not in answer.rejected_mids), None)
+        if first is None:
+            raise NoCommonCodecError("no media section of the offer can be received")
         ufrag, pwd = offer.ice_of(first)
         self.publisher.start(ufrag, pwd, offer.fingerprints_of(first), dtls_role="client")
         # BUNDLE: only the first accepted section's transport is used
@@ -164,6 +170,7 @@ class Participant:
             await self._add_candidate(self.publisher, cand)
         if first.end_of_candidates:
             await self.publisher.add_remote_candidate(None)
+        self._ensure_open()
         self._apply_publication(answer.accepted, sources)
         return {
             "type": "answer",
@@ -174,6 +181,11 @@ class Participant:
                 for t in self.tracks.values()
             ],
         }
+
+    def _ensure_open(self) -> None:
+        """Coroutines re-check after each await: the participant may have been removed."""
+        if self.closed:
+            raise InvalidState("the participant has left the room")
 
     def _check_track_limits(
         self, accepted: list[AcceptedMedia], sources: dict[str, str]
@@ -365,6 +377,8 @@ class Participant:
 
     async def _send_subscriber_offer(self) -> None:
         async with self._negotiation_lock:
+            if self.closed:
+                return
             transport = self._subscriber_transport()
             try:
                 await transport.gather()
@@ -394,6 +408,7 @@ class Participant:
     async def handle_subscriber_answer(self, sdp_text: str) -> None:
         if not self._offer_pending or self.subscriber is None:
             raise InvalidState("no subscriber offer is outstanding")
+        self._ensure_open()
         offered = self._offered
         try:
             info = read_subscriber_answer(sdp.parse(sdp_text), [s for s, _ in offered])
@@ -410,6 +425,7 @@ class Participant:
         transport.start(info.ice_ufrag, info.ice_pwd, info.fingerprints, info.dtls_role)
         for cand in info.candidates:
             await self._add_candidate(transport, cand)
+        self._ensure_open()
         for slot, offered_track in offered:
             if offered_track is None:
                 if slot.track_id is None and not slot.rejected:

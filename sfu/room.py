@@ -73,6 +73,8 @@ class Room:
             "participant": p.id, "identity": p.info.identity, "reason": reason})
 
     def track_published(self, p: Participant, track: PublishedTrack) -> None:
+        if self.participants.get(p.id) is not p:
+            return  # removed while its offer was being handled
         self._broadcast({"type": "track_published", "track": track.describe()}, exclude=p)
         self.bus.emit("track.published", self.id, {"participant": p.id, **track.describe()})
         for other in self.participants.values():

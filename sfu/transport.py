@@ -153,13 +153,16 @@ class MediaTransport:
 
     async def gather(self) -> None:
         conn = self._gatherer._connection
-        if conn._local_candidates_start:
+        if conn._local_candidates_start or self.state == "closed":
             return
         conn._local_candidates_start = True
         conn._local_candidates += await conn.get_component_candidates(
             component=1, addresses=self._addresses
         )
         conn._local_candidates_end = True
+        if self.state == "closed":  # closed while binding: release the new sockets
+            await conn.close()
+            return
         if not conn._local_candidates:
             raise OSError(f"could not bind a UDP socket on any of {self._addresses}")
 
