@@ -2,7 +2,8 @@
 
 The forwarding path only bumps plain integer attributes; this collector walks rooms,
 participants, tracks and subscriptions when /metrics is scraped, and adds the totals of
-objects already closed (kept in ``Retired``). Names are documented in docs/metrics.md.
+objects already closed (folded into ``Retired`` as they close), so counters never go
+down. Names are documented in docs/metrics.md.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
+    from .participant import Participant
     from .room import RoomRegistry
+    from .track import PublishedTrack, Subscription
 
 KINDS = ("audio", "video")
 
@@ -34,6 +37,27 @@ class Retired:
         self.duplicates = 0
         self.srtp_failures = 0
         self.unknown_ssrc = 0
+
+    def add_track(self, track: PublishedTrack) -> None:
+        self.packets_in[track.kind] += track.stats.packets_in
+        self.bytes_in[track.kind] += track.stats.bytes_in
+        self.duplicates += track.stats.duplicates
+        self.plis_out += track.stats.plis_sent
+
+    def add_subscription(self, sub: Subscription) -> None:
+        kind = sub.track.kind
+        self.packets_out[kind] += sub.stats.packets
+        self.bytes_out[kind] += sub.stats.bytes
+        self.nacks += sub.stats.nacks
+        self.retransmits += sub.stats.retransmits
+        self.plis_in += sub.stats.plis + sub.stats.firs
+
+    def add_participant(self, p: Participant) -> None:
+        """Counters kept on the participant and its transports (not its tracks)."""
+        for t in (p.publisher, p.subscriber):
+            if t is not None:
+                self.srtp_failures += t.stats.srtp_auth_failures
+        self.unknown_ssrc += p.unknown_ssrc_packets + p.wrong_pt_packets + p.invalid_rtp_packets
 
 
 class SfuCollector(Collector):
@@ -70,7 +94,7 @@ class SfuCollector(Collector):
                 for t in (p.publisher, p.subscriber):
                     if t is not None:
                         srtp += t.stats.srtp_auth_failures
-                unknown += p.unknown_ssrc_packets + p.wrong_pt_packets
+                unknown += p.unknown_ssrc_packets + p.wrong_pt_packets + p.invalid_rtp_packets
                 for track in list(p.tracks.values()):
                     tracks += 1
                     packets_in[track.kind] += track.stats.packets_in

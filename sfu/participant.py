@@ -20,6 +20,7 @@ from aiortc.rtcdtlstransport import RTCCertificate
 
 from . import rtcp, sdp
 from .errors import InvalidState, PermissionDenied, TooManyTracks, UnknownTrack
+from .metrics import Retired
 from .negotiation import (
     AcceptedMedia,
     NoCommonCodecError,
@@ -28,7 +29,7 @@ from .negotiation import (
     build_subscriber_offer,
     read_subscriber_answer,
 )
-from .rtp_header import find_extension
+from .rtp_header import RtpHeaderError, find_extension, header_length
 from .track import PublishedTrack, Subscription
 from .transport import MediaTransport
 
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 _SEQ_TS_SSRC = struct.Struct("!HII").unpack_from
 
 ROLES = ("instructor", "student", "observer")
+#: SSRCs remembered per published track (a publisher's SSRC changes on restarts)
+MAX_SSRCS_PER_TRACK = 3
 #: subscriber offers re-sent after unusable answers before giving up
 MAX_ANSWER_RETRIES = 2
 SOURCES = ("microphone", "camera", "screen")
@@ -84,8 +87,11 @@ class Participant:
         send: Callable[[dict[str, Any]], None],
         keyframe_interval_ms: float,
         publisher_max_bitrate_bps: int,
+        retired: Retired | None = None,
     ) -> None:
         self.info = info
+        #: where the counters of closed tracks/subscriptions go (metrics never go down)
+        self._retired = retired if retired is not None else Retired()
         self.id = info.id
         self.room = room
         self.send = send
@@ -103,6 +109,7 @@ class Participant:
         self._ssrc_table: dict[int, PublishedTrack] = {}
         self._mid_ext_ids: set[int] = set()
         self.unknown_ssrc_packets = 0
+        self.invalid_rtp_packets = 0
         self.wrong_pt_packets = 0
         # subscribing
         self.subscriber: MediaTransport | None = None
@@ -241,6 +248,7 @@ class Participant:
             return
         self._ssrc_table = {s: t for s, t in self._ssrc_table.items() if t is not track}
         track.close()
+        self._retired.add_track(track)
         self.room.track_unpublished(self, track)
 
     def set_track_muted(self, track_id: str, muted: bool, by: Participant) -> PublishedTrack:
@@ -257,8 +265,10 @@ class Participant:
         return track
 
     def _on_publisher_rtp(self, data: bytes, arrival_ms: float) -> None:
-        if len(data) < 12:
-            self.unknown_ssrc_packets += 1
+        try:
+            header_length(data)
+        except RtpHeaderError:
+            self.invalid_rtp_packets += 1
             return
         seq, ts, ssrc = _SEQ_TS_SSRC(data, 2)
         track = self._ssrc_table.get(ssrc)
@@ -279,6 +289,9 @@ class Participant:
             if value is not None:
                 track = self.tracks.get(value.decode("ascii", "replace"))
                 if track is not None and data[1] & 0x7F == track.publisher_pt:
+                    learned = [s for s, t in self._ssrc_table.items() if t is track]
+                    if len(learned) >= MAX_SSRCS_PER_TRACK:
+                        del self._ssrc_table[learned[0]]  # a bounded table, oldest out
                     self._ssrc_table[ssrc] = track
                     return track
         return None
@@ -348,6 +361,7 @@ class Participant:
             return
         self._subs_by_ssrc.pop(sub.out_ssrc, None)
         sub.close()
+        self._retired.add_subscription(sub)
         if self.subscriber is not None and self.subscriber.ready:
             self.subscriber.send_rtcp(rtcp.build_bye([sub.out_ssrc]))
         for slot in self.slots:
@@ -476,7 +490,7 @@ class Participant:
             elif msg.pt == rtcp.RTPFB and msg.fmt == rtcp.FMT_NACK:
                 sub = self._subs_by_ssrc.get(msg.media_ssrc)
                 if sub is not None:
-                    sub.on_nack(msg.items)
+                    sub.on_nack(msg.items, t)
             elif msg.pt == rtcp.PSFB and msg.fmt == rtcp.FMT_PLI:
                 sub = self._subs_by_ssrc.get(msg.media_ssrc)
                 if sub is not None:
@@ -556,11 +570,13 @@ class Participant:
         for track_id in list(self.subscriptions):
             sub = self.subscriptions.pop(track_id)
             sub.close()
+            self._retired.add_subscription(sub)
         if self._rtcp_task is not None:
             self._rtcp_task.cancel()
         for transport in (self.publisher, self.subscriber):
             if transport is not None:
                 await transport.close()
+        self._retired.add_participant(self)
         if self.on_closed is not None:
             self.on_closed()
 

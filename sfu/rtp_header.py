@@ -127,6 +127,8 @@ def rewrite_extension_ids(buf: bytearray, id_map: bytes) -> None:
     if not buf[0] & 0x10:
         return
     start = MIN_HEADER_LEN + 4 * (buf[0] & 0x0F)
+    if len(buf) < start + 4:
+        return  # callers validate with header_length first; never index past the end
     profile = (buf[start] << 8) | buf[start + 1]
     end = min(len(buf), start + 4 + 4 * ((buf[start + 2] << 8) | buf[start + 3]))
     i = start + 4
@@ -138,6 +140,9 @@ def rewrite_extension_ids(buf: bytearray, id_map: bytes) -> None:
                 continue
             ext_id, length = b >> 4, (b & 0x0F) + 1
             if ext_id == 15:
+                return
+            if i + 1 + length > end:  # element runs past the block: blank the rest
+                buf[i:end] = bytes(end - i)
                 return
             new_id = id_map[ext_id]
             if new_id == 0:
@@ -152,6 +157,9 @@ def rewrite_extension_ids(buf: bytearray, id_map: bytes) -> None:
                 i += 1
                 continue
             length = buf[i + 1]
+            if i + 2 + length > end:
+                buf[i:end] = bytes(end - i)
+                return
             new_id = id_map[ext_id]
             if new_id == 0:
                 buf[i : i + 2 + length] = bytes(2 + length)

@@ -35,6 +35,8 @@ class SequenceTracker:
         "_expected_prior",
         "_received_prior",
         "missing",
+        "restarts",
+        "_bad_seq",
     )
 
     def __init__(self, clock_rate: int) -> None:
@@ -51,6 +53,9 @@ class SequenceTracker:
         self._received_prior = 0
         #: sequence numbers (extended) found missing by the last ``update``; empty if none
         self.missing: range = range(0)
+        #: times the source jumped to a new sequence space (RFC 3550 A.1 re-sync)
+        self.restarts = 0
+        self._bad_seq = -1
 
     def update(self, seq: int, ts: int, now_ms: float) -> int:
         max_ext = self.max_ext
@@ -75,8 +80,22 @@ class SequenceTracker:
             back = SEQ_MOD - diff
             self.missing = range(0)
             if back >= REORDER_WINDOW:
-                self.late += 1
-                return -1
+                if seq != self._bad_seq:
+                    # too old, or the first packet of a new sequence space: wait for the next
+                    self._bad_seq = (seq + 1) & 0xFFFF
+                    self.late += 1
+                    return -1
+                # two in a row from far away: the source restarted its numbering (RFC 3550
+                # A.1); move on, keeping extended numbers increasing and the loss figure sane
+                ext = max_ext + diff
+                self.base_ext += diff - 1
+                self.max_ext = ext
+                self._window = 1
+                self._bad_seq = -1
+                self.restarts += 1
+                self.received += 1
+                self._last_transit = None
+                return ext
             bit = 1 << back
             if self._window & bit:
                 self.duplicates += 1

@@ -24,6 +24,33 @@ if TYPE_CHECKING:
     from .transport import MediaTransport
 
 _SEQ_TS = struct.Struct("!HI")
+#: NACK handling bounds (a NACK is attacker-controlled input)
+MAX_NACK_SEQS = 64
+RESEND_GUARD_MS = 100.0
+RETRANSMIT_BUDGET_PPS = 400.0
+
+
+class TokenBucket:
+    """``rate`` tokens per second, at most ``burst`` saved up (sans-IO: time passed in)."""
+
+    __slots__ = ("rate_per_ms", "burst", "tokens", "_last_ms")
+
+    def __init__(self, rate_per_s: float, burst: float) -> None:
+        self.rate_per_ms = rate_per_s / 1000.0
+        self.burst = burst
+        self.tokens = burst
+        self._last_ms: float | None = None
+
+    def refill(self, now_ms: float) -> None:
+        if self._last_ms is not None and now_ms > self._last_ms:
+            self.tokens = min(self.burst, self.tokens + (now_ms - self._last_ms) * self.rate_per_ms)
+        self._last_ms = now_ms
+
+    def take(self) -> bool:
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
 
 
 class TrackStats:
@@ -80,6 +107,7 @@ class PublishedTrack:
         #: last sender report from the publisher per ssrc: (ntp middle 32 bits, arrival ms)
         self.last_sr: dict[int, tuple[int, float]] = {}
         self.current_ssrc: int | None = ssrc
+        self._restarts_seen = 0
 
     def describe(self) -> dict[str, object]:
         return {
@@ -111,8 +139,12 @@ class PublishedTrack:
             buf[1] = (buf[1] & 0x80) | self.codec.pt
             data = bytes(buf)
         self._caches[ssrc].put(ext, data)
-        if self.muted:
-            return
+        if self.muted or ssrc != self.current_ssrc:
+            return  # late packets of a previous SSRC are kept for NACKs, not forwarded
+        if tracker.restarts != self._restarts_seen:
+            self._restarts_seen = tracker.restarts
+            for sub in self.subscriptions:
+                sub.forwarder.resync()  # output continues without a sequence jump
         for sub in self.subscriptions:
             sub.forward(data, ssrc, ext, ts, now_ms)
 
@@ -125,6 +157,7 @@ class PublishedTrack:
             del self._trackers[oldest]
             self._caches.pop(oldest, None)
         tracker = SequenceTracker(self.codec.clock_rate)
+        self._restarts_seen = 0
         self._trackers[ssrc] = tracker
         self._caches[ssrc] = RetransmitCache()
         self.current_ssrc = ssrc
@@ -156,14 +189,14 @@ class PublishedTrack:
     def receiver_report_blocks(self, now_ms: float) -> list[rtcp.ReportBlock]:
         blocks = []
         for ssrc, tracker in self._trackers.items():
-            if tracker.max_ext < 0:
+            if tracker.max_ext < 0 or ssrc != self.current_ssrc:
                 continue
             fraction, lost, highest, jitter = tracker.report_block()
             lsr, dlsr = 0, 0
             sr = self.last_sr.get(ssrc)
             if sr is not None:
                 lsr = sr[0]
-                dlsr = int((now_ms - sr[1]) * 65.536)
+                dlsr = min(0xFFFFFFFF, int((now_ms - sr[1]) * 65.536))
             blocks.append(rtcp.ReportBlock(ssrc, fraction, lost, highest, jitter, lsr, dlsr))
         return blocks
 
@@ -196,8 +229,8 @@ class PublishedTrack:
 
 
 class SubscriptionStats:
-    __slots__ = ("packets", "bytes", "nacks", "retransmits", "retransmit_misses", "plis",
-                 "firs", "fraction_lost", "rtt_ms", "remb_bps")
+    __slots__ = ("packets", "bytes", "nacks", "retransmits", "retransmit_misses",
+                 "retransmits_suppressed", "plis", "firs", "fraction_lost", "rtt_ms", "remb_bps")
 
     def __init__(self) -> None:
         self.packets = 0
@@ -205,6 +238,7 @@ class SubscriptionStats:
         self.nacks = 0
         self.retransmits = 0
         self.retransmit_misses = 0
+        self.retransmits_suppressed = 0
         self.plis = 0
         self.firs = 0
         self.fraction_lost = 0.0
@@ -238,6 +272,8 @@ class Subscription:
         self.active = False  # accepted and the subscriber transport is connected
         self.closed = False
         self._rtx_seq = first_seq ^ 0x5A5A
+        self._resent_ms: dict[int, float] = {}
+        self._retransmit_budget = TokenBucket(RETRANSMIT_BUDGET_PPS, RETRANSMIT_BUDGET_PPS / 2)
         self._on_close = on_close
         #: last SR we sent: compact ntp (middle 32 bits) -> send time in ms
         self.last_sr_ntp: int = 0
@@ -261,9 +297,25 @@ class Subscription:
         self.forwarder.resync()
         self.track.request_keyframe(now_ms)
 
-    def on_nack(self, seqs: tuple[int, ...]) -> None:
+    def on_nack(self, seqs: tuple[int, ...], now_ms: float) -> None:
+        """Resend NACKed packets from the cache, RTX-wrapped where negotiated.
+
+        Bounded against amplification: each sequence number once per NACK, at most
+        ``MAX_NACK_SEQS`` per NACK, the same packet at most once per ``RESEND_GUARD_MS``,
+        and a per-subscription budget of ``RETRANSMIT_BUDGET_PPS`` packets per second.
+        """
         self.stats.nacks += 1
-        for out_seq in seqs:
+        budget = self._retransmit_budget
+        budget.refill(now_ms)
+        resent = self._resent_ms
+        for out_seq in list(dict.fromkeys(seqs))[:MAX_NACK_SEQS]:
+            last = resent.get(out_seq)
+            if last is not None and now_ms - last < RESEND_GUARD_MS:
+                self.stats.retransmits_suppressed += 1
+                continue
+            if not budget.take():
+                self.stats.retransmits_suppressed += 1
+                continue
             found = self.forwarder.lookup(out_seq)
             packet = self.track.cached(found[0], found[1]) if found is not None else None
             if packet is None or found is None:
@@ -280,6 +332,9 @@ class Subscription:
                 out = bytes(buf)
             if self.downstream.send_rtp(out):
                 self.stats.retransmits += 1
+                resent[out_seq] = now_ms
+                if len(resent) > 1024:
+                    del resent[next(iter(resent))]
 
     def on_keyframe_request(self, now_ms: float, fir: bool = False) -> None:
         if fir:

@@ -45,6 +45,8 @@ from .negotiation import LocalTransport
 log = logging.getLogger(__name__)
 
 _PACK_B1_SEQ_TS_SSRC = struct.Struct("!BHII").pack_into
+#: remote candidates accepted per connection (each one makes the server send STUN checks)
+MAX_REMOTE_CANDIDATES = 32
 SRTP_MAX_PACKET = 1500 - 16 - 4  # pylibsrtp buffer minus the largest SRTP trailer
 
 
@@ -141,6 +143,7 @@ class MediaTransport:
         self._dtls._owner = self
         self._start_task: asyncio.Task[None] | None = None
         self._remote_candidates_done = False
+        self._remote_candidates = 0
         # fast send path, set once DTLS is connected
         self._srtp_ptr: Any = None
         self._cdata: Any = None
@@ -274,6 +277,9 @@ class MediaTransport:
         cand = candidate_from_sdp(text)  # ValueError / IndexError on garbage
         if self._remote_candidates_done:
             return  # late candidate after end-of-candidates: valid but unused
+        if self._remote_candidates >= MAX_REMOTE_CANDIDATES:
+            raise ValueError(f"more than {MAX_REMOTE_CANDIDATES} ICE candidates")
+        self._remote_candidates += 1
         cand.sdpMid = "0"
         await self._ice.addRemoteCandidate(cand)
 
@@ -293,7 +299,9 @@ class MediaTransport:
             self._on_rtp(data, arrival_ms)
         except Exception:
             self.stats.rtp_invalid += 1
-            log.exception("RTP handler failed on %s", self.name)
+            n = self.stats.rtp_invalid
+            if n & (n - 1) == 0:  # 1st, 2nd, 4th, 8th...: never a log line per packet
+                log.exception("RTP handler failed on %s (%d times)", self.name, n)
 
     def _deliver_rtcp(self, data: bytes) -> None:
         self.stats.rtcp_in += 1

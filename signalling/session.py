@@ -190,8 +190,8 @@ class SignallingSession:
         cfg = self.state.config
         claims = tokens.verify(msg.get("token"), cfg.auth.api_key, cfg.auth.api_secret)
         room = self.state.rooms.get_for_join(claims.room)
-        previous = room.by_identity(claims.identity)
-        if previous is not None:
+        # loop: another join with this identity may slip in while we await a removal
+        while (previous := room.by_identity(claims.identity)) is not None:
             previous.send({"type": "left", "reason": "replaced"})
             await room.remove(previous, "replaced")
         info = ParticipantInfo(
@@ -203,6 +203,7 @@ class SignallingSession:
             ice_addresses=list(cfg.media.ice_addresses), send=self.send,
             keyframe_interval_ms=cfg.media.keyframe_interval_ms,
             publisher_max_bitrate_bps=cfg.media.publisher_max_bitrate_bps,
+            retired=self.state.retired,
         )
         others = [p.describe() for p in room.participants.values()]
         room.add(participant)  # room_full / room_closed: refused before 'joined' is sent

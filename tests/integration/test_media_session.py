@@ -133,3 +133,27 @@ async def test_second_join_with_same_identity_replaces_the_first(server, clients
     assert status == 200
     assert sorted((p["identity"], p["id"]) for p in body["participants"]) == [
         ("alice", new_id), ("bob", watcher.joined["participant"]["id"])]
+
+
+async def test_counters_do_not_go_down_when_participants_leave(server, clients, http) -> None:  # type: ignore[no-untyped-def]
+    room = unique("retired")
+    sub = client(server, clients, room, "sub")
+    pub = client(server, clients, room, "pub")
+    await sub.connect()
+    await pub.connect()
+    audio = (await pub.publish())["a"]
+    await sub.wait_subscribed()
+    while (rec := sub.received_for_track(audio)) is None or rec.packets < 20:
+        pub.send_packet(pub.build_packet("audio", os.urandom(60)))
+        await asyncio.sleep(0.005)
+    before = await http.metric("sfu_rtp_packets_out_total", kind="audio")
+    before_in = await http.metric("sfu_rtp_packets_in_total", kind="audio")
+    assert before >= 20 and before_in >= 20
+    await pub.close()
+    await sub.close()
+    status, _ = await http.api("GET", f"/api/rooms/{room}/participants")
+    while status == 200:  # until the room is gone (auto-created rooms close when empty)
+        await asyncio.sleep(0.05)
+        status, _ = await http.api("GET", f"/api/rooms/{room}/participants")
+    assert await http.metric("sfu_rtp_packets_out_total", kind="audio") >= before
+    assert await http.metric("sfu_rtp_packets_in_total", kind="audio") >= before_in

@@ -195,3 +195,15 @@ def test_any_reordering_within_window_forwards_each_packet_once(order: list[int]
         if out:
             got.append(out[0])
     assert sorted(got) == list(range(1, 41))
+
+
+def test_source_restarting_its_numbering_resyncs_after_two_packets() -> None:
+    t = SequenceTracker(VIDEO)
+    for s in range(100, 110):
+        t.update(s, 0, s)
+    # the sender jumps to a far-away sequence space (not a wrap, not reordering)
+    assert t.update(40000, 0, 200) == -1  # first: could be a stray, dropped
+    ext = t.update(40001, 0, 201)  # second in a row: accepted, numbering continues
+    assert ext > 109 and t.restarts == 1
+    assert t.update(40002, 0, 202) == ext + 1
+    assert t.lost < 5

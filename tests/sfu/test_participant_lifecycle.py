@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import struct
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,28 @@ async def test_offer_with_only_unreceivable_sections_is_no_common_codec() -> Non
     with pytest.raises(NoCommonCodecError):
         await alice.handle_publisher_offer("\r\n".join(out) + "\r\n", None)
     await alice.close()
+
+
+async def test_ssrcs_learned_from_the_mid_extension_are_bounded_per_track() -> None:
+    room = RoomRegistry(EventBus(), max_participants=10, auto_create=True).get_for_join("r")
+    alice, _ = participant(room, "PA_a", "alice")
+    room.add(alice)
+    await alice.handle_publisher_offer(OFFER, None)
+    audio = next(t for t in alice.tracks.values() if t.kind == "audio")
+    mid_id = next(i for i, u in _extmap(OFFER, "audio").items() if u.endswith("sdes:mid"))
+    ext = bytes([(mid_id << 4) | (len(audio.mid) - 1)]) + audio.mid.encode()
+    ext += bytes((-len(ext)) % 4)
+    for ssrc in range(1000, 1500):  # a publisher spraying new SSRCs
+        packet = (struct.pack("!BBHII", 0x90, audio.publisher_pt, 1, 1, ssrc)
+                  + struct.pack("!HH", 0xBEDE, len(ext) // 4) + ext + b"opus")
+        alice._on_publisher_rtp(packet, 0.0)
+    learned = [s for s, t in alice._ssrc_table.items() if t is audio]
+    assert len(learned) <= 3 and 1499 in learned
+    await alice.close()
+
+
+def _extmap(text: str, kind: str) -> dict[int, str]:
+    from sfu import sdp
+
+    section = next(m for m in sdp.parse(text).media if m.kind == kind)
+    return section.extmap

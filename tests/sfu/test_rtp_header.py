@@ -75,3 +75,21 @@ def test_rtx_wrap_and_unwrap_roundtrip() -> None:
 def test_rtx_padding_probe_unwraps_to_nothing() -> None:
     probe = packet(b"", b"", pad=200)
     assert rtx_unwrap(probe, 96, 1) is None
+
+
+def test_rewrite_never_writes_past_the_extension_block() -> None:
+    # one-byte element claiming 16 bytes inside a 4-byte block: the payload must survive
+    head = struct.pack("!BBHII", 0x90, 96, 1, 1, 1) + struct.pack("!HH", 0xBEDE, 1)
+    p = bytearray(head + bytes([(7 << 4) | 15, 1, 2, 3]) + b"PAYLOAD")
+    rewrite_extension_ids(p, build_id_map({}))
+    assert len(p) == len(head) + 4 + 7 and p.endswith(b"PAYLOAD")
+    two = struct.pack("!BBHII", 0x90, 96, 1, 1, 1) + struct.pack("!HH", 0x1000, 1)
+    q = bytearray(two + bytes([5, 200, 1, 2]) + b"PAYLOAD")
+    rewrite_extension_ids(q, build_id_map({5: 6}))
+    assert q.endswith(b"PAYLOAD") and len(q) == len(two) + 4 + 7
+
+
+def test_rewrite_on_a_truncated_packet_does_not_raise() -> None:
+    p = bytearray(struct.pack("!BBHII", 0x90, 96, 1, 1, 1))  # X bit, no extension
+    rewrite_extension_ids(p, build_id_map({}))
+    assert len(p) == 12

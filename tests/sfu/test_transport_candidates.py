@@ -51,3 +51,14 @@ async def test_good_candidate_after_end_of_candidates_is_accepted_and_ignored() 
     with pytest.raises(ValueError):
         await t.add_remote_candidate("candidate:bad")  # still validated
     await t.close()
+
+
+async def test_remote_candidates_are_capped() -> None:
+    from sfu.transport import MAX_REMOTE_CANDIDATES
+
+    t = transport()
+    for port in range(MAX_REMOTE_CANDIDATES):
+        await t.add_remote_candidate(f"candidate:1 1 udp 1 127.0.0.1 {1000 + port} typ host")
+    with pytest.raises(ValueError, match="more than"):
+        await t.add_remote_candidate("candidate:1 1 udp 1 127.0.0.1 999 typ host")
+    await t.close()
