@@ -354,3 +354,46 @@ async def test_forged_token_shows_invalid_token(
     last_error = await page.evaluate("() => window.sfu.lastError")
     assert last_error["code"] == "invalid_token", last_error
     assert await page.evaluate("() => window.sfu.participantId") is None
+
+
+async def test_mute_button_stops_the_others_receiving_and_unmute_resumes(
+    sfu_server: Any, new_client: ClientFactory, mint_token: Any
+) -> None:
+    """Alice mutes her microphone with the button: Bob is told (track_muted) and stops
+    receiving her audio while her video continues; unmuting brings her audio back."""
+    room = _room()
+    alice, alice_id = await _open_joined(
+        new_client, sfu_server.base_url,
+        await mint_token(room, f"alice-{secrets.token_hex(2)}", "Alice", "instructor"), "alice")
+    bob, _ = await _open_joined(
+        new_client, sfu_server.base_url,
+        await mint_token(room, f"bob-{secrets.token_hex(2)}", "Bob", "student"), "bob")
+    await _wait_receiving(bob, [alice_id])
+    await alice.page.wait_for_function(
+        "() => !document.querySelector('#toggle-mic').disabled", timeout=JOIN_TIMEOUT_MS)
+
+    async def bob_from_alice() -> dict[str, int]:
+        counters = await _media_counters(bob)
+        return {kind: counters.get((alice_id, kind), 0) for kind in ("audio", "video")}
+
+    await alice.page.click("#toggle-mic")
+    await bob.page.wait_for_function(
+        "(pid) => window.sfu.messages.some((m) => m.type === 'track_muted'"
+        " && m.participantId === pid && m.muted === true)",
+        arg=alice_id, timeout=JOIN_TIMEOUT_MS, polling=POLL_MS)
+    await asyncio.sleep(0.5)  # packets already in flight when the mute landed
+    muted_before = await bob_from_alice()
+    await asyncio.sleep(SAMPLE_INTERVAL_S)
+    muted_after = await bob_from_alice()
+    assert muted_after["audio"] == muted_before["audio"], "audio still forwarded while muted"
+    assert muted_after["video"] > muted_before["video"], "video must keep flowing"
+
+    await alice.page.click("#toggle-mic")
+    await bob.page.wait_for_function(
+        "(pid) => window.sfu.messages.some((m) => m.type === 'track_muted'"
+        " && m.participantId === pid && m.muted === false)",
+        arg=alice_id, timeout=JOIN_TIMEOUT_MS, polling=POLL_MS)
+    resumed_before = await bob_from_alice()
+    await asyncio.sleep(SAMPLE_INTERVAL_S)
+    resumed_after = await bob_from_alice()
+    assert resumed_after["audio"] > resumed_before["audio"], "audio did not resume"
