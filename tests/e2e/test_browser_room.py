@@ -223,18 +223,22 @@ async def test_three_pages_then_late_joiner_then_leave(
     )
     await _assert_media_flowing(clients, ids)
 
-    # A fourth page joins late: it gets everyone, and everyone gets it.
-    dave_token = await mint_token(room, f"dave-{secrets.token_hex(2)}", "Dave", "student")
-    dave, dave_id = await _open_joined(new_client, base_url, dave_token, "dave")
-    clients["dave"] = dave
-    ids["dave"] = dave_id
-    await asyncio.gather(
-        *(
-            _wait_receiving(c, [pid for other, pid in ids.items() if other != label])
-            for label, c in clients.items()
+    async def join_late(label: str) -> str:
+        """A page joins an ongoing room: it gets everyone, and everyone gets it."""
+        token = await mint_token(room, f"{label}-{secrets.token_hex(2)}", label.title(),
+                                 "student")
+        clients[label], ids[label] = await _open_joined(new_client, base_url, token, label)
+        await asyncio.gather(
+            *(
+                _wait_receiving(c, [pid for other, pid in ids.items() if other != name])
+                for name, c in clients.items()
+            )
         )
-    )
-    await _assert_media_flowing(clients, ids)
+        await _assert_media_flowing(clients, ids)
+        return ids[label]
+
+    # A fourth page joins late.
+    await join_late("dave")
 
     # Carol leaves through the leave button.
     carol = clients.pop("carol")
@@ -284,17 +288,7 @@ async def test_three_pages_then_late_joiner_then_leave(
     # Erin joins after Carol left: the m-lines that carried Carol's tracks are recycled
     # for Erin's (the subscriber SDP stays bounded by the peak number of tracks), and
     # every page receives Erin's audio and video on them.
-    erin_token = await mint_token(room, f"erin-{secrets.token_hex(2)}", "Erin", "student")
-    erin, erin_id = await _open_joined(new_client, base_url, erin_token, "erin")
-    clients["erin"] = erin
-    ids["erin"] = erin_id
-    await asyncio.gather(
-        *(
-            _wait_receiving(c, [pid for other, pid in ids.items() if other != label])
-            for label, c in clients.items()
-        )
-    )
-    await _assert_media_flowing(clients, ids)
+    erin_id = await join_late("erin")
     for label in carol_mids:
         subs = await clients[label].page.evaluate("() => window.sfu.subscriptions()")
         erin_mids = sorted(s["mid"] for s in subs if s["participantId"] == erin_id)
