@@ -67,6 +67,19 @@ class Grants:
     record: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class MediaParams:
+    """What every participant's media needs from the server (one instance per server)."""
+
+    certificate: RTCCertificate
+    #: addresses to bind UDP sockets on and announce as ICE host candidates
+    ice_addresses: tuple[str, ...]
+    keyframe_interval_ms: float = 500.0
+    publisher_max_bitrate_bps: int = 2_500_000
+    #: where the counters of closed tracks/subscriptions go (metrics never go down)
+    retired: Retired = field(default_factory=Retired)
+
+
 @dataclass(slots=True)
 class ParticipantInfo:
     id: str
@@ -81,24 +94,15 @@ class Participant:
         self,
         info: ParticipantInfo,
         room: Room,
-        *,
-        certificate: RTCCertificate,
-        ice_addresses: list[str],
+        params: MediaParams,
         send: Callable[[dict[str, Any]], None],
-        keyframe_interval_ms: float,
-        publisher_max_bitrate_bps: int,
-        retired: Retired | None = None,
     ) -> None:
         self.info = info
-        #: where the counters of closed tracks/subscriptions go (metrics never go down)
-        self._retired = retired if retired is not None else Retired()
         self.id = info.id
         self.room = room
         self.send = send
-        self._certificate = certificate
-        self._ice_addresses = ice_addresses
-        self._keyframe_interval_ms = keyframe_interval_ms
-        self._publisher_max_bitrate_bps = publisher_max_bitrate_bps
+        self._params = params
+        self._retired = params.retired
         self.closed = False
         self.joined_at = time.time()
         self._ssrcs: set[int] = set()
@@ -158,7 +162,7 @@ class Participant:
         self._ensure_open()
         if self.publisher is None:
             self.publisher = MediaTransport(
-                self._certificate, self._ice_addresses, controlling=False,
+                self._params.certificate, list(self._params.ice_addresses), controlling=False,
                 on_rtp=self._on_publisher_rtp, on_rtcp=self._on_publisher_rtcp,
                 on_state=self._on_publisher_state, name=f"{self.id}/pub",
             )
@@ -233,7 +237,7 @@ class Participant:
                 source=source, mid=m.mid, codec=m.codec, publisher_pt=m.pt,
                 ext_map=m.ext_map, ssrc=m.ssrc, rtx_ssrc=m.rtx_ssrc,
                 upstream=self.publisher, receiver_ssrc=self._rtcp_ssrc,
-                keyframe_interval_ms=self._keyframe_interval_ms,
+                keyframe_interval_ms=self._params.keyframe_interval_ms,
             )
             self.tracks[m.mid] = track
             if m.ssrc is not None:
@@ -373,7 +377,7 @@ class Participant:
     def _subscriber_transport(self) -> MediaTransport:
         if self.subscriber is None:
             self.subscriber = MediaTransport(
-                self._certificate, self._ice_addresses, controlling=True,
+                self._params.certificate, list(self._params.ice_addresses), controlling=True,
                 on_rtp=self._on_subscriber_rtp, on_rtcp=self._on_subscriber_rtcp,
                 on_state=self._on_subscriber_state, name=f"{self.id}/sub",
             )
@@ -557,7 +561,7 @@ class Participant:
             packet = rtcp.build_rr(self._rtcp_ssrc, blocks[:31])
             if video_ssrcs:
                 packet += rtcp.build_remb(
-                    self._rtcp_ssrc, self._publisher_max_bitrate_bps, video_ssrcs
+                    self._rtcp_ssrc, self._params.publisher_max_bitrate_bps, video_ssrcs
                 )
             pub_t.send_rtcp(packet)
 

@@ -17,8 +17,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from events import EventBus
 from sfu.config import Config
 from sfu.errors import SfuError
-from sfu.metrics import Retired, SfuCollector
-from sfu.participant import ROLES
+from sfu.metrics import SfuCollector
+from sfu.participant import ROLES, MediaParams
 from sfu.room import RoomRegistry
 
 from . import tokens
@@ -34,8 +34,7 @@ class ServerState:
     config: Config
     bus: EventBus
     rooms: RoomRegistry
-    certificate: RTCCertificate
-    retired: Retired = field(default_factory=Retired)
+    media: MediaParams
     metrics_errors: dict[str, int] = field(default_factory=dict)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     ready: bool = False
@@ -83,9 +82,15 @@ def create_app(config: Config) -> web.Application:
         config=config, bus=bus,
         rooms=RoomRegistry(bus, max_participants=config.rooms.max_participants,
                            auto_create=config.rooms.auto_create),
-        certificate=RTCCertificate.generateCertificate(),
+        media=MediaParams(
+            certificate=RTCCertificate.generateCertificate(),
+            ice_addresses=config.media.ice_addresses,
+            keyframe_interval_ms=config.media.keyframe_interval_ms,
+            publisher_max_bitrate_bps=config.media.publisher_max_bitrate_bps,
+        ),
     )
-    state.registry.register(SfuCollector(state.rooms, state.retired, state.metrics_errors))
+    state.registry.register(SfuCollector(state.rooms, state.media.retired,
+                                          state.metrics_errors))
     app = web.Application(client_max_size=65536)
     app[STATE] = state
 

@@ -198,13 +198,7 @@ class SignallingSession:
             id=f"PA_{secrets.token_hex(6)}", identity=claims.identity, name=claims.name,
             role=claims.role, grants=claims.grants,
         )
-        participant = Participant(
-            info, room, certificate=self.state.certificate,
-            ice_addresses=list(cfg.media.ice_addresses), send=self.send,
-            keyframe_interval_ms=cfg.media.keyframe_interval_ms,
-            publisher_max_bitrate_bps=cfg.media.publisher_max_bitrate_bps,
-            retired=self.state.retired,
-        )
+        participant = Participant(info, room, self.state.media, self.send)
         others = [p.describe() for p in room.participants.values()]
         room.add(participant)  # room_full / room_closed: refused before 'joined' is sent
         self.participant, self.room = participant, room

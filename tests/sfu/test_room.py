@@ -11,7 +11,7 @@ from aiortc.rtcdtlstransport import RTCCertificate
 from events import EventBus
 from sfu import codecs
 from sfu.errors import RoomFull, RoomNotFound
-from sfu.participant import Participant, ParticipantInfo
+from sfu.participant import MediaParams, Participant, ParticipantInfo
 from sfu.room import Room, RoomRegistry
 from sfu.track import PublishedTrack
 from sfu.transport import MediaTransport
@@ -36,8 +36,7 @@ class Inbox(list[dict[str, Any]]):
 def participant(room: Room, pid: str, identity: str) -> tuple[Participant, Inbox]:
     inbox = Inbox()
     p = Participant(ParticipantInfo(pid, identity, identity.title(), "student"), room,
-                    certificate=CERT, ice_addresses=["127.0.0.1"], send=inbox.append,
-                    keyframe_interval_ms=500, publisher_max_bitrate_bps=1_000_000)
+                    MediaParams(CERT, ("127.0.0.1",)), inbox.append)
     return p, inbox
 
 
