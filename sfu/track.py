@@ -103,7 +103,6 @@ class PublishedTrack:
         self._trackers: dict[int, SequenceTracker] = {}
         self._caches: dict[int, RetransmitCache] = {}
         self.keyframes = KeyframeThrottle(keyframe_interval_ms)
-        self._fir_seq = 0
         #: last sender report from the publisher per ssrc: (ntp middle 32 bits, arrival ms)
         self.last_sr: dict[int, tuple[int, float]] = {}
         self.current_ssrc: int | None = ssrc

@@ -13,9 +13,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
+import playwright.async_api as playwright_async
 import pytest
-
-playwright_async = pytest.importorskip("playwright.async_api")
 
 CHROMIUM_PATH = os.environ.get("SFU_E2E_CHROMIUM", "/usr/bin/chromium")
 
@@ -82,7 +81,9 @@ def _failed(request: pytest.FixtureRequest) -> bool:
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
     if not (os.path.exists(CHROMIUM_PATH) or shutil.which(CHROMIUM_PATH)):
-        pytest.skip(f"no Chromium at {CHROMIUM_PATH}")
+        # a missing browser is a broken set-up, never a pass: scripts/test.sh installs it
+        pytest.fail(f"no Chromium at {CHROMIUM_PATH} (apt-get install chromium, or set "
+                    "SFU_E2E_CHROMIUM)")
     async with playwright_async.async_playwright() as pw:
         browser = await pw.chromium.launch(
             executable_path=CHROMIUM_PATH, args=CHROMIUM_ARGS, headless=True
