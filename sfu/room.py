@@ -143,11 +143,11 @@ class RoomRegistry:
             room = self.create(room_id, auto_created=True)
         return room
 
-    async def close(self, room_id: str) -> bool:
+    async def close(self, room_id: str, reason: str = "room_closed") -> bool:
         room = self.rooms.pop(room_id, None)
         if room is None:
             return False
-        await room.close()
+        await room.close(reason)
         return True
 
     async def left(self, room: Room) -> None:

@@ -236,7 +236,7 @@ def create_app(config: Config) -> web.Application:
     async def on_shutdown(app: web.Application) -> None:
         state.ready = False
         for name in list(state.rooms.rooms):
-            await state.rooms.close(name)
+            await state.rooms.close(name, "server_shutdown")
 
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)

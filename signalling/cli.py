@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import signal
 import sys
 from typing import Any
 
@@ -40,7 +41,13 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(cfg)
 
     async def main() -> None:
-        runner = web.AppRunner(app, handle_signals=True, access_log=None)
+        # our own SIGTERM/SIGINT handling: aiohttp's raises GracefulExit from the signal
+        # callback, which skipped on_shutdown (participants were never told) and exited 1
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, cfg.server.host, cfg.server.port)
         await site.start()
@@ -55,7 +62,8 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"API key {cfg.auth.api_key!r}; mint join tokens with "
                   "`classroom-sfu token` or POST /api/tokens", flush=True)
         try:
-            await asyncio.Event().wait()
+            await stop.wait()
+            print("classroom-sfu stopping: closing rooms", flush=True)
         finally:
             await runner.cleanup()
 
