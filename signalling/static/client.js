@@ -42,6 +42,7 @@ const REASONS = {
   replaced: "You joined from another tab or device.",
   room_closed: "The room was closed.",
   disconnected: "The connection to the server was lost.",
+  server_shutdown: "The server is shutting down.",
 };
 
 // ---------------------------------------------------------------------------
@@ -70,6 +71,8 @@ function newSession(token) {
     pubNeedsOffer: false,
     pendingPubCandidates: [], // candidates gathered before the offer went out
     pubOfferSent: false,
+    pubOffered: [], // entries of `published` declared in the outstanding offer
+    screenBusy: false, // a screen share is being started or stopped
     muted: { microphone: false, camera: false },
     // subscriber side
     subscriberPc: null,
@@ -525,14 +528,27 @@ function onError(s, msg) {
     return;
   }
   showError(err);
-  if (err.ref === "offer" && s.pubOfferPending) {
-    // Our publisher offer was refused: roll back so we can offer again later.
-    s.pubOfferPending = false;
-    const pc = s.publisherPc;
-    if (pc && pc.signalingState === "have-local-offer") {
-      return pc.setLocalDescription({ type: "rollback" }).catch((e) => console.warn(e));
+  if (err.ref === "offer" && s.pubOfferPending) return onPublisherOfferRefused(s);
+}
+
+async function onPublisherOfferRefused(s) {
+  // Our publisher offer was refused: roll back so we can offer again later.
+  const pc = s.publisherPc;
+  if (pc && pc.signalingState === "have-local-offer") {
+    await pc.setLocalDescription({ type: "rollback" }).catch((e) => console.warn(e));
+  }
+  s.pubOfferPending = false;
+  if (s.closed) return;
+  // A screen share that was in the refused offer is not published: do not keep
+  // capturing the screen while the button claims it is shared.
+  for (const p of s.pubOffered) {
+    if (p.source === "screen" && p.track && !serverTrackId(s, p)) {
+      await releaseScreen(s, p);
     }
   }
+  s.pubOffered = [];
+  // Changes requested while the refused offer was outstanding still need an offer.
+  if (s.pubNeedsOffer) await negotiatePublisher(s);
 }
 
 async function onRemoteCandidate(s, msg) {
@@ -585,7 +601,7 @@ async function getLocalMedia() {
 
 async function startPublishing(s) {
   const stream = await getLocalMedia();
-  if (s.closed) {
+  if (s.closed || s.leaving) {
     for (const t of stream.getTracks()) t.stop();
     return;
   }
@@ -615,14 +631,22 @@ async function negotiatePublisher(s) {
   }
   s.pubNeedsOffer = false;
   s.pubOfferPending = true;
-  const offer = await pc.createOffer();
-  await pc.setLocalDescription(offer);
+  try {
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+  } catch (e) {
+    // Never leave the flag set: every later change would wait for an answer forever.
+    s.pubOfferPending = false;
+    throw e;
+  }
   if (s.closed) return;
   const tracks = [];
+  s.pubOffered = [];
   for (const p of s.published) {
     const t = p.transceiver;
     if (t.mid == null || !p.track || t.direction !== "sendonly") continue;
     tracks.push({ mid: t.mid, source: p.source });
+    s.pubOffered.push(p);
   }
   send(s, { type: "offer", target: "publisher", sdp: pc.localDescription.sdp, tracks });
   if (!s.pubOfferSent) {
@@ -639,7 +663,17 @@ async function onPublisherAnswer(s, msg) {
     console.warn("unexpected publisher answer in state", pc && pc.signalingState);
     return;
   }
-  await pc.setRemoteDescription({ type: "answer", sdp: msg.sdp });
+  try {
+    await pc.setRemoteDescription({ type: "answer", sdp: msg.sdp });
+  } catch (e) {
+    // Unusable answer: go back to stable so that later changes can be offered.
+    s.pubOfferPending = false;
+    if (pc.signalingState === "have-local-offer") {
+      await pc.setLocalDescription({ type: "rollback" }).catch((err) => console.warn(err));
+    }
+    throw e;
+  }
+  if (s.closed) return;
   s.pubTracks.clear();
   for (const t of msg.tracks || []) s.pubTracks.set(t.mid, t);
   s.pubOfferPending = false;
@@ -693,12 +727,21 @@ ui.camera.addEventListener("click", () => {
 
 ui.screen.addEventListener("click", async () => {
   const s = session;
-  if (!s || s.closed || !s.publisherPc) return;
-  const active = s.published.find((p) => p.source === "screen" && p.track);
-  if (active) {
-    await stopScreenShare(s);
-    return;
+  if (!s || s.closed || s.leaving || !s.publisherPc) return;
+  // One start/stop at a time: a second click while the picker is open would
+  // otherwise add a second screen transceiver (refused as too_many_tracks).
+  if (s.screenBusy) return;
+  s.screenBusy = true;
+  try {
+    const active = s.published.find((p) => p.source === "screen" && p.track);
+    if (active) await stopScreenShare(s);
+    else await startScreenShare(s);
+  } finally {
+    s.screenBusy = false;
   }
+});
+
+async function startScreenShare(s) {
   let stream;
   try {
     stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
@@ -708,41 +751,53 @@ ui.screen.addEventListener("click", async () => {
     }
     return;
   }
-  if (s.closed) {
+  if (s.closed || s.leaving || s !== session) {
     for (const t of stream.getTracks()) t.stop();
     return;
   }
+  for (const t of stream.getAudioTracks()) t.stop();
   const track = stream.getVideoTracks()[0];
   if (!track) return;
-  track.addEventListener("ended", () => stopScreenShare(s));
+  track.addEventListener("ended", () => {
+    if (!s.closed) stopScreenShare(s).catch((e) => console.warn("stopping the share", e));
+  });
   // Reuse a transceiver left over from an earlier share, otherwise add one.
   let entry = s.published.find((p) => p.source === "screen" && !p.track);
   if (entry) {
-    await entry.transceiver.sender.replaceTrack(track);
-    entry.transceiver.direction = "sendonly";
     entry.track = track;
     entry.sentMuted = false;
+    await entry.transceiver.sender.replaceTrack(track);
+    if (entry.track !== track) return; // ended (and released) meanwhile
+    entry.transceiver.direction = "sendonly";
   } else {
     const transceiver = s.publisherPc.addTransceiver(track, { direction: "sendonly" });
     entry = { transceiver, source: "screen", kind: "video", track, sentMuted: false };
     s.published.push(entry);
   }
+  if (s.closed || entry.track !== track) return; // left, or ended meanwhile
   ui.screen.setAttribute("aria-pressed", "true");
   ui.screen.textContent = "Stop sharing";
   await negotiatePublisher(s);
-});
+}
+
+// Stop capturing and stop sending on the screen transceiver (no renegotiation).
+async function releaseScreen(s, entry) {
+  if (entry.track) entry.track.stop();
+  entry.track = null;
+  if (s === session) {
+    ui.screen.setAttribute("aria-pressed", "false");
+    ui.screen.textContent = "Share screen";
+  }
+  if (s.closed) return false;
+  await entry.transceiver.sender.replaceTrack(null);
+  entry.transceiver.direction = "inactive";
+  return true;
+}
 
 async function stopScreenShare(s) {
   const entry = s.published.find((p) => p.source === "screen" && p.track);
   if (!entry) return;
-  entry.track.stop();
-  entry.track = null;
-  ui.screen.setAttribute("aria-pressed", "false");
-  ui.screen.textContent = "Share screen";
-  if (s.closed) return;
-  await entry.transceiver.sender.replaceTrack(null);
-  entry.transceiver.direction = "inactive";
-  await negotiatePublisher(s);
+  if (await releaseScreen(s, entry)) await negotiatePublisher(s);
 }
 
 function resetControls() {
@@ -898,9 +953,14 @@ function onTrackUnpublished(s, trackId, participantId) {
     r.knownTracks.delete(trackId);
     updateRemoteIndicators(r);
   }
-  // Stop showing it now; its m-line goes inactive in the next offer.
+  // Stop showing it now; its m-line goes inactive in the next offer.  The fallback
+  // (from `track` events) is dropped by mid too: on a recycled m-line the receiver
+  // track keeps the id of the first track the m-line carried, so it never matches.
   for (const [mid, info] of [...s.subTracks]) {
-    if (info.trackId === trackId) s.subTracks.delete(mid);
+    if (info.trackId === trackId) {
+      s.subTracks.delete(mid);
+      s.subFallback.delete(mid);
+    }
   }
   for (const [mid, info] of [...s.subFallback]) {
     if (info.trackId === trackId) s.subFallback.delete(mid);
@@ -1011,6 +1071,8 @@ function addRemote(s, p) {
   if (!p || !p.id || p.id === sfu.participantId || s.closed) return null;
   const existing = s.remotes.get(p.id);
   if (existing) {
+    for (const t of p.tracks || []) if (!existing.knownTracks.has(t.id)) existing.knownTracks.set(t.id, t);
+    if (p.tracks && p.tracks.length) updateRemoteIndicators(existing);
     if (p.name || p.identity) {
       existing.info = { ...existing.info, ...p };
       existing.label.textContent = displayName(existing.info);
@@ -1079,11 +1141,19 @@ function playRemote(r) {
       button.className = "unmute-audio";
       button.textContent = "Click to hear";
       button.addEventListener("click", () => {
-        r.video.muted = false;
-        r.video.play().catch(() => {});
-        r.audioBlocked = false;
+        // The click is a user gesture: it lifts the block for every tile at once.
+        const s = session;
+        const blocked = s && !s.closed ? [...s.remotes.values()].filter((x) => x.audioBlocked) : [r];
+        for (const x of blocked) {
+          x.video.muted = false;
+          x.video.play().catch(() => {});
+          x.audioBlocked = false;
+          if (x.unmuteButton) x.unmuteButton.remove();
+          x.unmuteButton = null;
+        }
         button.remove();
       });
+      r.unmuteButton = button;
       r.tile.append(button);
     }
   });
