@@ -225,9 +225,7 @@ class Participant:
             track = self.tracks.get(m.mid)
             if track is not None:
                 if m.ssrc is not None and m.ssrc != track.ssrc:
-                    self._ssrc_table = {
-                        s: t for s, t in self._ssrc_table.items() if t is not track
-                    }
+                    self._forget_ssrcs(track)
                     track.ssrc = m.ssrc
                     self._ssrc_table[m.ssrc] = track
                 continue
@@ -250,10 +248,13 @@ class Participant:
         track = self.tracks.pop(mid, None)
         if track is None:
             return
-        self._ssrc_table = {s: t for s, t in self._ssrc_table.items() if t is not track}
+        self._forget_ssrcs(track)
         track.close()
         self._retired.add_track(track)
         self.room.track_unpublished(self, track)
+
+    def _forget_ssrcs(self, track: PublishedTrack) -> None:
+        self._ssrc_table = {s: t for s, t in self._ssrc_table.items() if t is not track}
 
     def set_track_muted(self, track_id: str, muted: bool, by: Participant) -> PublishedTrack:
         track = self.track_by_id(track_id)

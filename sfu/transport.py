@@ -8,7 +8,7 @@ pinned by the version ranges in pyproject.toml and covered by tests/integration:
 
 * ``RTCDtlsTransport._handle_rtp_data`` / ``_handle_rtcp_data`` overridden to hand decrypted
   packets to the SFU;
-* ``RTCDtlsTransport._rx_srtp`` wrapped to count packets that fail SRTP authentication;
+* ``RTCDtlsTransport._rx_srtp`` (the keyed receive session) used by the fast receive path;
 * ``pylibsrtp.Session``'s buffer (``_cdata``/``_buffer``/``_srtp``) used to protect a packet
   rewritten in place, and the nominated aioice pair's datagram transport used to send it
   synchronously (no coroutine per packet);
@@ -69,38 +69,10 @@ class TransportStats:
         self.rtp_invalid = 0
 
 
-class _CountingSrtpSession:
-    """Wraps the receive SRTP session to count authentication failures (garbage input)."""
-
-    def __init__(self, session: pylibsrtp.Session, stats: TransportStats) -> None:
-        self._session = session
-        self._stats = stats
-
-    def unprotect(self, data: bytes) -> bytes:
-        try:
-            return self._session.unprotect(data)
-        except pylibsrtp.Error:
-            self._stats.srtp_auth_failures += 1
-            raise
-
-    def unprotect_rtcp(self, data: bytes) -> bytes:
-        try:
-            return self._session.unprotect_rtcp(data)
-        except pylibsrtp.Error:
-            self._stats.srtp_auth_failures += 1
-            raise
-
-
 class _SfuDtlsTransport(RTCDtlsTransport):
     """DTLS transport that hands decrypted RTP/RTCP to its owner as bytes."""
 
     _owner: MediaTransport
-
-    def _setup_srtp(self) -> None:
-        super()._setup_srtp()
-        if self._rx_srtp is not None:
-            self._rx_srtp = _CountingSrtpSession(  # type: ignore[assignment]
-                self._rx_srtp, self._owner.stats)
 
     async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
         # only packets that arrive before the fast receive path is on come this way
@@ -254,8 +226,7 @@ class MediaTransport:
             self._deliver_rtp(plain, _monotonic() * 1000.0)
 
     def _enable_fast_path(self) -> None:
-        rx = self._dtls._rx_srtp
-        self._rx_srtp = rx._session if isinstance(rx, _CountingSrtpSession) else rx
+        self._rx_srtp = self._dtls._rx_srtp
         session = self._dtls._tx_srtp
         self._srtp_ptr = session._srtp[0]
         self._cdata = session._cdata
