@@ -40,15 +40,17 @@ class ServerProcess:
         return {"Authorization": f"Bearer {self.api_secret}"}
 
 
-def start_server(extra_env: dict[str, str] | None = None) -> ServerProcess:
-    """``classroom-sfu serve --dev`` on 127.0.0.1, any free port, ICE on 127.0.0.1."""
+def start_server(extra_env: dict[str, str] | None = None, *, host: str = "127.0.0.1",
+                 ice_addresses: tuple[str, ...] = ("127.0.0.1",)) -> ServerProcess:
+    """``classroom-sfu serve --dev`` on ``host`` (127.0.0.1), any free port, ICE on
+    ``ice_addresses`` (127.0.0.1)."""
     env = dict(os.environ)
     env.update({"SFU_AUTH_API_KEY": API_KEY, "SFU_AUTH_API_SECRET": API_SECRET,
                 "PYTHONUNBUFFERED": "1"})
     env.update(extra_env or {})
     proc = subprocess.Popen(
-        [sys.executable, "-m", "signalling", "serve", "--dev", "--host", "127.0.0.1",
-         "--port", "0", "--ice-address", "127.0.0.1"],
+        [sys.executable, "-m", "signalling", "serve", "--dev", "--host", host, "--port", "0",
+         *(arg for addr in ice_addresses for arg in ("--ice-address", addr))],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
     )
     assert proc.stdout is not None

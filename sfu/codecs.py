@@ -15,20 +15,28 @@ EXT_VIDEO_ORIENTATION = "urn:3gpp:video-orientation"
 EXT_ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 EXT_RID = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
 EXT_REPAIRED_RID = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
+EXT_TWCC = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+
+#: canonical (subscriber-side) extension ids
+AUDIO_LEVEL_ID = 1
+TWCC_ID = 3
+VIDEO_ORIENTATION_ID = 4
 
 #: extensions accepted from publishers, by kind
 PUBLISHER_EXTENSIONS: dict[str, tuple[str, ...]] = {
-    "audio": (EXT_MID, EXT_AUDIO_LEVEL),
-    "video": (EXT_MID, EXT_VIDEO_ORIENTATION),
+    "audio": (EXT_MID, EXT_AUDIO_LEVEL, EXT_TWCC),
+    "video": (EXT_MID, EXT_VIDEO_ORIENTATION, EXT_TWCC, EXT_RID),
 }
 #: extensions offered to subscribers, by kind, with the canonical id used on the wire
+#: (the transport-cc element keeps its slot: the SFU writes its own transport-wide sequence
+#: number into it per subscriber transport, see sfu/transport.py)
 SUBSCRIBER_EXTENSIONS: dict[str, dict[str, int]] = {
-    "audio": {EXT_AUDIO_LEVEL: 1},
-    "video": {EXT_VIDEO_ORIENTATION: 4},
+    "audio": {EXT_AUDIO_LEVEL: AUDIO_LEVEL_ID, EXT_TWCC: TWCC_ID},
+    "video": {EXT_VIDEO_ORIENTATION: VIDEO_ORIENTATION_ID, EXT_TWCC: TWCC_ID},
 }
 
-VIDEO_FEEDBACK = ("goog-remb", "ccm fir", "nack", "nack pli")
-AUDIO_FEEDBACK: tuple[str, ...] = ()
+VIDEO_FEEDBACK = ("goog-remb", "transport-cc", "ccm fir", "nack", "nack pli")
+AUDIO_FEEDBACK: tuple[str, ...] = ("transport-cc",)
 
 
 @dataclass(frozen=True, slots=True)

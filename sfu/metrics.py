@@ -9,6 +9,7 @@ down. Names are documented in docs/metrics.md.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from time import monotonic
 from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -37,6 +38,10 @@ class Retired:
         self.duplicates = 0
         self.srtp_failures = 0
         self.unknown_ssrc = 0
+        self.layer_switches = 0
+        self.bandwidth_pauses = 0
+        self.twcc_in = 0
+        self.twcc_out = 0
 
     def add_track(self, track: PublishedTrack) -> None:
         self.packets_in[track.kind] += track.stats.packets_in
@@ -51,6 +56,8 @@ class Retired:
         self.nacks += sub.stats.nacks
         self.retransmits += sub.stats.retransmits
         self.plis_in += sub.stats.plis + sub.stats.firs
+        self.layer_switches += sub.selector.switches
+        self.bandwidth_pauses += sub.stats.bandwidth_pauses
 
     def add_participant(self, p: Participant) -> None:
         """Counters kept on the participant and its transports (not its tracks)."""
@@ -58,6 +65,8 @@ class Retired:
             if t is not None:
                 self.srtp_failures += t.stats.srtp_auth_failures
         self.unknown_ssrc += p.unknown_ssrc_packets + p.wrong_pt_packets + p.invalid_rtp_packets
+        self.twcc_in += p.twcc_feedback
+        self.twcc_out += p.twcc_feedback_sent
 
 
 class SfuCollector(Collector):
@@ -69,13 +78,18 @@ class SfuCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily]:
         r = self.retired
+        now = monotonic() * 1000.0
         packets_in = dict(r.packets_in)
         bytes_in = dict(r.bytes_in)
         packets_out = dict(r.packets_out)
         bytes_out = dict(r.bytes_out)
         nacks, retransmits, plis_in, plis_out = r.nacks, r.retransmits, r.plis_in, r.plis_out
         duplicates, srtp, unknown = r.duplicates, r.srtp_failures, r.unknown_ssrc
-        participants = tracks = subscriptions = 0
+        switches, pauses, twcc_in, twcc_out = (r.layer_switches, r.bandwidth_pauses, r.twcc_in,
+                                               r.twcc_out)
+        participants = tracks = subscriptions = paused_now = layers_off = 0
+        by_layer: dict[str, int] = {"0": 0, "1": 0, "2": 0, "none": 0}
+        estimates: list[float] = []
         loss = GaugeMetricFamily("sfu_subscriber_fraction_lost",
                                  "Loss fraction the subscriber reported in its last RTCP RR",
                                  labels=["room", "kind"])
@@ -95,8 +109,13 @@ class SfuCollector(Collector):
                     if t is not None:
                         srtp += t.stats.srtp_auth_failures
                 unknown += p.unknown_ssrc_packets + p.wrong_pt_packets + p.invalid_rtp_packets
+                twcc_in += p.twcc_feedback
+                twcc_out += p.twcc_feedback_sent
+                if p.subscriptions:
+                    estimates.append(p.downlink.estimate_bps(now))
                 for track in list(p.tracks.values()):
                     tracks += 1
+                    layers_off += sum(1 for la in track.layers if not la.enabled)
                     packets_in[track.kind] += track.stats.packets_in
                     bytes_in[track.kind] += track.stats.bytes_in
                     duplicates += track.stats.duplicates
@@ -113,6 +132,12 @@ class SfuCollector(Collector):
                     nacks += sub.stats.nacks
                     retransmits += sub.stats.retransmits
                     plis_in += sub.stats.plis + sub.stats.firs
+                    switches += sub.selector.switches
+                    pauses += sub.stats.bandwidth_pauses
+                    if kind == "video":
+                        current = sub.selector.current
+                        by_layer[str(current) if current >= 0 else "none"] += 1
+                        paused_now += sub.paused_for_bandwidth
                     loss_by_kind[kind].append(sub.stats.fraction_lost)
                     if sub.stats.rtt_ms is not None:
                         rtts.append(sub.stats.rtt_ms / 1000.0)
@@ -155,3 +180,31 @@ class SfuCollector(Collector):
         yield loss
         yield rtt
         yield jitter
+        layer_gauge = GaugeMetricFamily(
+            "sfu_video_subscriptions_by_layer",
+            "Video subscriptions by the simulcast layer forwarded now (0 = lowest; none = "
+            "paused or waiting for a keyframe)", labels=["layer"])
+        for layer, n in by_layer.items():
+            layer_gauge.add_metric([layer], n)
+        yield layer_gauge
+        yield GaugeMetricFamily("sfu_video_subscriptions_paused_bandwidth",
+                                "Video subscriptions paused for lack of downlink bandwidth",
+                                value=paused_now)
+        yield GaugeMetricFamily("sfu_dynacast_layers_off",
+                                "Simulcast layers switched off at their publisher (dynacast)",
+                                value=layers_off)
+        for name, doc, value in (
+            ("sfu_layer_switches", "Simulcast layer switches completed (at keyframes)", switches),
+            ("sfu_bandwidth_pauses", "Video subscriptions paused for bandwidth", pauses),
+            ("sfu_twcc_feedback_received", "TWCC feedback packets from subscribers", twcc_in),
+            ("sfu_twcc_feedback_sent", "TWCC feedback packets sent to publishers", twcc_out),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)
+        buckets = (100e3, 250e3, 500e3, 1e6, 2e6, 4e6, 8e6)
+        counts = [sum(1 for e in estimates if e <= b) for b in buckets]
+        yield HistogramMetricFamily(
+            "sfu_subscriber_downlink_estimate_bps",
+            "Downlink bandwidth estimates of the subscribers now (bits/s)",
+            buckets=[(str(int(b)), c) for b, c in zip(buckets, counts, strict=True)]
+            + [("+Inf", len(estimates))],
+            sum_value=sum(estimates))

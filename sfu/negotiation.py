@@ -44,6 +44,11 @@ class AcceptedMedia:
     ext_map: dict[int, int]
     mid_ext_id: int | None
     msid: str | None
+    #: simulcast: the rids received, lowest layer first (empty: one layer, no rid)
+    rids: tuple[str, ...] = ()
+    rid_ext_id: int | None = None
+    #: the publisher's transport-wide-cc extension id (the SFU sends it TWCC feedback)
+    twcc_ext_id: int | None = None
 
 
 @dataclass(slots=True)
@@ -114,6 +119,40 @@ def _choose_codec(m: MediaSection) -> tuple[codecs.CodecSpec, int] | None:
     return None
 
 
+#: simulcast layers received per video track
+MAX_SIMULCAST_LAYERS = 3
+_RID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+
+
+def _simulcast_rids(m: MediaSection) -> tuple[str, ...]:
+    """The rids a publisher offers to send, in its ``a=simulcast:send`` order.
+
+    Alternatives (``q,x``) keep the first; a paused rid (``~q``) is still received. Only rids
+    declared with ``a=rid:<id> send`` count. The order is taken as lowest layer first, which
+    is the order of ``sendEncodings`` in the shipped client (scaleResolutionDownBy 4, 2, 1).
+    """
+    if m.simulcast is None:
+        return ()
+    parts = m.simulcast.split()
+    declared = {rid for rid, direction in m.rids if direction == "send"}
+    rids: list[str] = []
+    for i in range(0, len(parts) - 1, 2):
+        if parts[i] != "send":
+            continue
+        for stream in parts[i + 1].split(";"):
+            rid = stream.split(",")[0].lstrip("~")
+            if not rid or len(rid) > 16 or not set(rid) <= _RID_CHARS:
+                raise SdpError(f"mid {m.mid}: bad rid {rid[:20]!r} in a=simulcast")
+            if rid in declared and rid not in rids:
+                rids.append(rid)
+    if len(rids) > MAX_SIMULCAST_LAYERS:
+        raise SdpError(
+            f"mid {m.mid}: {len(rids)} simulcast layers offered; at most "
+            f"{MAX_SIMULCAST_LAYERS} are received"
+        )
+    return tuple(rids)
+
+
 def _rejected(m: MediaSection) -> list[str]:
     lines = [f"m={m.kind} 0 {m.proto} {' '.join(m.formats) or '0'}", "c=IN IP4 0.0.0.0"]
     if m.mid is not None:
@@ -143,26 +182,34 @@ def answer_publisher(offer: SessionDescription, local: LocalTransport) -> Publis
         canonical = codecs.SUBSCRIBER_EXTENSIONS[m.kind]
         ext_lines: list[str] = []
         ext_map: dict[int, int] = {}
-        mid_ext_id = None
+        by_uri: dict[str, int] = {}
         for ext_id, uri in sorted(m.extmap.items()):
             if uri in wanted:
                 ext_lines.append(f"a=extmap:{ext_id} {uri}")
+                by_uri[uri] = ext_id
                 if uri in canonical:
                     ext_map[ext_id] = canonical[uri]
-                if uri == codecs.EXT_MID:
-                    mid_ext_id = ext_id
+        rids = _simulcast_rids(m) if codecs.EXT_RID in by_uri else ()
+        if not rids:
+            # no simulcast: do not ask for the rid extension
+            ext_lines = [ln for ln in ext_lines if not ln.endswith(" " + codecs.EXT_RID)]
         lines = [f"m={m.kind} 9 {m.proto} {pt}"]
         lines += _transport_lines(local, "active", with_candidates=True)
         lines += [f"a=mid:{m.mid}", f"a={direction}", "a=rtcp-mux", "a=rtcp-rsize"]
         lines += ext_lines
         lines += _codec_lines(spec, pt, None)
+        if rids:
+            lines += [f"a=rid:{rid} recv" for rid in rids]
+            lines.append("a=simulcast:recv " + ";".join(rids))
         sections.append(lines)
         if direction == "recvonly":
             accepted.append(
                 AcceptedMedia(
-                    mid=m.mid, kind=m.kind, codec=spec, pt=pt, ssrc=m.media_ssrc(),
-                    rtx_ssrc=m.rtx_ssrc(), ext_map=ext_map, mid_ext_id=mid_ext_id,
-                    msid=m.msid,
+                    mid=m.mid, kind=m.kind, codec=spec, pt=pt,
+                    ssrc=None if rids else m.media_ssrc(), rtx_ssrc=m.rtx_ssrc(),
+                    ext_map=ext_map, mid_ext_id=by_uri.get(codecs.EXT_MID), msid=m.msid,
+                    rids=rids, rid_ext_id=by_uri.get(codecs.EXT_RID) if rids else None,
+                    twcc_ext_id=by_uri.get(codecs.EXT_TWCC),
                 )
             )
     if not accepted and not any(

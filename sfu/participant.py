@@ -19,6 +19,9 @@ from typing import TYPE_CHECKING, Any
 from aiortc.rtcdtlstransport import RTCCertificate
 
 from . import rtcp, sdp
+from .allocator import Allocator, TrackDemand
+from .bandwidth import DownlinkEstimator
+from .codecs import TWCC_ID
 from .errors import InvalidState, PermissionDenied, TooManyTracks, UnknownTrack
 from .metrics import Retired
 from .negotiation import (
@@ -30,8 +33,9 @@ from .negotiation import (
     read_subscriber_answer,
 )
 from .rtp_header import RtpHeaderError, find_extension, header_length
-from .track import PublishedTrack, Subscription
+from .track import Layer, PublishedTrack, Subscription
 from .transport import MediaTransport
+from .twcc import TwccError, TwccRecorder, parse_feedback
 
 if TYPE_CHECKING:
     from .room import Room
@@ -45,6 +49,14 @@ MAX_SSRCS_PER_TRACK = 3
 #: subscriber offers re-sent after unusable answers before giving up
 MAX_ANSWER_RETRIES = 2
 SOURCES = ("microphone", "camera", "screen")
+#: the control tick: TWCC feedback to publishers; every ALLOCATE_EVERY ticks the layer
+#: figures, allocation and dynacast; every REPORT_EVERY ticks the RTCP reports
+TICK_S = 0.1
+ALLOCATE_EVERY = 5
+REPORT_EVERY = 10
+#: subscription quality names -> the highest layer index wanted
+QUALITIES = {"off": -1, "low": 0, "medium": 1, "high": 2}
+UNLIMITED_BPS = 1_000_000_000
 
 
 def now_ms() -> float:
@@ -76,6 +88,11 @@ class MediaParams:
     ice_addresses: tuple[str, ...]
     keyframe_interval_ms: float = 500.0
     publisher_max_bitrate_bps: int = 2_500_000
+    #: dynacast: a simulcast layer nobody receives for this long is switched off at the
+    #: publisher (and back on as soon as someone needs it)
+    dynacast_delay_ms: float = 3000.0
+    #: the downlink estimate a new subscriber starts from
+    initial_downlink_bps: int = 1_000_000
     #: where the counters of closed tracks/subscriptions go (metrics never go down)
     retired: Retired = field(default_factory=Retired)
 
@@ -110,8 +127,12 @@ class Participant:
         # publishing
         self.publisher: MediaTransport | None = None
         self.tracks: dict[str, PublishedTrack] = {}  # by mid
-        self._ssrc_table: dict[int, PublishedTrack] = {}
+        self._ssrc_table: dict[int, Layer] = {}
         self._mid_ext_ids: set[int] = set()
+        self._rid_ext_ids: dict[str, int] = {}  # by mid
+        #: arrival record of the publisher's transport-wide sequence numbers (its feedback)
+        self._twcc_rx: TwccRecorder | None = None
+        self.twcc_feedback_sent = 0
         self.unknown_ssrc_packets = 0
         self.invalid_rtp_packets = 0
         self.wrong_pt_packets = 0
@@ -129,6 +150,10 @@ class Participant:
         self._negotiation_lock = asyncio.Lock()
         self.downlink_remb_bps = 0
         self.twcc_feedback = 0
+        self.twcc_feedback_invalid = 0
+        self.downlink = DownlinkEstimator(initial_bps=params.initial_downlink_bps)
+        self.allocator = Allocator()
+        self._ticks = 0
         self._rtcp_task: asyncio.Task[None] | None = None
         #: called once when the participant is closed (by leave, removal or room close)
         self.on_closed: Callable[[], None] | None = None
@@ -218,16 +243,20 @@ class Participant:
     def _apply_publication(self, accepted: list[AcceptedMedia], sources: dict[str, str]) -> None:
         assert self.publisher is not None
         keep: set[str] = set()
+        if self._twcc_rx is None and any(m.twcc_ext_id for m in accepted):
+            self._twcc_rx = TwccRecorder()
         for m in accepted:
             keep.add(m.mid)
             if m.mid_ext_id:
                 self._mid_ext_ids.add(m.mid_ext_id)
+            if m.rid_ext_id:
+                self._rid_ext_ids[m.mid] = m.rid_ext_id
             track = self.tracks.get(m.mid)
             if track is not None:
                 if m.ssrc is not None and m.ssrc != track.ssrc:
                     self._forget_ssrcs(track)
                     track.ssrc = m.ssrc
-                    self._ssrc_table[m.ssrc] = track
+                    self._ssrc_table[m.ssrc] = track.layers[0]
                 continue
             source = sources.get(m.mid) or ("microphone" if m.kind == "audio" else "camera")
             track = PublishedTrack(
@@ -235,11 +264,13 @@ class Participant:
                 source=source, mid=m.mid, codec=m.codec, publisher_pt=m.pt,
                 ext_map=m.ext_map, ssrc=m.ssrc, rtx_ssrc=m.rtx_ssrc,
                 upstream=self.publisher, receiver_ssrc=self._rtcp_ssrc,
-                keyframe_interval_ms=self._params.keyframe_interval_ms,
+                keyframe_interval_ms=self._params.keyframe_interval_ms, rids=m.rids,
+                publisher_role=self.info.role, twcc=self._twcc_rx,
+                on_audio_level=self.room.speakers.on_level if m.kind == "audio" else None,
             )
             self.tracks[m.mid] = track
             if m.ssrc is not None:
-                self._ssrc_table[m.ssrc] = track
+                self._ssrc_table[m.ssrc] = track.layers[0]
             self.room.track_published(self, track)
         for mid in [mid for mid in self.tracks if mid not in keep]:
             self._unpublish(mid)
@@ -254,7 +285,7 @@ class Participant:
         self.room.track_unpublished(self, track)
 
     def _forget_ssrcs(self, track: PublishedTrack) -> None:
-        self._ssrc_table = {s: t for s, t in self._ssrc_table.items() if t is not track}
+        self._ssrc_table = {s: la for s, la in self._ssrc_table.items() if la.track is not track}
 
     def set_track_muted(self, track_id: str, muted: bool, by: Participant) -> PublishedTrack:
         track = self.track_by_id(track_id)
@@ -276,39 +307,51 @@ class Participant:
             self.invalid_rtp_packets += 1
             return
         seq, ts, ssrc = _SEQ_TS_SSRC(data, 2)
-        track = self._ssrc_table.get(ssrc)
-        if track is None:
-            track = self._learn_ssrc(data, ssrc)
-            if track is None:
+        layer = self._ssrc_table.get(ssrc)
+        if layer is None:
+            layer = self._learn_ssrc(data, ssrc)
+            if layer is None:
                 self.unknown_ssrc_packets += 1
                 return
+        track = layer.track
         if data[1] & 0x7F != track.publisher_pt:
             self.wrong_pt_packets += 1
             return
-        track.on_rtp(data, ssrc, seq, ts, arrival_ms)
+        track.on_rtp(data, ssrc, seq, ts, arrival_ms, layer)
 
-    def _learn_ssrc(self, data: bytes, ssrc: int) -> PublishedTrack | None:
-        """SSRC not in the SDP: find its track by the MID header extension (RFC 8843)."""
+    def _learn_ssrc(self, data: bytes, ssrc: int) -> Layer | None:
+        """SSRC not in the SDP: find its track by the MID header extension (RFC 8843) and,
+        for simulcast, its layer by the RID extension (RFC 8852)."""
         for ext_id in self._mid_ext_ids:
             value = find_extension(data, ext_id)
-            if value is not None:
-                track = self.tracks.get(value.decode("ascii", "replace"))
-                if track is not None and data[1] & 0x7F == track.publisher_pt:
-                    learned = [s for s, t in self._ssrc_table.items() if t is track]
-                    if len(learned) >= MAX_SSRCS_PER_TRACK:
-                        del self._ssrc_table[learned[0]]  # a bounded table, oldest out
-                    self._ssrc_table[ssrc] = track
-                    return track
+            if value is None:
+                continue
+            mid = value.decode("ascii", "replace")
+            track = self.tracks.get(mid)
+            if track is None or data[1] & 0x7F != track.publisher_pt:
+                return None
+            layer: Layer | None = track.layers[0]
+            if track.simulcast:
+                rid = find_extension(data, self._rid_ext_ids.get(mid, 0))
+                layer = track.layer_by_rid(rid.decode("ascii", "replace")) if rid else None
+                if layer is None:
+                    return None  # a simulcast packet without a known rid: cannot route it
+            assert layer is not None
+            learned = [s for s, la in self._ssrc_table.items() if la is layer]
+            if len(learned) >= MAX_SSRCS_PER_TRACK:
+                del self._ssrc_table[learned[0]]  # a bounded table, oldest out
+            self._ssrc_table[ssrc] = layer
+            return layer
         return None
 
     def _on_publisher_rtcp(self, data: bytes) -> None:
         arrival = now_ms()
         for msg in rtcp.parse(data):
             if msg.pt == rtcp.SR and msg.sender_info is not None:
-                track = self._ssrc_table.get(msg.sender_ssrc)
-                if track is not None:
-                    track.last_sr[msg.sender_ssrc] = ((msg.sender_info[0] >> 16) & 0xFFFFFFFF,
-                                                      arrival)
+                layer = self._ssrc_table.get(msg.sender_ssrc)
+                if layer is not None:
+                    layer.track.last_sr[msg.sender_ssrc] = (
+                        (msg.sender_info[0] >> 16) & 0xFFFFFFFF, arrival)
 
     def _on_publisher_state(self, state: str) -> None:
         log.info("participant %s publisher transport %s", self.id, state)
@@ -441,6 +484,8 @@ class Participant:
             raise
         self._failed_answers = 0
         transport = self.subscriber
+        if any(TWCC_ID in s.accepted_ext_ids for s, _ in offered if not s.rejected):
+            transport.enable_twcc()
         transport.start(info.ice_ufrag, info.ice_pwd, info.fingerprints, info.dtls_role)
         for cand in info.candidates:
             await self._add_candidate(transport, cand)
@@ -488,10 +533,14 @@ class Participant:
         t = now_ms()
         for msg in rtcp.parse(data):
             if msg.pt in (rtcp.RR, rtcp.SR):
+                worst = -1.0
                 for block in msg.reports:
                     sub = self._subs_by_ssrc.get(block.ssrc)
                     if sub is not None:
                         sub.on_receiver_report(block, t)
+                        worst = max(worst, block.fraction_lost / 256.0)
+                if worst >= 0:
+                    self.downlink.on_receiver_loss(worst, t)
             elif msg.pt == rtcp.RTPFB and msg.fmt == rtcp.FMT_NACK:
                 sub = self._subs_by_ssrc.get(msg.media_ssrc)
                 if sub is not None:
@@ -507,12 +556,21 @@ class Participant:
                         sub.on_keyframe_request(t, fir=True)
             elif msg.pt == rtcp.PSFB and msg.fmt == rtcp.FMT_AFB and msg.bitrate_bps:
                 self.downlink_remb_bps = msg.bitrate_bps
+                self.downlink.on_remb(msg.bitrate_bps, t)
                 for ssrc in msg.items:
                     sub = self._subs_by_ssrc.get(ssrc)
                     if sub is not None:
                         sub.stats.remb_bps = msg.bitrate_bps
             elif msg.pt == rtcp.RTPFB and msg.fmt == rtcp.FMT_TWCC:
+                history = self.subscriber.twcc_history if self.subscriber else None
+                try:
+                    feedback = parse_feedback(msg.fci)
+                except TwccError:
+                    self.twcc_feedback_invalid += 1
+                    continue
                 self.twcc_feedback += 1
+                if history is not None:
+                    self.downlink.on_twcc(feedback, history, t)
 
     # -- shared -----------------------------------------------------------------------
 
@@ -533,15 +591,132 @@ class Participant:
 
     def _ensure_rtcp_loop(self) -> None:
         if self._rtcp_task is None and not self.closed:
-            self._rtcp_task = asyncio.ensure_future(self._rtcp_loop())
+            self._rtcp_task = asyncio.ensure_future(self._control_loop())
 
-    async def _rtcp_loop(self) -> None:
+    async def _control_loop(self) -> None:
         while not self.closed:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(TICK_S)
             try:
-                self.send_reports()
+                self.tick(now_ms())
             except Exception:
-                log.exception("RTCP reports failed for %s", self.id)
+                log.exception("control tick failed for %s", self.id)
+
+    def tick(self, t: float) -> None:
+        """Periodic work (sans-IO apart from the sends): feedback, allocation, reports."""
+        self._ticks += 1
+        self._send_twcc_feedback(t)
+        if self._ticks % ALLOCATE_EVERY == 0:
+            for track in self.tracks.values():
+                for layer in track.layers:
+                    layer.sample(t)
+            self.allocate(t)
+            self.dynacast(t)
+        self.room.speaker_tick(t)
+        if self._ticks % REPORT_EVERY == 0:
+            self.send_reports()
+
+    def _send_twcc_feedback(self, t: float) -> None:
+        pub = self.publisher
+        rec = self._twcc_rx
+        if rec is None or pub is None or not pub.ready:
+            return
+        media_ssrc = next(iter(self._ssrc_table), 0)
+        for packet in rec.build_feedback(self._rtcp_ssrc, media_ssrc, t):
+            if pub.send_rtcp(packet):
+                self.twcc_feedback_sent += 1
+
+    # -- adaptation -------------------------------------------------------------------
+
+    def set_quality(self, track_id: str, quality: str) -> None:
+        """The subscriber's wish for one track (its view size): off, low, medium, high."""
+        sub = self.subscriptions.get(track_id)
+        if sub is None:
+            raise UnknownTrack(f"not subscribed to {track_id!r}")
+        if quality not in QUALITIES:
+            raise ValueError(f"quality must be one of {', '.join(QUALITIES)}")
+        sub.max_layer = min(QUALITIES[quality], len(sub.track.layers) - 1)
+        self.allocate(now_ms())
+
+    def allocate(self, t: float) -> None:
+        """Choose each subscription's layer for the downlink estimate (sfu.allocator)."""
+        if not self.subscriptions:
+            return
+        demands = []
+        for sub in self.subscriptions.values():
+            track = sub.track
+            bitrates: list[int | None] = []
+            for layer in track.layers:
+                if track.kind == "audio":
+                    bitrates.append(layer.bitrate_bps or None)
+                elif layer.receiving(t) or (not layer.enabled and layer.bitrate_bps):
+                    bitrates.append(max(layer.bitrate_bps, 1))
+                else:
+                    bitrates.append(None)
+                    if sub.selector.current == layer.index:
+                        sub.selector.layer_gone(layer.index)
+            demands.append(TrackDemand(
+                track_id=track.id, kind=track.kind, source=track.source,
+                publisher_role=track.publisher_role, bitrates=bitrates,
+                max_layer=sub.max_layer if track.kind == "video" else 0,
+            ))
+        estimate = self.downlink_estimate(t)
+        targets = self.allocator.allocate(estimate, demands, t)
+        for sub in self.subscriptions.values():
+            if sub.track.kind != "video":
+                continue
+            target = targets.get(sub.track.id, sub.selector.target)
+            if target != sub.selector.target:
+                sub.set_target_layer(target, t)
+            elif sub.selector.waiting and sub.active:
+                # still no keyframe of the wanted layer (the request was lost, or the layer
+                # was not arriving yet when it went out): ask again, throttled per layer
+                sub.track.request_keyframe(t, target)
+            paused = self.allocator.paused_for_bandwidth(sub.track.id)
+            if paused != sub.paused_for_bandwidth:
+                sub.paused_for_bandwidth = paused
+                sub.stats.bandwidth_pauses += paused
+                kind = "track_paused" if paused else "track_resumed"
+                message: dict[str, Any] = {"type": kind, "trackId": sub.track.id}
+                if paused:
+                    message["reason"] = "bandwidth"
+                self.send(message)
+                self.room.subscription_paused(self, sub, paused, estimate)
+
+    def downlink_estimate(self, t: float) -> int:
+        """The subscriber's downlink estimate; unlimited for a client that sends no
+        congestion feedback at all (neither transport-cc nor REMB): nothing to adapt to."""
+        if not self.twcc_feedback and not self.downlink_remb_bps:
+            return UNLIMITED_BPS
+        return self.downlink.estimate_bps(t)
+
+    def dynacast(self, t: float) -> None:
+        """Switch off simulcast layers of our tracks that no subscriber receives or waits
+        for (after ``dynacast_delay_ms``), and back on as soon as one is wanted."""
+        delay = self._params.dynacast_delay_ms
+        for track in self.tracks.values():
+            if not track.simulcast:
+                continue
+            wanted: set[int] = set()
+            for sub in track.subscriptions:
+                wanted.add(sub.selector.target)
+                wanted.add(sub.selector.current)
+            changed = False
+            for layer in track.layers:
+                if layer.index in wanted:
+                    layer.unneeded_since_ms = None
+                    if not layer.enabled:
+                        layer.enabled = changed = True
+                elif layer.unneeded_since_ms is None:
+                    layer.unneeded_since_ms = t
+                elif layer.enabled and t - layer.unneeded_since_ms >= delay:
+                    layer.enabled = False
+                    changed = True
+            if changed:
+                self.send({
+                    "type": "publisher_layers", "trackId": track.id, "mid": track.mid,
+                    "layers": [{"rid": la.rid, "active": la.enabled} for la in track.layers],
+                })
+                self.room.layers_changed(self, track)
 
     def send_reports(self) -> None:
         t = now_ms()
@@ -557,8 +732,8 @@ class Participant:
             video_ssrcs: list[int] = []
             for track in self.tracks.values():
                 blocks += track.receiver_report_blocks(t)
-                if track.kind == "video" and track.current_ssrc is not None:
-                    video_ssrcs.append(track.current_ssrc)
+                if track.kind == "video":
+                    video_ssrcs += track.video_ssrcs()
             packet = rtcp.build_rr(self._rtcp_ssrc, blocks[:31])
             if video_ssrcs:
                 packet += rtcp.build_remb(

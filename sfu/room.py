@@ -11,7 +11,8 @@ from events import EventBus
 
 from .errors import RoomClosed, RoomFull, RoomNotFound
 from .participant import Participant
-from .track import PublishedTrack
+from .speaker import ActiveSpeakerDetector
+from .track import PublishedTrack, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,9 @@ class Room:
         self.created_at = time.time()
         self.participants: dict[str, Participant] = {}
         self.closed = False
+        #: fed by every microphone's RFC 6464 audio level; ticked by the participants
+        self.speakers = ActiveSpeakerDetector()
+        self.current_speakers: list[str] = []
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -68,9 +72,12 @@ class Room:
             return
         del self.participants[p.id]
         await p.close()
+        speaking_ms = self.speakers.speaking_ms(p.id)
+        self.speakers.remove(p.id)
         self._broadcast({"type": "participant_left", "participantId": p.id, "reason": reason})
         self.bus.emit("participant.left", self.id, {
-            "participant": p.id, "identity": p.info.identity, "reason": reason})
+            "participant": p.id, "identity": p.info.identity, "reason": reason,
+            "speakingMs": round(speaking_ms)})
 
     def track_published(self, p: Participant, track: PublishedTrack) -> None:
         if self.participants.get(p.id) is not p:
@@ -97,6 +104,27 @@ class Room:
         self._broadcast(message)
         self.bus.emit("track.muted", self.id, {"participant": p.id, "id": track.id,
                                                "muted": track.muted})
+
+    def speaker_tick(self, now_ms: float) -> None:
+        """Tell the room who is speaking when it changes (rate-limited by the detector)."""
+        speakers = self.speakers.tick(now_ms)
+        if speakers is None:
+            return
+        self.current_speakers = [pid for pid, _ in speakers]
+        listed = [{"participantId": pid, "level": round(score, 3)} for pid, score in speakers]
+        self._broadcast({"type": "speakers", "speakers": listed})
+        self.bus.emit("room.speakers", self.id, {"speakers": listed})
+
+    def subscription_paused(self, p: Participant, sub: Subscription, paused: bool,
+                            estimate_bps: int) -> None:
+        self.bus.emit("subscription.paused" if paused else "subscription.resumed", self.id, {
+            "participant": p.id, "track": sub.track.id, "reason": "bandwidth",
+            "estimateBps": estimate_bps})
+
+    def layers_changed(self, p: Participant, track: PublishedTrack) -> None:
+        self.bus.emit("track.layers", self.id, {
+            "participant": p.id, "id": track.id,
+            "active": [la.rid for la in track.layers if la.enabled]})
 
     def transport_failed(self, p: Participant, which: str) -> None:
         self.bus.emit("participant.transport_failed", self.id,

@@ -8,6 +8,7 @@ with ``struct`` and never build packet objects.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 
 HEADER = struct.Struct("!BBHII")  # v/p/x/cc, m/pt, seq, ts, ssrc
 SEQ_TS_SSRC = struct.Struct("!HII")
@@ -51,87 +52,70 @@ def payload_bounds(data: bytes | bytearray) -> tuple[int, int]:
     return start, end
 
 
+def _elements(data: bytes | bytearray) -> Iterator[tuple[int, int, int]]:
+    """(id, value offset, value length) of each header extension element (slow paths)."""
+    if not data[0] & 0x10:
+        return
+    start = MIN_HEADER_LEN + 4 * (data[0] & 0x0F)
+    if len(data) < start + 4:
+        return
+    profile = (data[start] << 8) | data[start + 1]
+    end = min(len(data), start + 4 + 4 * ((data[start + 2] << 8) | data[start + 3]))
+    i = start + 4
+    two_byte = profile >> 4 == 0x100
+    if profile != ONE_BYTE_PROFILE and not two_byte:
+        return
+    while i < end:
+        b = data[i]
+        if b == 0:
+            i += 1
+            continue
+        if two_byte:
+            if i + 1 >= end:
+                return
+            ext_id, length, value = b, data[i + 1], i + 2
+        else:
+            ext_id, length, value = b >> 4, (b & 0x0F) + 1, i + 1
+            if ext_id == 15:
+                return
+        if value + length > end:
+            return
+        yield ext_id, value, length
+        i = value + length
+
+
 def extension_ids(data: bytes | bytearray) -> dict[int, bytes]:
     """All header extension elements as {id: value}; for tests and slow paths only."""
-    out: dict[int, bytes] = {}
-    if not data[0] & 0x10:
-        return out
-    start = MIN_HEADER_LEN + 4 * (data[0] & 0x0F)
-    profile = (data[start] << 8) | data[start + 1]
-    end = start + 4 + 4 * ((data[start + 2] << 8) | data[start + 3])
-    i = start + 4
-    if profile == ONE_BYTE_PROFILE:
-        while i < end:
-            b = data[i]
-            if b == 0:
-                i += 1
-                continue
-            ext_id, length = b >> 4, (b & 0x0F) + 1
-            if ext_id == 15:
-                break
-            out[ext_id] = bytes(data[i + 1 : i + 1 + length])
-            i += 1 + length
-    elif profile >> 4 == 0x100:
-        while i + 1 < end:
-            ext_id = data[i]
-            if ext_id == 0:
-                i += 1
-                continue
-            length = data[i + 1]
-            out[ext_id] = bytes(data[i + 2 : i + 2 + length])
-            i += 2 + length
-    return out
+    return {ext_id: bytes(data[o : o + n]) for ext_id, o, n in _elements(data)}
 
 
 def find_extension(data: bytes | bytearray, wanted_id: int) -> bytes | None:
     """Value of one extension element, or None. Cheap enough to call once per packet."""
-    if not data[0] & 0x10 or wanted_id <= 0:
-        return None
-    start = MIN_HEADER_LEN + 4 * (data[0] & 0x0F)
-    if len(data) < start + 4:
-        return None
-    profile = (data[start] << 8) | data[start + 1]
-    end = min(len(data), start + 4 + 4 * ((data[start + 2] << 8) | data[start + 3]))
-    i = start + 4
-    if profile == ONE_BYTE_PROFILE:
-        while i < end:
-            b = data[i]
-            if b == 0:
-                i += 1
-                continue
-            ext_id, length = b >> 4, (b & 0x0F) + 1
-            if ext_id == 15:
-                return None
-            if ext_id == wanted_id:
-                return bytes(data[i + 1 : i + 1 + length])
-            i += 1 + length
-    elif profile >> 4 == 0x100:
-        while i + 1 < end:
-            ext_id = data[i]
-            if ext_id == 0:
-                i += 1
-                continue
-            length = data[i + 1]
-            if ext_id == wanted_id:
-                return bytes(data[i + 2 : i + 2 + length])
-            i += 2 + length
-    return None
+    offset, length = _locate(data, wanted_id)
+    return bytes(data[offset : offset + length]) if offset else None
 
 
-def rewrite_extension_ids(buf: bytearray, id_map: bytes) -> None:
+def rewrite_extension_ids(
+    buf: bytearray, id_map: bytes, a_id: int = 0, b_id: int = 0
+) -> int:
     """Rewrite header extension ids in place through ``id_map`` (256 bytes: old id -> new id).
 
     Elements whose new id is 0 are overwritten with zero bytes, which RFC 8285 receivers
     skip as padding, so the packet length never changes and no allocation is needed.
+
+    Returns where the values of the elements now numbered ``a_id`` and ``b_id`` start, as
+    ``a_offset | b_offset << 16`` (0 where absent): the forwarding path reads the audio level
+    and writes its own transport-wide sequence number there without searching again.
     """
     if not buf[0] & 0x10:
-        return
+        return 0
     start = MIN_HEADER_LEN + 4 * (buf[0] & 0x0F)
     if len(buf) < start + 4:
-        return  # callers validate with header_length first; never index past the end
+        return 0  # callers validate with header_length first; never index past the end
     profile = (buf[start] << 8) | buf[start + 1]
     end = min(len(buf), start + 4 + 4 * ((buf[start + 2] << 8) | buf[start + 3]))
     i = start + 4
+    found = 0
     if profile == ONE_BYTE_PROFILE:
         while i < end:
             b = buf[i]
@@ -140,15 +124,20 @@ def rewrite_extension_ids(buf: bytearray, id_map: bytes) -> None:
                 continue
             ext_id, length = b >> 4, (b & 0x0F) + 1
             if ext_id == 15:
-                return
+                return found
             if i + 1 + length > end:  # element runs past the block: blank the rest
                 buf[i:end] = bytes(end - i)
-                return
+                return found
             new_id = id_map[ext_id]
             if new_id == 0:
                 buf[i : i + 1 + length] = bytes(1 + length)
-            elif new_id != ext_id:
-                buf[i] = (new_id << 4) | (b & 0x0F)
+            else:
+                if new_id != ext_id:
+                    buf[i] = (new_id << 4) | (b & 0x0F)
+                if new_id == a_id:
+                    found |= i + 1
+                elif new_id == b_id:
+                    found |= (i + 1) << 16
             i += 1 + length
     elif profile >> 4 == 0x100:
         while i + 1 < end:
@@ -159,13 +148,32 @@ def rewrite_extension_ids(buf: bytearray, id_map: bytes) -> None:
             length = buf[i + 1]
             if i + 2 + length > end:
                 buf[i:end] = bytes(end - i)
-                return
+                return found
             new_id = id_map[ext_id]
             if new_id == 0:
                 buf[i : i + 2 + length] = bytes(2 + length)
             else:
                 buf[i] = new_id
+                if new_id == a_id:
+                    found |= i + 2
+                elif new_id == b_id:
+                    found |= (i + 2) << 16
             i += 2 + length
+    return found
+
+
+def extension_offset(data: bytes | bytearray, wanted_id: int) -> int:
+    """Where the value of extension element ``wanted_id`` starts, or 0."""
+    return _locate(data, wanted_id)[0]
+
+
+def _locate(data: bytes | bytearray, wanted_id: int) -> tuple[int, int]:
+    """(value offset, value length) of extension element ``wanted_id``; (0, 0) if absent."""
+    if wanted_id > 0:
+        for ext_id, offset, length in _elements(data):
+            if ext_id == wanted_id:
+                return offset, length
+    return 0, 0
 
 
 def build_id_map(pairs: dict[int, int]) -> bytes:

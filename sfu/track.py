@@ -13,15 +13,24 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import rtcp
-from .codecs import CodecSpec
+from .codecs import AUDIO_LEVEL_ID, TWCC_ID, CodecSpec
 from .forwarder import RtpForwarder
 from .keyframe import KeyframeThrottle
+from .layers import LayerSelector
+from .payload import keyframe_detector, vp8_resolution
 from .retransmit import RetransmitCache
-from .rtp_header import build_id_map, rewrite_extension_ids, rtx_wrap
+from .rtp_header import (
+    RtpHeaderError,
+    build_id_map,
+    header_length,
+    rewrite_extension_ids,
+    rtx_wrap,
+)
 from .sequence import SequenceTracker
 
 if TYPE_CHECKING:
     from .transport import MediaTransport
+    from .twcc import TwccRecorder
 
 _SEQ_TS = struct.Struct("!HI")
 #: NACK handling bounds (a NACK is attacker-controlled input)
@@ -65,6 +74,71 @@ class TrackStats:
         self.ssrc_changes = 0
 
 
+class Layer:
+    """One received encoding of a track: a simulcast layer (by rid), or the only one.
+
+    Keeps per-SSRC ingress state (a publisher's SSRC changes when it restarts) and the
+    figures the allocator needs: bitrate, frame rate and resolution, and whether packets
+    are arriving at all.
+    """
+
+    __slots__ = ("track", "index", "rid", "current_ssrc", "trackers", "restarts_seen",
+                 "packets", "bytes", "frames", "keyframes", "last_packet_ms", "width",
+                 "height", "bitrate_bps", "fps", "_sample", "enabled", "unneeded_since_ms",
+                 "keyframe_throttle")
+
+    def __init__(self, track: PublishedTrack, index: int, rid: str | None,
+                 keyframe_interval_ms: float) -> None:
+        self.track = track
+        self.index = index
+        self.rid = rid
+        self.current_ssrc: int | None = None
+        self.trackers: dict[int, SequenceTracker] = {}
+        self.restarts_seen = 0
+        self.packets = 0
+        self.bytes = 0
+        self.frames = 0
+        self.keyframes = 0
+        self.last_packet_ms = -1e12
+        self.width = 0
+        self.height = 0
+        self.bitrate_bps = 0
+        self.fps = 0.0
+        self._sample: tuple[float, int, int] | None = None
+        #: dynacast: False once the publisher was told to stop sending this layer
+        self.enabled = True
+        self.unneeded_since_ms: float | None = None
+        self.keyframe_throttle = KeyframeThrottle(keyframe_interval_ms)
+
+    def receiving(self, now_ms: float) -> bool:
+        return now_ms - self.last_packet_ms < LAYER_TIMEOUT_MS
+
+    def sample(self, now_ms: float) -> None:
+        """Update bitrate and frame rate (called by the participant's control tick)."""
+        prev = self._sample
+        self._sample = (now_ms, self.bytes, self.frames)
+        if prev is None or now_ms <= prev[0]:
+            return
+        dt = (now_ms - prev[0]) / 1000.0
+        rate = (self.bytes - prev[1]) * 8 / dt
+        fps = (self.frames - prev[2]) / dt
+        if not self.receiving(now_ms):
+            # keep the last figures: a layer switched off by dynacast still has a known cost
+            return
+        # smoothed over ~2 samples: keyframes make single windows spiky
+        self.bitrate_bps = int(rate if not self.bitrate_bps else 0.5 * self.bitrate_bps
+                               + 0.5 * rate)
+        self.fps = fps if not self.fps else 0.5 * self.fps + 0.5 * fps
+
+    def describe(self) -> dict[str, object]:
+        return {"rid": self.rid, "bitrate": self.bitrate_bps, "fps": round(self.fps, 1),
+                "width": self.width, "height": self.height, "enabled": self.enabled}
+
+
+#: a layer counts as not arriving after this long without a packet
+LAYER_TIMEOUT_MS = 1000.0
+
+
 class PublishedTrack:
     def __init__(
         self,
@@ -82,6 +156,10 @@ class PublishedTrack:
         upstream: MediaTransport,
         receiver_ssrc: int,
         keyframe_interval_ms: float,
+        rids: tuple[str, ...] = (),
+        publisher_role: str = "student",
+        twcc: TwccRecorder | None = None,
+        on_audio_level: Callable[[str, int, float], None] | None = None,
     ) -> None:
         self.id = track_id
         self.participant_id = participant_id
@@ -90,6 +168,7 @@ class PublishedTrack:
         self.mid = mid
         self.codec = codec
         self.publisher_pt = publisher_pt
+        self.publisher_role = publisher_role
         self.ssrc = ssrc
         self.rtx_ssrc = rtx_ssrc
         self.muted = False
@@ -100,29 +179,62 @@ class PublishedTrack:
         self._needs_rewrite = publisher_pt != codec.pt
         self._upstream = upstream
         self._receiver_ssrc = receiver_ssrc
-        self._trackers: dict[int, SequenceTracker] = {}
         self._caches: dict[int, RetransmitCache] = {}
-        self.keyframes = KeyframeThrottle(keyframe_interval_ms)
+        self.layers = [Layer(self, i, rid, keyframe_interval_ms)
+                       for i, rid in enumerate(rids or (None,))]
+        self.simulcast = bool(rids)
+        self._is_video = kind == "video"
+        self._detect_keyframe = keyframe_detector(codec.name)
+        self.twcc = twcc
+        self.on_audio_level = on_audio_level
         #: last sender report from the publisher per ssrc: (ntp middle 32 bits, arrival ms)
         self.last_sr: dict[int, tuple[int, float]] = {}
-        self.current_ssrc: int | None = ssrc
-        self._restarts_seen = 0
+
+    @property
+    def current_ssrc(self) -> int | None:
+        """The SSRC of the top layer that is arriving (for reports and metrics)."""
+        for layer in reversed(self.layers):
+            if layer.current_ssrc is not None:
+                return layer.current_ssrc
+        return None
 
     def describe(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "id": self.id,
             "participantId": self.participant_id,
             "kind": self.kind,
             "source": self.source,
             "muted": self.muted,
         }
+        if self.simulcast:
+            out["layers"] = [layer.rid for layer in self.layers]
+        return out
+
+    def layer_by_rid(self, rid: str) -> Layer | None:
+        for layer in self.layers:
+            if layer.rid == rid:
+                return layer
+        return None
 
     # -- ingress ----------------------------------------------------------------------
 
-    def on_rtp(self, data: bytes, ssrc: int, seq: int, ts: int, now_ms: float) -> None:
-        tracker = self._trackers.get(ssrc)
+    def on_rtp(self, data: bytes, ssrc: int, seq: int, ts: int, now_ms: float,
+               layer: Layer | None = None) -> None:
+        if layer is None:
+            layer = self.layers[0]
+        offsets = 0
+        if data[0] & 0x10 or self._needs_rewrite:
+            buf = bytearray(data)
+            offsets = rewrite_extension_ids(buf, self._ext_id_map, TWCC_ID, AUDIO_LEVEL_ID)
+            buf[1] = (buf[1] & 0x80) | self.codec.pt
+            data = bytes(buf)
+        twcc_off = offsets & 0xFFFF
+        if twcc_off and self.twcc is not None:
+            # every packet, duplicates too: the publisher wants feedback on each one
+            self.twcc.on_packet((data[twcc_off] << 8) | data[twcc_off + 1], now_ms)
+        tracker = layer.trackers.get(ssrc)
         if tracker is None:
-            tracker = self._new_source(ssrc)
+            tracker = self._new_source(layer, ssrc)
         ext = tracker.update(seq, ts, now_ms)
         stats = self.stats
         if ext < 0:
@@ -130,36 +242,63 @@ class PublishedTrack:
             return
         stats.packets_in += 1
         stats.bytes_in += len(data)
-        if tracker.missing and self.kind == "video":
-            self._nack_upstream(ssrc, tracker.missing)
-        if data[0] & 0x10 or self._needs_rewrite:
-            buf = bytearray(data)
-            rewrite_extension_ids(buf, self._ext_id_map)
-            buf[1] = (buf[1] & 0x80) | self.codec.pt
-            data = bytes(buf)
+        layer.packets += 1
+        layer.bytes += len(data)
+        layer.last_packet_ms = now_ms
+        keyframe = False
+        if self._is_video:
+            if tracker.missing:
+                self._nack_upstream(ssrc, tracker.missing)
+            if data[1] & 0x80:
+                layer.frames += 1
+            keyframe = self._keyframe(data, layer)
+        elif offsets >> 16 and self.on_audio_level is not None:
+            self.on_audio_level(self.participant_id, data[offsets >> 16], now_ms)
         self._caches[ssrc].put(ext, data)
-        if self.muted or ssrc != self.current_ssrc:
+        if self.muted or ssrc != layer.current_ssrc:
             return  # late packets of a previous SSRC are kept for NACKs, not forwarded
-        if tracker.restarts != self._restarts_seen:
-            self._restarts_seen = tracker.restarts
+        index = layer.index
+        if tracker.restarts != layer.restarts_seen:
+            layer.restarts_seen = tracker.restarts
             for sub in self.subscriptions:
-                sub.forwarder.resync()  # output continues without a sequence jump
+                if sub.selector.current == index:
+                    sub.forwarder.resync()  # output continues without a sequence jump
         for sub in self.subscriptions:
-            sub.forward(data, ssrc, ext, ts, now_ms)
+            sel = sub.selector
+            if sel.current == index:
+                sub.forward(data, ssrc, ext, ts, now_ms, twcc_off)
+            elif keyframe and sel.target == index and sel.accept(index, True):
+                sub.forwarder.resync()  # continuous seq/ts across the layer switch
+                sub.forward(data, ssrc, ext, ts, now_ms, twcc_off)
 
-    def _new_source(self, ssrc: int) -> SequenceTracker:
-        if self._trackers:
+    def _keyframe(self, data: bytes, layer: Layer) -> bool:
+        try:
+            offset = header_length(data)
+        except RtpHeaderError:
+            return False
+        detect = self._detect_keyframe
+        if detect is None or not detect(data, offset):
+            return False
+        layer.keyframes += 1
+        if self.codec.name == "VP8":
+            size = vp8_resolution(data, offset)
+            if size is not None:
+                layer.width, layer.height = size
+        return True
+
+    def _new_source(self, layer: Layer, ssrc: int) -> SequenceTracker:
+        if layer.trackers:
             self.stats.ssrc_changes += 1
         # keep only the newest few sources (a publisher that reconnects gets a new SSRC)
-        while len(self._trackers) >= 3:
-            oldest = next(iter(self._trackers))
-            del self._trackers[oldest]
+        while len(layer.trackers) >= 3:
+            oldest = next(iter(layer.trackers))
+            del layer.trackers[oldest]
             self._caches.pop(oldest, None)
         tracker = SequenceTracker(self.codec.clock_rate)
-        self._restarts_seen = 0
-        self._trackers[ssrc] = tracker
+        layer.restarts_seen = 0
+        layer.trackers[ssrc] = tracker
         self._caches[ssrc] = RetransmitCache()
-        self.current_ssrc = ssrc
+        layer.current_ssrc = ssrc
         return tracker
 
     def cached(self, ssrc: int, ext_seq: int) -> bytes | None:
@@ -167,7 +306,11 @@ class PublishedTrack:
         return cache.get(ext_seq) if cache is not None else None
 
     def tracker(self, ssrc: int) -> SequenceTracker | None:
-        return self._trackers.get(ssrc)
+        for layer in self.layers:
+            found = layer.trackers.get(ssrc)
+            if found is not None:
+                return found
+        return None
 
     # -- towards the publisher --------------------------------------------------------
 
@@ -175,20 +318,37 @@ class PublishedTrack:
         self.stats.nacks_sent += 1
         self._upstream.send_rtcp(rtcp.build_nack(self._receiver_ssrc, ssrc, missing))
 
-    def request_keyframe(self, now_ms: float) -> bool:
-        """PLI to the publisher, throttled to one per interval per track."""
-        if self.kind != "video" or self.current_ssrc is None:
+    def request_keyframe(self, now_ms: float, layer: int | None = None) -> bool:
+        """PLI to the publisher for one layer (default: every layer someone receives or
+        waits for), throttled to one per interval per layer."""
+        if self.kind != "video":
             return False
-        if not self.keyframes.should_send(now_ms):
-            return False
-        self.stats.plis_sent += 1
-        self._upstream.send_rtcp(rtcp.build_pli(self._receiver_ssrc, self.current_ssrc))
-        return True
+        if layer is None:
+            wanted = {max(s.selector.current, s.selector.target) for s in self.subscriptions}
+            indexes = [i for i in range(len(self.layers)) if i in wanted] or [0]
+        else:
+            indexes = [layer] if 0 <= layer < len(self.layers) else []
+        sent = False
+        for i in indexes:
+            target = self.layers[i]
+            if target.current_ssrc is None or not target.keyframe_throttle.should_send(now_ms):
+                continue
+            self.stats.plis_sent += 1
+            self._upstream.send_rtcp(rtcp.build_pli(self._receiver_ssrc, target.current_ssrc))
+            sent = True
+        return sent
+
+    @property
+    def keyframes(self) -> KeyframeThrottle:
+        """The lowest layer's throttle (tests and single-layer tracks)."""
+        return self.layers[0].keyframe_throttle
 
     def receiver_report_blocks(self, now_ms: float) -> list[rtcp.ReportBlock]:
         blocks = []
-        for ssrc, tracker in self._trackers.items():
-            if tracker.max_ext < 0 or ssrc != self.current_ssrc:
+        for layer in self.layers:
+            ssrc = layer.current_ssrc
+            tracker = layer.trackers.get(ssrc) if ssrc is not None else None
+            if tracker is None or ssrc is None or tracker.max_ext < 0:
                 continue
             fraction, lost, highest, jitter = tracker.report_block()
             lsr, dlsr = 0, 0
@@ -198,6 +358,9 @@ class PublishedTrack:
                 dlsr = min(0xFFFFFFFF, int((now_ms - sr[1]) * 65.536))
             blocks.append(rtcp.ReportBlock(ssrc, fraction, lost, highest, jitter, lsr, dlsr))
         return blocks
+
+    def video_ssrcs(self) -> list[int]:
+        return [la.current_ssrc for la in self.layers if la.current_ssrc is not None]
 
     # -- subscriptions ----------------------------------------------------------------
 
@@ -229,7 +392,8 @@ class PublishedTrack:
 
 class SubscriptionStats:
     __slots__ = ("packets", "bytes", "nacks", "retransmits", "retransmit_misses",
-                 "retransmits_suppressed", "plis", "firs", "fraction_lost", "rtt_ms", "remb_bps")
+                 "retransmits_suppressed", "plis", "firs", "fraction_lost", "rtt_ms", "remb_bps",
+                 "bandwidth_pauses")
 
     def __init__(self) -> None:
         self.packets = 0
@@ -243,6 +407,7 @@ class SubscriptionStats:
         self.fraction_lost = 0.0
         self.rtt_ms: float | None = None
         self.remb_bps = 0
+        self.bandwidth_pauses = 0
 
 
 class Subscription:
@@ -266,6 +431,17 @@ class Subscription:
         self.rtx_ssrc = rtx_ssrc
         self.rtx_pt = rtx_pt
         self.forwarder = RtpForwarder(out_ssrc, track.codec.clock_rate, first_seq, first_ts)
+        self.selector = LayerSelector()
+        if not track.simulcast:
+            # one layer: forwarded from the start (audio is never paused; a single-layer
+            # video is paused and resumed by the allocator through the selector)
+            self.selector.target = self.selector.current = 0
+        else:
+            self.selector.set_target(0)  # start low; the allocator raises it
+        #: the highest layer the subscriber asked for (its view size); -1 = video off
+        self.max_layer = len(track.layers) - 1
+        #: paused by the allocator for lack of downlink bandwidth (the client was told)
+        self.paused_for_bandwidth = False
         self.stats = SubscriptionStats()
         self.accepted = False  # the subscriber's answer accepted the m-line and codec
         self.active = False  # accepted and the subscriber transport is connected
@@ -278,13 +454,14 @@ class Subscription:
         self.last_sr_ntp: int = 0
         self.last_sr_ms: float = 0.0
 
-    def forward(self, data: bytes, ssrc: int, ext: int, ts: int, now_ms: float) -> None:
+    def forward(self, data: bytes, ssrc: int, ext: int, ts: int, now_ms: float,
+                twcc_off: int = 0) -> None:
         if not self.active:
             return
         r = self.forwarder.on_packet(ssrc, ext, ts, now_ms)
         if r is None:
             return
-        if self.downstream.send_rewritten(data, data[1], r[0], r[1], self.out_ssrc):
+        if self.downstream.send_rewritten(data, data[1], r[0], r[1], self.out_ssrc, twcc_off):
             stats = self.stats
             stats.packets += 1
             stats.bytes += len(data)
@@ -294,7 +471,16 @@ class Subscription:
             return
         self.active = True
         self.forwarder.resync()
-        self.track.request_keyframe(now_ms)
+        self.track.request_keyframe(now_ms, self._keyframe_layer())
+
+    def _keyframe_layer(self) -> int:
+        sel = self.selector
+        return sel.target if sel.target >= 0 else max(sel.current, 0)
+
+    def set_target_layer(self, layer: int, now_ms: float) -> None:
+        """The allocator's choice; a layer not being received yet needs its keyframe."""
+        if self.selector.set_target(layer) and self.active:
+            self.track.request_keyframe(now_ms, layer)
 
     def on_nack(self, seqs: tuple[int, ...], now_ms: float) -> None:
         """Resend NACKed packets from the cache, RTX-wrapped where negotiated.
@@ -340,7 +526,7 @@ class Subscription:
             self.stats.firs += 1
         else:
             self.stats.plis += 1
-        self.track.request_keyframe(now_ms)
+        self.track.request_keyframe(now_ms, self._keyframe_layer())
 
     def sender_report(self, now_ms: float, ntp: int) -> bytes:
         self.last_sr_ntp = (ntp >> 16) & 0xFFFFFFFF

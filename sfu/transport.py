@@ -40,11 +40,15 @@ from aiortc.rtcicetransport import RTCIceGatherer, RTCIceParameters, RTCIceTrans
 from aiortc.sdp import candidate_from_sdp
 from pylibsrtp._binding import ffi, lib
 
+from .codecs import TWCC_ID
 from .negotiation import LocalTransport
+from .rtp_header import extension_offset
+from .twcc import SendHistory
 
 log = logging.getLogger(__name__)
 
 _PACK_B1_SEQ_TS_SSRC = struct.Struct("!BHII").pack_into
+_PACK_H = struct.Struct("!H").pack_into
 #: remote candidates accepted per connection (each one makes the server send STUN checks)
 MAX_REMOTE_CANDIDATES = 32
 SRTP_MAX_PACKET = 1500 - 16 - 4  # pylibsrtp buffer minus the largest SRTP trailer
@@ -123,6 +127,11 @@ class MediaTransport:
         self._len_p = ffi.new("int *")
         self._sendto: Callable[[bytes, Any], None] | None = None
         self._addr: Any = None
+        #: transport-wide congestion control on what we send: set when the peer negotiated
+        #: the transport-cc extension; every sent packet carrying the element gets our own
+        #: sequence number and is remembered for the feedback
+        self.twcc_history: SendHistory | None = None
+        self._twcc_seq = 0
 
     # -- set-up -----------------------------------------------------------------------
 
@@ -286,10 +295,18 @@ class MediaTransport:
     def ready(self) -> bool:
         return self._sendto is not None and self.state == "connected"
 
-    def send_rewritten(self, packet: bytes, b1: int, seq: int, ts: int, ssrc: int) -> bool:
+    def enable_twcc(self) -> None:
+        if self.twcc_history is None:
+            self.twcc_history = SendHistory()
+
+    def send_rewritten(
+        self, packet: bytes, b1: int, seq: int, ts: int, ssrc: int, twcc_off: int = 0
+    ) -> bool:
         """Copy ``packet`` into the SRTP buffer, rewrite pt/seq/ts/ssrc, protect, send.
 
-        The hot path: one memcpy, one struct write, one libsrtp call, one sendto.
+        The hot path: one memcpy, one struct write, one libsrtp call, one sendto; plus, when
+        the peer does transport-cc and the packet has the element (at ``twcc_off``), our
+        transport-wide sequence number written there and recorded.
         """
         sendto = self._sendto
         n = len(packet)
@@ -298,6 +315,11 @@ class MediaTransport:
         cbuf = self._cbuf
         cbuf[0:n] = packet
         _PACK_B1_SEQ_TS_SSRC(cbuf, 1, b1, seq, ts, ssrc)
+        history = self.twcc_history
+        if twcc_off and history is not None:
+            tseq = self._twcc_seq = (self._twcc_seq + 1) & 0xFFFF
+            _PACK_H(cbuf, twcc_off, tseq)
+            history.record(tseq, n, _monotonic() * 1000.0)
         len_p = self._len_p
         len_p[0] = n
         if lib.srtp_protect(self._srtp_ptr, self._cdata, len_p) != 0:
@@ -316,9 +338,9 @@ class MediaTransport:
 
     def send_rtp(self, packet: bytes) -> bool:
         """Send an already-rewritten RTP packet (retransmissions)."""
-        return self.send_rewritten(
-            packet, packet[1], *struct.unpack_from("!HII", packet, 2)
-        )
+        twcc_off = extension_offset(packet, TWCC_ID) if self.twcc_history is not None else 0
+        seq, ts, ssrc = struct.unpack_from("!HII", packet, 2)
+        return self.send_rewritten(packet, packet[1], seq, ts, ssrc, twcc_off)
 
     def send_rtcp(self, packet: bytes) -> bool:
         sendto = self._sendto

@@ -16,7 +16,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from sfu.errors import SfuError
 from sfu.negotiation import NoCommonCodecError
-from sfu.participant import Participant, ParticipantInfo
+from sfu.participant import QUALITIES, Participant, ParticipantInfo
 from sfu.room import Room
 from sfu.sdp import SdpError
 
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 _CLOSE = object()
 SDP_TYPES = ("offer", "answer")
-CLIENT_TYPES = ("join", "offer", "answer", "candidate", "mute", "leave", "ping")
+CLIENT_TYPES = ("join", "offer", "answer", "candidate", "mute", "set_quality", "leave", "ping")
 TARGETS = ("publisher", "subscriber")
 
 
@@ -240,6 +240,15 @@ class SignallingSession:
         track_id = _field(msg, "trackId", str)
         muted = _field(msg, "muted", bool)
         self.participant.set_track_muted(track_id, muted, by=self.participant)
+
+    async def _on_set_quality(self, msg: dict[str, Any]) -> None:
+        assert self.participant is not None
+        track_id = _field(msg, "trackId", str)
+        quality = _field(msg, "quality", str)
+        if quality not in QUALITIES:
+            raise ProtocolError("bad_message",
+                                f"field 'quality' must be one of {', '.join(QUALITIES)}")
+        self.participant.set_quality(track_id, quality)
 
     async def _on_leave(self, msg: dict[str, Any]) -> str:
         self.send({"type": "left", "reason": "left"})

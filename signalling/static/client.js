@@ -78,6 +78,8 @@ function newSession(token) {
     subscriberPc: null,
     subTracks: new Map(), // mid -> {trackId, participantId, kind, source}  (from server offers)
     subFallback: new Map(), // mid -> {trackId, participantId, kind} (from track events)
+    pausedTracks: new Set(), // trackIds the server paused for lack of downlink bandwidth
+    speakers: [], // [{participantId, level}] loudest first
   };
 }
 
@@ -138,6 +140,17 @@ const sfu = {
   },
   // Recent signalling frames, summarised (SDP bodies reduced to their m-lines), for debugging.
   messages: [],
+  // Video tracks the server paused for lack of downlink bandwidth.
+  pausedTracks() {
+    return session ? [...session.pausedTracks] : [];
+  },
+  speakers() {
+    return session ? session.speakers : [];
+  },
+  // Ask for a received video at a size: "off" | "low" | "medium" | "high".
+  setQuality(trackId, quality) {
+    if (session) send(session, { type: "set_quality", trackId, quality });
+  },
   join: (token) => join(token),
   leave: () => leave(),
 };
@@ -485,6 +498,15 @@ async function handleMessage(s, msg) {
     case "track_muted":
       onTrackMuted(s, msg);
       return;
+    case "track_paused":
+    case "track_resumed":
+      onTrackPaused(s, msg.trackId, msg.type === "track_paused");
+      return;
+    case "publisher_layers":
+      return onPublisherLayers(s, msg);
+    case "speakers":
+      onSpeakers(s, msg.speakers || []);
+      return;
     case "error":
       return onError(s, msg);
     case "left":
@@ -580,9 +602,21 @@ function createPublisherPc(s) {
   return pc;
 }
 
+// Camera capture size and simulcast from the page URL: ?video=640x360&simulcast=0
+const pageParams = new URLSearchParams(location.search);
+const SIMULCAST = pageParams.get("simulcast") !== "0";
+const VIDEO_SIZE = (pageParams.get("video") || "1280x720").split("x").map(Number);
+// Three layers, lowest first (the server takes the a=simulcast order as lowest first).
+const SIMULCAST_ENCODINGS = [
+  { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150000 },
+  { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500000 },
+  { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1500000 },
+];
+
 async function getLocalMedia() {
+  const video = { width: { ideal: VIDEO_SIZE[0] }, height: { ideal: VIDEO_SIZE[1] } };
   try {
-    return await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+    return await navigator.mediaDevices.getUserMedia({ audio: true, video });
   } catch (e) {
     console.warn("audio+video failed, trying separately", e);
   }
@@ -609,10 +643,9 @@ async function startPublishing(s) {
   s.publisherPc = createPublisherPc(s);
   for (const track of stream.getTracks()) {
     const source = track.kind === "audio" ? "microphone" : "camera";
-    const transceiver = s.publisherPc.addTransceiver(track, {
-      direction: "sendonly",
-      streams: [stream],
-    });
+    const init = { direction: "sendonly", streams: [stream] };
+    if (track.kind === "video" && SIMULCAST) init.sendEncodings = SIMULCAST_ENCODINGS;
+    const transceiver = s.publisherPc.addTransceiver(track, init);
     s.published.push({ transceiver, source, kind: track.kind, track, sentMuted: false });
   }
   setLocalPreview(s, stream);
@@ -968,6 +1001,43 @@ function onTrackUnpublished(s, trackId, participantId) {
   reconcileSubscriptions(s);
 }
 
+function onTrackPaused(s, trackId, paused) {
+  if (paused) s.pausedTracks.add(trackId);
+  else s.pausedTracks.delete(trackId);
+  for (const r of s.remotes.values()) {
+    const t = r.knownTracks.get(trackId);
+    if (t) {
+      t.pausedForBandwidth = paused;
+      updateRemoteIndicators(r);
+    }
+  }
+}
+
+// Dynacast: stop encoding simulcast layers nobody receives (and start them again).
+async function onPublisherLayers(s, msg) {
+  const entry = s.published.find((p) => p.transceiver.mid === msg.mid);
+  if (!entry) return;
+  const sender = entry.transceiver.sender;
+  const params = sender.getParameters();
+  if (!params.encodings) return;
+  let changed = false;
+  for (const layer of msg.layers || []) {
+    const enc = params.encodings.find((e) => e.rid === layer.rid);
+    if (enc && enc.active !== Boolean(layer.active)) {
+      enc.active = Boolean(layer.active);
+      changed = true;
+    }
+  }
+  if (changed) await sender.setParameters(params);
+}
+
+function onSpeakers(s, speakers) {
+  s.speakers = speakers;
+  const loudest = speakers.length ? speakers[0].participantId : null;
+  for (const [id, r] of s.remotes) r.tile.classList.toggle("speaking", id === loudest);
+  if (s.localTile) s.localTile.tile.classList.toggle("speaking", loudest === sfu.participantId);
+}
+
 function onTrackMuted(s, msg) {
   if (msg.participantId === sfu.participantId) {
     // A moderator muted one of our tracks.
@@ -1162,6 +1232,7 @@ function playRemote(r) {
 function updateRemoteIndicators(r) {
   const labels = [];
   for (const t of r.knownTracks.values()) {
+    if (t.pausedForBandwidth && !t.muted) labels.push("video paused (bandwidth)");
     if (!t.muted) continue;
     if (t.source === "microphone" || t.kind === "audio") labels.push("mic off");
     else if (t.source === "screen") labels.push("screen paused");

@@ -114,7 +114,8 @@ def _room() -> str:
 async def _open_joined(
     new_client: ClientFactory, base_url: str, token: str, label: str
 ) -> tuple[Client, str]:
-    client = await new_client(f"{base_url}/?token={quote(token)}", label)
+    # 640x360 simulcast (3 layers) keeps four publishing browsers within two cores
+    client = await new_client(f"{base_url}/?token={quote(token)}&video=640x360", label)
     await client.page.wait_for_function(
         "() => window.sfu && window.sfu.state === 'joined'", timeout=JOIN_TIMEOUT_MS
     )

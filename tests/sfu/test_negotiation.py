@@ -42,14 +42,20 @@ def test_answer_chrome_offer_keeps_publisher_numbers_and_maps_extensions() -> No
     assert audio.codec is codecs.OPUS and video.codec is codecs.VP8
     assert video.pt == 96 and audio.pt == 111
     level_id = next(i for i, u in offer.media[0].extmap.items() if u == codecs.EXT_AUDIO_LEVEL)
-    assert audio.ext_map == {level_id: 1}
+    twcc_id = next(i for i, u in offer.media[0].extmap.items() if u == codecs.EXT_TWCC)
+    assert audio.ext_map == {level_id: 1, twcc_id: codecs.TWCC_ID}
+    assert audio.twcc_ext_id == twcc_id and video.rids == ()
     parsed = sdp.parse(answer.sdp)
     assert [m.direction for m in parsed.media] == ["recvonly", "recvonly"]
     assert parsed.media[1].formats == ["96"]
     assert parsed.setup_of(parsed.media[0]) == "active"
-    # transport-cc and abs-send-time are not accepted: the SFU does not generate their feedback
+    # abs-send-time is not accepted (the SFU gives transport-cc feedback instead); no rid
+    # extension without simulcast
     uris = set(parsed.media[1].extmap.values())
-    assert codecs.EXT_MID in uris and codecs.EXT_ABS_SEND_TIME not in uris
+    assert codecs.EXT_MID in uris and codecs.EXT_TWCC in uris
+    assert codecs.EXT_ABS_SEND_TIME not in uris and codecs.EXT_RID not in uris
+    assert "transport-cc" in parsed.media[1].codecs[96].rtcp_fb
+    assert "a=simulcast" not in answer.sdp
     assert parsed.bundle == [m.mid for m in offer.media]
 
 
@@ -127,7 +133,8 @@ def test_subscriber_offer_and_answer_roundtrip() -> None:
     assert [m.direction for m in offer.media] == ["sendonly", "sendonly", "inactive"]
     assert offer.media[1].msid == "PA_x TR_v"
     assert offer.media[1].ssrc_groups == [("FID", [21, 22])]
-    assert offer.media[0].extmap == {1: codecs.EXT_AUDIO_LEVEL}
+    assert offer.media[0].extmap == {1: codecs.EXT_AUDIO_LEVEL, 3: codecs.EXT_TWCC}
+    assert offer.media[1].extmap == {4: codecs.EXT_VIDEO_ORIENTATION, 3: codecs.EXT_TWCC}
     assert offer.setup_of(offer.media[0]) == "actpass"
     answer_text = "\r\n".join([
         "v=0", "o=- 1 1 IN IP4 0.0.0.0", "s=-", "t=0 0", "a=group:BUNDLE 0 1 2",
@@ -142,3 +149,42 @@ def test_subscriber_offer_and_answer_roundtrip() -> None:
     assert (info.ice_ufrag, info.dtls_role) == ("u", "server")
     assert slots[0].accepted_pts == {111} and slots[1].accepted_pts == {96, 97}
     assert slots[2].rejected
+
+
+def _simulcast_offer(simulcast: str, rids: tuple[str, ...] = ("q", "h", "f")) -> str:
+    lines = CHROME_OFFER.replace("\r\n", "\n").split("\n")
+    # the fixture's video section ends the offer: drop its a=ssrc lines (Chromium sends
+    # none with rids) and append the rid lines
+    lines = [ln for ln in lines if ln and not ln.startswith(("a=ssrc", "a=ssrc-group"))]
+    lines += [f"a=rid:{r} send" for r in rids]
+    lines.append(f"a=simulcast:{simulcast}")
+    return "\r\n".join(lines) + "\r\n"
+
+
+def test_simulcast_offer_is_answered_with_rids_and_layers_lowest_first() -> None:
+    offer = sdp.parse(_simulcast_offer("send q;h;f"))
+    answer = answer_publisher(offer, LOCAL)
+    video = answer.accepted[1]
+    assert video.rids == ("q", "h", "f")
+    assert video.ssrc is None  # learned from the rid extension of the first packets
+    rid_id = next(i for i, u in offer.media[1].extmap.items() if u == codecs.EXT_RID)
+    assert video.rid_ext_id == rid_id
+    parsed = sdp.parse(answer.sdp)
+    assert parsed.media[1].rids == [("q", "recv"), ("h", "recv"), ("f", "recv")]
+    assert parsed.media[1].simulcast == "recv q;h;f"
+    assert codecs.EXT_RID in parsed.media[1].extmap.values()
+    assert answer.accepted[0].rids == ()
+
+
+def test_simulcast_alternatives_paused_and_undeclared_rids() -> None:
+    offer = sdp.parse(_simulcast_offer("send ~q,x;h;z", rids=("q", "h", "x")))
+    video = answer_publisher(offer, LOCAL).accepted[1]
+    assert video.rids == ("q", "h")  # first alternative, paused kept, undeclared z dropped
+
+
+def test_simulcast_with_too_many_layers_or_bad_rid_is_refused() -> None:
+    with pytest.raises(sdp.SdpError, match="at most 3"):
+        answer_publisher(sdp.parse(_simulcast_offer("send a;b;c;d", ("a", "b", "c", "d"))),
+                         LOCAL)
+    with pytest.raises(sdp.SdpError, match="bad rid"):
+        answer_publisher(sdp.parse(_simulcast_offer("send q;h!;f")), LOCAL)

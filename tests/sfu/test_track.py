@@ -21,7 +21,8 @@ class FakeTransport:
         self.rtp: list[bytes] = []
         self.rtcp: list[bytes] = []
 
-    def send_rewritten(self, packet: bytes, b1: int, seq: int, ts: int, ssrc: int) -> bool:
+    def send_rewritten(self, packet: bytes, b1: int, seq: int, ts: int, ssrc: int,
+                       twcc_off: int = 0) -> bool:
         buf = bytearray(packet)
         struct.pack_into("!BHII", buf, 1, b1, seq, ts, ssrc)
         self.rtp.append(bytes(buf))
