@@ -22,7 +22,9 @@ Policy
   layer, or resuming a paused track) requires the upgraded allocation to fit in
   ``budget / up_margin`` continuously for ``up_hold_ms`` (``resume_hold_ms`` for a resume).
   A track that was not held back by bandwidth (new, newly wanted, bigger view, layer back)
-  skips the hold but still needs the margin.
+  skips the hold but still needs the margin. A track held back by bandwidth climbs **one
+  layer per hold** (a resume comes back on its lowest layer), so recovery is the reverse of
+  the way down and each step tests the path before the next.
 * **Anti-flap backoff.** When a track is forced down within 2 x the hold time of its last
   up-switch, its next hold doubles (capped at ``backoff_max_ms``); a forced down after
   ``stable_reset_ms`` at the upgraded layer resets it.
@@ -201,8 +203,10 @@ class Allocator:
                 state = states[i] = _TrackState()
             up = None
             if want[i] > layers[i]:
+                # a track held back by bandwidth climbs one layer at a time (a resume comes
+                # back on the lowest layer): each step is a test of the path before the next
                 up = self._upgrade(i, want, budget, up_budget, costs, choices, caps, layers,
-                                   total)
+                                   total, one_step=state.limited)
             if up is None:
                 state.pending_since_ms = None
                 continue
@@ -225,6 +229,7 @@ class Allocator:
     def _upgrade(
         self, i: int, want: list[int], budget: float, up_budget: float, costs: list[list[int]],
         choices: list[tuple[int, ...]], caps: list[int], layers: list[int], total: float,
+        one_step: bool = False,
     ) -> tuple[list[int], list[int], float] | None:
         """The highest raise of track ``i`` (up to ``want[i]``) whose whole allocation fits
         ``up_budget`` without lowering any track of higher priority; None if there is none.
@@ -255,6 +260,8 @@ class Allocator:
             if any(trial[j] < layers[j] for j in range(i)):
                 break
             best = (trial_caps, trial, trial_total)
+            if one_step:
+                break
         return best
 
     def _commit(self, video: list[TrackDemand], states: list[_TrackState | None],

@@ -254,7 +254,7 @@ class DownlinkEstimator:
         headroom_step_bps: float = 100_000.0,
         stable_ramp_ms: float = 3000.0,
         stable_increase_per_s: float = 1.15,
-        acked_window_ms: float = 1000.0,
+        acked_window_ms: float = 500.0,
         group_ms: float = 5.0,
         trendline_window: int = 20,
         trendline_smoothing: float = 0.9,
@@ -340,6 +340,9 @@ class DownlinkEstimator:
         offset = self._unwrap_reference(feedback.reference_time_ms)
         last_ext = self._last_ext
         reported = lost = 0
+        # loss of packets sent before our last cut says nothing about the new rate (they
+        # are the overshoot still draining): only later packets count towards the next cut
+        cut_ms = max(self._last_decrease_ms, self._last_loss_decrease_ms)
         for seq, arrival in feedback.packets:
             if last_ext < 0:
                 ext = seq + (1 << 16)
@@ -352,11 +355,12 @@ class DownlinkEstimator:
             if sent is None:
                 continue
             last_ext = ext
-            reported += 1
-            if arrival is None:
-                lost += 1
-                continue
             send_ms, size = sent
+            counts = send_ms >= cut_ms
+            reported += counts
+            if arrival is None:
+                lost += counts
+                continue
             arrival += offset
             self._add_acked(arrival, size)
             self._add_to_group(send_ms, arrival)
@@ -601,5 +605,11 @@ class DownlinkEstimator:
         self.in_start_phase = False
         if now_ms - self._last_loss_decrease_ms < self.loss_decrease_interval_ms:
             return
-        self._estimate = self._clamp(self._estimate * (1.0 - 0.5 * self.loss))
+        reduced = self._estimate * (1.0 - 0.5 * self.loss)
+        # never far below what the path is delivering right now: loss while a layer
+        # switch drains an overfull queue would otherwise cut the estimate to the floor
+        # (seen in the browser test: a 350 kbit/s cap took it to 50 kbit/s and paused video)
+        floor = self.backoff * self.acked_bps
+        if reduced < self._estimate:
+            self._estimate = self._clamp(max(reduced, min(floor, self._estimate)))
         self._last_loss_decrease_ms = now_ms

@@ -153,6 +153,7 @@ class Participant:
         self.twcc_feedback_invalid = 0
         self.downlink = DownlinkEstimator(initial_bps=params.initial_downlink_bps)
         self.allocator = Allocator()
+        self._allocated_for_bps = 0  # the estimate the last allocation was made for
         self._ticks = 0
         self._rtcp_task: asyncio.Task[None] | None = None
         #: called once when the participant is closed (by leave, removal or room close)
@@ -167,6 +168,28 @@ class Participant:
             "name": self.info.name,
             "role": self.info.role,
             "tracks": [t.describe() for t in self.tracks.values()],
+        }
+
+    def media_stats(self) -> dict[str, Any]:
+        """Live media figures for operators (room service API): layers received from this
+        participant, what it receives and its downlink estimate."""
+        t = now_ms()
+        return {
+            "published": [
+                {"trackId": tr.id, "kind": tr.kind, "source": tr.source,
+                 "layers": [{**la.describe(), "receiving": la.receiving(t)}
+                            for la in tr.layers]}
+                for tr in self.tracks.values()
+            ],
+            "subscriptions": [
+                {"trackId": sub.track.id, "kind": sub.track.kind, "active": sub.active,
+                 "layer": sub.selector.current, "targetLayer": sub.selector.target,
+                 "maxLayer": sub.max_layer, "pausedForBandwidth": sub.paused_for_bandwidth,
+                 "packets": sub.stats.packets, "layerSwitches": sub.selector.switches}
+                for sub in self.subscriptions.values()
+            ],
+            "downlinkEstimateBps": self.downlink_estimate(t),
+            "twccFeedback": self.twcc_feedback,
         }
 
     def track_by_id(self, track_id: str) -> PublishedTrack | None:
@@ -571,6 +594,10 @@ class Participant:
                 self.twcc_feedback += 1
                 if history is not None:
                     self.downlink.on_twcc(feedback, history, t)
+                    if self.downlink.estimate_bps(t) < self._allocated_for_bps * 0.85:
+                        # a sharp drop: step down now rather than at the next tick, every
+                        # 100 ms of congestion costs audio in the bottleneck queue
+                        self.allocate(t)
 
     # -- shared -----------------------------------------------------------------------
 
@@ -648,8 +675,13 @@ class Participant:
             for layer in track.layers:
                 if track.kind == "audio":
                     bitrates.append(layer.bitrate_bps or None)
-                elif layer.receiving(t) or (not layer.enabled and layer.bitrate_bps):
+                elif layer.receiving(t):
                     bitrates.append(max(layer.bitrate_bps, 1))
+                elif not layer.enabled:
+                    # switched off by dynacast: it can be switched back on; its last known
+                    # cost, or a nominal one if it was switched off before it was measured
+                    bitrates.append(layer.bitrate_bps or nominal_layer_bps(
+                        layer.index, len(track.layers)))
                 else:
                     bitrates.append(None)
                     if sub.selector.current == layer.index:
@@ -660,12 +692,17 @@ class Participant:
                 max_layer=sub.max_layer if track.kind == "video" else 0,
             ))
         estimate = self.downlink_estimate(t)
+        self._allocated_for_bps = estimate
         targets = self.allocator.allocate(estimate, demands, t)
         for sub in self.subscriptions.values():
             if sub.track.kind != "video":
                 continue
             target = targets.get(sub.track.id, sub.selector.target)
             if target != sub.selector.target:
+                d = self.downlink
+                log.info("participant %s track %s: layer %d -> %d (estimate %d, acked %d, "
+                         "loss %.2f, %s)", self.id, sub.track.id, sub.selector.target, target,
+                         estimate, d.acked_bps, d.loss, d.state)
                 sub.set_target_layer(target, t)
             elif sub.selector.waiting and sub.active:
                 # still no keyframe of the wanted layer (the request was lost, or the layer
@@ -759,6 +796,15 @@ class Participant:
         self._retired.add_participant(self)
         if self.on_closed is not None:
             self.on_closed()
+
+
+#: what a simulcast layer costs before it has been measured (the shipped client's
+#: maxBitrate per encoding, lowest first)
+NOMINAL_LAYER_BPS = (150_000, 500_000, 1_500_000)
+
+
+def nominal_layer_bps(index: int, layers: int) -> int:
+    return NOMINAL_LAYER_BPS[index + max(0, len(NOMINAL_LAYER_BPS) - layers)]
 
 
 def _declared_sources(declared: list[dict[str, Any]] | None) -> dict[str, str]:

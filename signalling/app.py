@@ -197,7 +197,8 @@ def create_app(config: Config) -> web.Application:
     async def list_participants(request: web.Request) -> web.Response:
         room = room_or_404(request)
         return web.json_response(
-            {"participants": [p.describe() for p in room.participants.values()]})
+            {"participants": [{**p.describe(), "media": p.media_stats()}
+                              for p in room.participants.values()]})
 
     def participant_or_404(request: web.Request) -> Any:
         room = room_or_404(request)

@@ -15,21 +15,7 @@ from typing import Any
 
 import playwright.async_api as playwright_async
 import pytest
-
-CHROMIUM_PATH = os.environ.get("SFU_E2E_CHROMIUM", "/usr/bin/chromium")
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    "--allow-loopback-in-peer-connection",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-]
+from browser_flags import CHROMIUM_ARGS, CHROMIUM_PATH
 
 # How much of each page's console to print when a test fails.
 CONSOLE_TAIL = 60

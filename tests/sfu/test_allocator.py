@@ -147,10 +147,16 @@ def test_no_upgrade_before_the_hold_time() -> None:
     for t in range(3000, 6000, 100):  # resume needs resume_hold_ms = 3000 ms
         assert alloc.allocate(10_000_000, demands, float(t)) == {"cam": -1}, t
         assert alloc.get_timer() == 6000.0
-    assert alloc.allocate(10_000_000, demands, 6000.0) == {"cam": 2}
+    # the resume comes back on the lowest layer, then one layer per up_hold_ms (2 s)
+    assert alloc.allocate(10_000_000, demands, 6000.0) == {"cam": 0}
     assert not alloc.paused_for_bandwidth("cam")
+    steps = {t: alloc.allocate(10_000_000, demands, float(t))["cam"]
+             for t in range(6100, 11000, 100)}
+    # each step waits the hold, counted from the first tick after the previous step
+    assert [t for t in steps if steps[t] != steps.get(t - 100, 0)] == [8100, 10200]
+    assert steps[8000] == 0 and steps[8100] == 1 and steps[10200] == 2
     assert alloc.get_timer() is None
-    assert alloc.changes == 3
+    assert alloc.changes == 5
 
 
 def test_hold_restarts_when_the_upgrade_stops_fitting() -> None:

@@ -1,0 +1,105 @@
+"""A private network namespace joined to the host by a veth pair, for shaping one browser.
+
+The host end of the veth gets ``host_addr``, the namespace end ``ns_addr``; a Chromium
+started through ``chromium_wrapper`` runs inside the namespace, so everything it sends and
+receives crosses the veth. ``shape(rate_kbit)`` puts a token-bucket filter on the host end:
+that caps the server → browser direction (the browser's downlink); ``unshape()`` lifts it.
+Everything is removed on exit, also when the test fails. Needs root (CI runs as root).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from types import TracebackType
+
+from browser_flags import CHROMIUM_PATH as CHROMIUM
+
+
+def _run(*args: str) -> None:
+    subprocess.run(args, check=True, capture_output=True, text=True)
+
+
+class NetNs:
+    def __init__(self) -> None:
+        tag = secrets.token_hex(3)
+        self.name = f"sfu-e2e-{tag}"
+        self.host_if = f"vh{tag}"
+        self.ns_if = f"vn{tag}"
+        subnet = 1 + secrets.randbelow(250)
+        self.host_addr = f"10.231.{subnet}.1"
+        self.ns_addr = f"10.231.{subnet}.2"
+        self._dir = tempfile.mkdtemp(prefix="sfu-netns-")
+        self.chromium_wrapper = os.path.join(self._dir, "chromium-in-netns")
+        self.shaped = False
+
+    def __enter__(self) -> NetNs:
+        if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("tc") is None:
+            raise RuntimeError("network namespace tests need root and iproute2 (ip, tc)")
+        try:
+            _run("ip", "netns", "add", self.name)
+            _run("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if)
+            _run("ip", "link", "set", self.ns_if, "netns", self.name)
+            _run("ip", "addr", "add", f"{self.host_addr}/24", "dev", self.host_if)
+            _run("ip", "link", "set", self.host_if, "up")
+            _run("ip", "-n", self.name, "addr", "add", f"{self.ns_addr}/24", "dev", self.ns_if)
+            _run("ip", "-n", self.name, "link", "set", self.ns_if, "up")
+            _run("ip", "-n", self.name, "link", "set", "lo", "up")
+        except BaseException:
+            self.close()
+            raise
+        with open(self.chromium_wrapper, "w") as f:
+            f.write(f'#!/bin/sh\nexec ip netns exec {self.name} {CHROMIUM} "$@"\n')
+        os.chmod(self.chromium_wrapper, 0o755)
+        return self
+
+    def shape(self, rate_kbit: int) -> None:
+        """Cap the host → namespace direction at ``rate_kbit`` (tbf, 100 ms of queue)."""
+        burst = max(4000, rate_kbit * 1000 // 8 // 50)  # ~20 ms of tokens, at least 4 kB
+        verb = "change" if self.shaped else "add"
+        _run("tc", "qdisc", verb, "dev", self.host_if, "root", "tbf", "rate",
+             f"{rate_kbit}kbit", "burst", str(burst), "latency", "100ms")
+        self.shaped = True
+
+    def unshape(self) -> None:
+        if self.shaped:
+            _run("tc", "qdisc", "del", "dev", self.host_if, "root")
+            self.shaped = False
+
+    def start_capture(self, payload_type: int) -> None:
+        """Start recording arrival times of RTP packets of ``payload_type`` at the page."""
+        self._capture_out = os.path.join(self._dir, "capture.json")
+        sniffer = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rtp_sniffer.py")
+        self._capture = subprocess.Popen(
+            ["ip", "netns", "exec", self.name, sys.executable, sniffer, self.ns_if,
+             self.ns_addr, str(payload_type), self._capture_out],
+            stdout=subprocess.PIPE, text=True)
+        assert self._capture.stdout is not None
+        if self._capture.stdout.readline().strip() != "ready":
+            raise RuntimeError("the RTP sniffer did not start")
+
+    def stop_capture(self) -> list[float]:
+        """Stop recording; the kernel arrival times (seconds) of the captured packets."""
+        self._capture.terminate()
+        self._capture.wait(10)
+        with open(self._capture_out) as f:
+            times: list[float] = json.load(f)["times"]
+        return times
+
+    def close(self) -> None:
+        capture = getattr(self, "_capture", None)
+        if capture is not None and capture.poll() is None:
+            capture.kill()
+            capture.wait(5)
+        for args in (("ip", "link", "del", self.host_if), ("ip", "netns", "del", self.name)):
+            subprocess.run(args, capture_output=True)
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
