@@ -46,6 +46,10 @@ if [ "$WITH_TEST" = "1" ]; then
     echo "installing Debian chromium for the browser tests..."
     apt_install chromium
   fi
+  if ! command -v tc >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1; then
+    echo "installing iproute2 (network namespaces and tc for the simulcast test)..."
+    apt_install iproute2
+  fi
 else
   .venv/bin/python -m pip install -q -e .
 fi
