@@ -48,6 +48,10 @@ class MediaConfig:
     ice_addresses: tuple[str, ...] = ("127.0.0.1",)
     keyframe_interval_ms: float = 500.0
     publisher_max_bitrate_bps: int = 2_500_000
+    #: dynacast: switch a simulcast layer off at the publisher after nobody needed it this long
+    dynacast_delay_ms: float = 3000.0
+    #: the downlink estimate a new subscriber starts from (before its feedback says more)
+    initial_downlink_bps: int = 1_000_000
 
 
 @dataclass(frozen=True)

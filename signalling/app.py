@@ -87,6 +87,8 @@ def create_app(config: Config) -> web.Application:
             ice_addresses=config.media.ice_addresses,
             keyframe_interval_ms=config.media.keyframe_interval_ms,
             publisher_max_bitrate_bps=config.media.publisher_max_bitrate_bps,
+            dynacast_delay_ms=config.media.dynacast_delay_ms,
+            initial_downlink_bps=config.media.initial_downlink_bps,
         ),
     )
     state.registry.register(SfuCollector(state.rooms, state.media.retired,

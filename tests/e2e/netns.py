@@ -87,15 +87,22 @@ class NetNs:
         """Stop recording; the kernel arrival times (seconds) of the captured packets."""
         self._capture.terminate()
         self._capture.wait(10)
+        self._release_capture()
         with open(self._capture_out) as f:
             times: list[float] = json.load(f)["times"]
         return times
+
+    def _release_capture(self) -> None:
+        capture = getattr(self, "_capture", None)
+        if capture is not None and capture.stdout is not None:
+            capture.stdout.close()
 
     def close(self) -> None:
         capture = getattr(self, "_capture", None)
         if capture is not None and capture.poll() is None:
             capture.kill()
             capture.wait(5)
+        self._release_capture()
         for args in (("ip", "link", "del", self.host_if), ("ip", "netns", "del", self.name)):
             subprocess.run(args, capture_output=True)
         shutil.rmtree(self._dir, ignore_errors=True)
