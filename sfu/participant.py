@@ -622,15 +622,19 @@ class Participant:
 
     async def _control_loop(self) -> None:
         while not self.closed:
-            await asyncio.sleep(TICK_S)
+            # 100 ms while we owe a publisher transport-cc feedback, else every allocation
+            # period: fewer wake-ups for the many participants that only listen
+            step = 1 if self._twcc_rx is not None else ALLOCATE_EVERY
+            await asyncio.sleep(TICK_S * step)
             try:
-                self.tick(now_ms())
+                self.tick(now_ms(), step)
             except Exception:
                 log.exception("control tick failed for %s", self.id)
 
-    def tick(self, t: float) -> None:
-        """Periodic work (sans-IO apart from the sends): feedback, allocation, reports."""
-        self._ticks += 1
+    def tick(self, t: float, step: int = 1) -> None:
+        """Periodic work (sans-IO apart from the sends): feedback, allocation, reports.
+        ``step``: how many 100 ms ticks this call stands for (1 or ALLOCATE_EVERY)."""
+        self._ticks += step
         self._send_twcc_feedback(t)
         if self._ticks % ALLOCATE_EVERY == 0:
             for track in self.tracks.values():
