@@ -32,7 +32,7 @@ COLUMNS = [("low_s", "low layer after cut to 250 kbit/s (s)"),
            ("pause_s", "video paused after cut to 60 kbit/s (s)"),
            ("top_s", "top layer after cap lifted (s)"),
            ("gap_steady_ms", "longest audio gap, steady (ms)"),
-           ("gap_cut_ms", "longest audio gap within 1.5 s of a cut (ms)"),
+           ("gap_cut_ms", "longest audio gap within 1.5 s of a cut or layer raise (ms)"),
            ("off_s", "dynacast: top encoding off after its subscriber left (s)"),
            ("on_s", "dynacast: top layer decoded after a new subscriber (s)")]
 
