@@ -21,6 +21,7 @@ from aiortc.rtcdtlstransport import RTCCertificate
 
 from sfu import rtcp
 from sfu import sdp as sdp_mod
+from sfu.codecs import EXT_TWCC
 from sfu.negotiation import LocalTransport
 from sfu.transport import MediaTransport
 
@@ -91,7 +92,8 @@ def subscriber_answer(offer: sdp_mod.SessionDescription, local: LocalTransport) 
         lines += _transport_lines(local, "active")
         lines += [f"a=mid:{m.mid}", "a=recvonly" if m.direction == "sendonly" else "a=inactive",
                   "a=rtcp-mux"]
-        lines += [f"a=extmap:{i} {uri}" for i, uri in m.extmap.items()]
+        # transport-cc is a promise to send feedback, which this client does not send
+        lines += [f"a=extmap:{i} {uri}" for i, uri in m.extmap.items() if uri != EXT_TWCC]
         for c in m.codecs.values():
             ch = f"/{c.channels}" if c.channels > 1 else ""
             lines.append(f"a=rtpmap:{c.pt} {c.name}/{c.clock_rate}{ch}")

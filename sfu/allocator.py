@@ -75,6 +75,16 @@ def _choices(d: TrackDemand) -> tuple[int, ...]:
     return (available[0],)
 
 
+def _cap(state: _TrackState | None, choices: tuple[int, ...]) -> int:
+    if state is None:
+        return -1
+    layer = state.layer
+    if layer < 0 or not choices or layer in choices:
+        return layer
+    below = [c for c in choices if c <= layer]
+    return below[-1] if below else choices[0]
+
+
 def _fit(
     budget: float, costs: list[list[int]], choices: list[tuple[int, ...]], caps: list[int]
 ) -> tuple[list[int], float]:
@@ -190,8 +200,10 @@ class Allocator:
         costs = [[b if b is not None else 0 for b in d.bitrates] for d in video]
         old = self._tracks
         states = [old.get(d.track_id) for d in video]
-        # downs at once: nobody above the layer it has now
-        caps = [s.layer if s is not None else -1 for s in states]
+        # downs at once: nobody above the layer it has now, except that a track whose layer
+        # stopped arriving may take the nearest available one (that is not a bandwidth
+        # decision: pausing it would blank the picture until a resume hold passes)
+        caps = [_cap(s, ch) for s, ch in zip(states, choices, strict=True)]
         layers, total = _fit(budget, costs, choices, caps)
         # where hysteresis-free allocation with the margin would put every track: upgrades
         # only move towards it, so they follow the policy's order (e.g. a paused student

@@ -57,6 +57,8 @@ REPORT_EVERY = 10
 #: subscription quality names -> the highest layer index wanted
 QUALITIES = {"off": -1, "low": 0, "medium": 1, "high": 2}
 UNLIMITED_BPS = 1_000_000_000
+#: a subscriber that negotiated transport-cc but sends no feedback this long is not adapted
+FEEDBACK_GRACE_MS = 3000.0
 
 
 def now_ms() -> float:
@@ -154,6 +156,7 @@ class Participant:
         self.downlink = DownlinkEstimator(initial_bps=params.initial_downlink_bps)
         self.allocator = Allocator()
         self._allocated_for_bps = 0  # the estimate the last allocation was made for
+        self._subscriber_connected_ms: float | None = None
         self._ticks = 0
         self._rtcp_task: asyncio.Task[None] | None = None
         #: called once when the participant is closed (by leave, removal or room close)
@@ -352,7 +355,7 @@ class Participant:
             mid = value.decode("ascii", "replace")
             track = self.tracks.get(mid)
             if track is None or data[1] & 0x7F != track.publisher_pt:
-                return None
+                continue
             layer: Layer | None = track.layers[0]
             if track.simulcast:
                 rid = find_extension(data, self._rid_ext_ids.get(mid, 0))
@@ -544,6 +547,7 @@ class Participant:
     def _on_subscriber_state(self, state: str) -> None:
         log.info("participant %s subscriber transport %s", self.id, state)
         if state == "connected":
+            self._subscriber_connected_ms = now_ms()
             self._ensure_rtcp_loop()
             self._maybe_activate()
         elif state == "failed":
@@ -554,6 +558,7 @@ class Participant:
 
     def _on_subscriber_rtcp(self, data: bytes) -> None:
         t = now_ms()
+        twcc_seen = 0
         for msg in rtcp.parse(data):
             if msg.pt in (rtcp.RR, rtcp.SR):
                 worst = -1.0
@@ -585,16 +590,23 @@ class Participant:
                     if sub is not None:
                         sub.stats.remb_bps = msg.bitrate_bps
             elif msg.pt == rtcp.RTPFB and msg.fmt == rtcp.FMT_TWCC:
-                history = self.subscriber.twcc_history if self.subscriber else None
+                transport = self.subscriber
+                history = transport.twcc_history if transport else None
+                twcc_seen += 1
+                if (history is None or transport is None or twcc_seen > MAX_TWCC_PER_COMPOUND
+                        or not _twcc_plausible(msg.fci, transport.twcc_last_seq)):
+                    # feedback about more packets than we sent (or a flood of it): parsing
+                    # it would be work an attacker chooses for us
+                    self.twcc_feedback_invalid += 1
+                    continue
                 try:
                     feedback = parse_feedback(msg.fci)
                 except TwccError:
                     self.twcc_feedback_invalid += 1
                     continue
                 self.twcc_feedback += 1
-                if history is not None:
-                    self.downlink.on_twcc(feedback, history, t)
-                    if self.downlink.estimate_bps(t) < self._allocated_for_bps * 0.85:
+                self.downlink.on_twcc(feedback, history, t)
+                if self.downlink.estimate_bps(t) < self._allocated_for_bps * 0.85:
                         # a sharp drop: step down now rather than at the next tick, every
                         # 100 ms of congestion costs audio in the bottleneck queue
                         self.allocate(t)
@@ -674,13 +686,18 @@ class Participant:
             return
         demands = []
         for sub in self.subscriptions.values():
+            if not sub.accepted:
+                continue  # not (yet) negotiated: it costs nothing
             track = sub.track
             bitrates: list[int | None] = []
             for layer in track.layers:
                 if track.kind == "audio":
                     bitrates.append(layer.bitrate_bps or None)
-                elif layer.receiving(t):
-                    bitrates.append(max(layer.bitrate_bps, 1))
+                elif layer.receiving(t) or not track.simulcast:
+                    # (a single layer is never "gone": a static screen share sends a frame
+                    # a second or less, and there is nothing to switch to anyway)
+                    bitrates.append(layer.bitrate_bps or nominal_layer_bps(
+                        layer.index, len(track.layers)))
                 elif not layer.enabled:
                     # switched off by dynacast: it can be switched back on; its last known
                     # cost, or a nominal one if it was switched off before it was measured
@@ -699,9 +716,9 @@ class Participant:
         self._allocated_for_bps = estimate
         targets = self.allocator.allocate(estimate, demands, t)
         for sub in self.subscriptions.values():
-            if sub.track.kind != "video":
+            if sub.track.kind != "video" or sub.track.id not in targets:
                 continue
-            target = targets.get(sub.track.id, sub.selector.target)
+            target = targets[sub.track.id]
             if target != sub.selector.target:
                 d = self.downlink
                 log.info("participant %s track %s: layer %d -> %d (estimate %d, acked %d, "
@@ -724,9 +741,18 @@ class Participant:
                 self.room.subscription_paused(self, sub, paused, estimate)
 
     def downlink_estimate(self, t: float) -> int:
-        """The subscriber's downlink estimate; unlimited for a client that sends no
-        congestion feedback at all (neither transport-cc nor REMB): nothing to adapt to."""
+        """The subscriber's downlink estimate, once it has seen a limit (overuse or loss);
+        unlimited before that, and for a client that sends no congestion feedback at all
+        (transport-cc not negotiated, or negotiated but no feedback within
+        FEEDBACK_GRACE_MS of connecting, and no REMB): there is nothing to adapt to."""
         if not self.twcc_feedback and not self.downlink_remb_bps:
+            negotiated = self.subscriber is not None and self.subscriber.twcc_history is not None
+            connected = self._subscriber_connected_ms
+            if not negotiated or (connected is not None and t - connected > FEEDBACK_GRACE_MS):
+                return UNLIMITED_BPS
+        elif self.downlink.in_start_phase:
+            # feedback, but no sign of a limit yet (no overuse, no loss): the estimate is
+            # only a starting guess, and pausing a camera on a guess blanks it for seconds
             return UNLIMITED_BPS
         return self.downlink.estimate_bps(t)
 
@@ -737,7 +763,9 @@ class Participant:
         for track in self.tracks.values():
             if not track.simulcast:
                 continue
-            wanted: set[int] = set()
+            # the lowest layer stays on while anyone subscribes: stepping down under
+            # congestion must not wait for the publisher to restart an encoder
+            wanted: set[int] = {0} if track.subscriptions else set()
             for sub in track.subscriptions:
                 wanted.add(sub.selector.target)
                 wanted.add(sub.selector.current)
@@ -809,6 +837,18 @@ NOMINAL_LAYER_BPS = (150_000, 500_000, 1_500_000)
 
 def nominal_layer_bps(index: int, layers: int) -> int:
     return NOMINAL_LAYER_BPS[index + max(0, len(NOMINAL_LAYER_BPS) - layers)]
+
+
+#: transport-cc feedback messages handled per RTCP compound (browsers send one)
+MAX_TWCC_PER_COMPOUND = 4
+
+
+def _twcc_plausible(fci: bytes, last_sent: int) -> bool:
+    """The feedback's packet count fits within what we have sent since its base number."""
+    if len(fci) < 8:
+        return False
+    base, count = struct.unpack_from("!HH", fci)
+    return bool(count <= ((last_sent - base) & 0xFFFF) + 1)
 
 
 def _declared_sources(declared: list[dict[str, Any]] | None) -> dict[str, str]:

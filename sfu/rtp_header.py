@@ -103,9 +103,10 @@ def rewrite_extension_ids(
     Elements whose new id is 0 are overwritten with zero bytes, which RFC 8285 receivers
     skip as padding, so the packet length never changes and no allocation is needed.
 
-    Returns where the values of the elements now numbered ``a_id`` and ``b_id`` start, as
-    ``a_offset | b_offset << 16`` (0 where absent): the forwarding path reads the audio level
-    and writes its own transport-wide sequence number there without searching again.
+    Returns where the values of the elements now numbered ``a_id`` (only a 2-byte element:
+    transport-cc) and ``b_id`` start, as ``a_offset | b_offset << 16`` (0 where absent; the
+    first element of each if repeated): the forwarding path reads the audio level and writes
+    its own transport-wide sequence number there without searching again.
     """
     if not buf[0] & 0x10:
         return 0
@@ -135,8 +136,9 @@ def rewrite_extension_ids(
                 if new_id != ext_id:
                     buf[i] = (new_id << 4) | (b & 0x0F)
                 if new_id == a_id:
-                    found |= i + 1
-                elif new_id == b_id:
+                    if length == 2 and not found & 0xFFFF:
+                        found |= i + 1
+                elif new_id == b_id and not found >> 16:
                     found |= (i + 1) << 16
             i += 1 + length
     elif profile >> 4 == 0x100:
@@ -155,16 +157,19 @@ def rewrite_extension_ids(
             else:
                 buf[i] = new_id
                 if new_id == a_id:
-                    found |= i + 2
-                elif new_id == b_id:
+                    if length == 2 and not found & 0xFFFF:
+                        found |= i + 2
+                elif new_id == b_id and length and not found >> 16:
                     found |= (i + 2) << 16
             i += 2 + length
     return found
 
 
-def extension_offset(data: bytes | bytearray, wanted_id: int) -> int:
-    """Where the value of extension element ``wanted_id`` starts, or 0."""
-    return _locate(data, wanted_id)[0]
+def extension_offset(data: bytes | bytearray, wanted_id: int, length: int = 0) -> int:
+    """Where the value of extension element ``wanted_id`` starts (only if its value is
+    ``length`` bytes long, when given), or 0."""
+    offset, found = _locate(data, wanted_id)
+    return offset if not length or found == length else 0
 
 
 def _locate(data: bytes | bytearray, wanted_id: int) -> tuple[int, int]:

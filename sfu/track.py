@@ -252,7 +252,7 @@ class PublishedTrack:
             if data[1] & 0x80:
                 layer.frames += 1
             keyframe = self._keyframe(data, layer)
-        elif offsets >> 16 and self.on_audio_level is not None:
+        elif offsets >> 16 and self.on_audio_level is not None and not self.muted:
             self.on_audio_level(self.participant_id, data[offsets >> 16], now_ms)
         self._caches[ssrc].put(ext, data)
         if self.muted or ssrc != layer.current_ssrc:
@@ -526,7 +526,11 @@ class Subscription:
             self.stats.firs += 1
         else:
             self.stats.plis += 1
-        self.track.request_keyframe(now_ms, self._keyframe_layer())
+        # the decoder is broken on the layer it receives; a pending switch needs one too
+        sel = self.selector
+        for layer in {sel.current, sel.target}:
+            if layer >= 0:
+                self.track.request_keyframe(now_ms, layer)
 
     def sender_report(self, now_ms: float, ntp: int) -> bytes:
         self.last_sr_ntp = (ntp >> 16) & 0xFFFFFFFF

@@ -295,6 +295,11 @@ class MediaTransport:
     def ready(self) -> bool:
         return self._sendto is not None and self.state == "connected"
 
+    @property
+    def twcc_last_seq(self) -> int:
+        """The last transport-wide sequence number sent."""
+        return self._twcc_seq
+
     def enable_twcc(self) -> None:
         if self.twcc_history is None:
             self.twcc_history = SendHistory()
@@ -316,10 +321,10 @@ class MediaTransport:
         cbuf[0:n] = packet
         _PACK_B1_SEQ_TS_SSRC(cbuf, 1, b1, seq, ts, ssrc)
         history = self.twcc_history
+        tseq = -1
         if twcc_off and history is not None:
             tseq = self._twcc_seq = (self._twcc_seq + 1) & 0xFFFF
             _PACK_H(cbuf, twcc_off, tseq)
-            history.record(tseq, n, _monotonic() * 1000.0)
         len_p = self._len_p
         len_p[0] = n
         if lib.srtp_protect(self._srtp_ptr, self._cdata, len_p) != 0:
@@ -331,6 +336,8 @@ class MediaTransport:
         except OSError:
             self.stats.send_errors += 1
             return False
+        if tseq >= 0 and history is not None:
+            history.record(tseq, n, _monotonic() * 1000.0)
         stats = self.stats
         stats.rtp_out += 1
         stats.rtp_out_bytes += out_len
@@ -338,7 +345,8 @@ class MediaTransport:
 
     def send_rtp(self, packet: bytes) -> bool:
         """Send an already-rewritten RTP packet (retransmissions)."""
-        twcc_off = extension_offset(packet, TWCC_ID) if self.twcc_history is not None else 0
+        twcc_off = (extension_offset(packet, TWCC_ID, 2)
+                    if self.twcc_history is not None else 0)
         seq, ts, ssrc = struct.unpack_from("!HII", packet, 2)
         return self.send_rewritten(packet, packet[1], seq, ts, ssrc, twcc_off)
 

@@ -178,6 +178,10 @@ class SendHistory:
         return self._times[i], self._sizes[i]
 
 
+#: a forward jump of the transport-wide sequence number larger than this restarts the record
+MAX_FORWARD_JUMP = 1024
+
+
 class TwccRecorder:
     """Arrival times of one publisher transport's packets, turned into feedback on demand.
 
@@ -237,7 +241,12 @@ class TwccRecorder:
                 return
             self._next_ext = ext  # reordered before the first feedback: widen the window
         elif ext > mx:
-            if ext - self._next_ext >= self._size:
+            if ext - mx > MAX_FORWARD_JUMP:
+                # a jump no real sender makes: start afresh rather than walk (and report
+                # as lost) thousands of slots; bounds the work per packet an attacker gets
+                self._forget(mx + 1)
+                self._next_ext = ext
+            elif ext - self._next_ext >= self._size:
                 self._forget(ext - self._size + 1)
             self._max_ext = ext
         i = ext & self._mask

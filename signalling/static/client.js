@@ -976,11 +976,13 @@ function refreshScreenTile(r) {
 function noteRemoteTrack(s, track) {
   const r = s.remotes.get(track.participantId);
   if (!r) return;
+  if (s.pausedTracks.has(track.id)) track.pausedForBandwidth = true;
   r.knownTracks.set(track.id, track);
   updateRemoteIndicators(r);
 }
 
 function onTrackUnpublished(s, trackId, participantId) {
+  s.pausedTracks.delete(trackId);
   const r = s.remotes.get(participantId);
   if (r) {
     r.knownTracks.delete(trackId);
@@ -1028,7 +1030,13 @@ async function onPublisherLayers(s, msg) {
       changed = true;
     }
   }
-  if (changed) await sender.setParameters(params);
+  if (!changed) return;
+  try {
+    await sender.setParameters(params);
+  } catch (e) {
+    // an optimisation only (the server keeps forwarding what arrives): never an error banner
+    console.warn("could not change simulcast encodings", e);
+  }
 }
 
 function onSpeakers(s, speakers) {
@@ -1171,6 +1179,7 @@ function removeRemote(s, participantId) {
   const r = s.remotes.get(participantId);
   if (!r) return;
   s.remotes.delete(participantId);
+  for (const id of r.knownTracks.keys()) s.pausedTracks.delete(id);
   for (const track of r.stream.getTracks()) r.stream.removeTrack(track);
   r.video.srcObject = null;
   r.tile.remove();

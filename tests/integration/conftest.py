@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import aiohttp
 import pytest
 from sfu_harness import HealthyPair, Http, WsProbe, unique
 
+from benches.rawclient import RawClient
 from tests.conftest import ServerProcess, start_server, stop_server
 
 # -- servers ------------------------------------------------------------------------------
@@ -40,6 +42,22 @@ def server(module_server: ServerProcess, request: pytest.FixtureRequest
     # the server logged no exception while this test ran (bad input is handled, not crashed on)
     lines = module_server.log[start:]
     assert not any("Traceback" in line for line in lines), "".join(lines[-60:])
+
+
+@pytest.fixture
+async def raw_client(server: ServerProcess) -> AsyncIterator[Callable[..., RawClient]]:
+    """Factory: ``raw_client(room, identity, **kw)`` makes a RawClient with a join token for
+    the server (connected by the test); all are closed at teardown."""
+    made: list[RawClient] = []
+
+    def make(room: str, identity: str, **kw: Any) -> RawClient:
+        c = RawClient(server.ws_url, server.mint_token(room, identity), **kw)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        await c.close()
 
 
 @pytest.fixture

@@ -5,30 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
 
 import pytest
 from sfu_harness import unique, wait_until
 
 from benches.rawclient import RawClient
-from tests.conftest import ServerProcess
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def clients(server: ServerProcess) -> AsyncIterator[list[RawClient]]:
-    made: list[RawClient] = []
-    yield made
-    for c in made:
-        await c.close()
-
-
-def client(server: ServerProcess, made: list[RawClient], room: str, identity: str,
-           **kw: object) -> RawClient:
-    c = RawClient(server.ws_url, server.mint_token(room, identity), **kw)  # type: ignore[arg-type]
-    made.append(c)
-    return c
 
 
 async def _talk(pub: RawClient, level: int, seconds: float) -> None:
@@ -38,10 +21,10 @@ async def _talk(pub: RawClient, level: int, seconds: float) -> None:
         await asyncio.sleep(0.02)
 
 
-async def test_active_speaker_is_announced_and_cleared(server, clients) -> None:  # type: ignore[no-untyped-def]
+async def test_active_speaker_is_announced_and_cleared(server, raw_client) -> None:  # type: ignore[no-untyped-def]
     room = unique("speak")
-    listener = client(server, clients, room, "listener")
-    pub = client(server, clients, room, "talker")
+    listener = raw_client(room, "listener")
+    pub = raw_client(room, "talker")
     await listener.connect()
     joined = await pub.connect()
     talker_id = joined["participant"]["id"]
@@ -58,10 +41,10 @@ async def test_active_speaker_is_announced_and_cleared(server, clients) -> None:
     await silent
 
 
-async def test_set_quality_off_stops_video_and_bad_requests_are_refused(server, clients) -> None:  # type: ignore[no-untyped-def]
+async def test_set_quality_off_stops_video_and_bad_requests_are_refused(server, raw_client) -> None:  # type: ignore[no-untyped-def]
     room = unique("quality")
-    sub = client(server, clients, room, "viewer", record=True)
-    pub = client(server, clients, room, "cam")
+    sub = raw_client(room, "viewer", record=True)
+    pub = raw_client(room, "cam")
     await sub.connect()
     await pub.connect()
     published = await pub.publish()

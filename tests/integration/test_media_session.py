@@ -7,36 +7,19 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import AsyncIterator
 
 import pytest
 from sfu_harness import unique, wait_until
 
-from benches.rawclient import PublishRefused, RawClient
-from tests.conftest import ServerProcess
+from benches.rawclient import PublishRefused
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-async def clients(server: ServerProcess) -> AsyncIterator[list[RawClient]]:
-    made: list[RawClient] = []
-    yield made
-    for c in made:
-        await c.close()
-
-
-def client(server: ServerProcess, made: list[RawClient], room: str, identity: str,
-           **kw: object) -> RawClient:
-    c = RawClient(server.ws_url, server.mint_token(room, identity), **kw)  # type: ignore[arg-type]
-    made.append(c)
-    return c
-
-
-async def test_publisher_ssrc_change_is_continuous_for_subscribers(server, clients) -> None:  # type: ignore[no-untyped-def]
+async def test_publisher_ssrc_change_is_continuous_for_subscribers(server, raw_client) -> None:  # type: ignore[no-untyped-def]
     room = unique("ssrc")
-    sub = client(server, clients, room, "sub", record=True)
-    pub = client(server, clients, room, "pub")
+    sub = raw_client(room, "sub", record=True)
+    pub = raw_client(room, "pub")
     await sub.connect()
     await pub.connect()
     video = (await pub.publish())["v"]
@@ -74,10 +57,10 @@ async def test_publisher_ssrc_change_is_continuous_for_subscribers(server, clien
     assert len({s for s, t in sub.ssrc_to_track.items() if t == video}) == 1
 
 
-async def test_screen_share_next_to_camera_and_microphone(server, clients) -> None:  # type: ignore[no-untyped-def]
+async def test_screen_share_next_to_camera_and_microphone(server, raw_client) -> None:  # type: ignore[no-untyped-def]
     room = unique("screen")
-    sub = client(server, clients, room, "sub", record=True)
-    pub = client(server, clients, room, "teacher")
+    sub = raw_client(room, "sub", record=True)
+    pub = raw_client(room, "teacher")
     await sub.connect()
     await pub.connect()
     screen_ssrc = secrets.randbits(32) | 1
@@ -101,8 +84,8 @@ async def test_screen_share_next_to_camera_and_microphone(server, clients) -> No
     assert camera is None or all(r[3] != payload for r in camera.records)
 
 
-async def test_more_than_one_camera_is_refused(server, clients) -> None:  # type: ignore[no-untyped-def]
-    pub = client(server, clients, unique("limits"), "pub")
+async def test_more_than_one_camera_is_refused(server, raw_client) -> None:  # type: ignore[no-untyped-def]
+    pub = raw_client(unique("limits"), "pub")
     await pub.connect()
     with pytest.raises(PublishRefused) as refused:
         await pub.publish(extra_video={"c2": 1234}, sources={"v": "camera", "c2": "camera"})
@@ -112,14 +95,14 @@ async def test_more_than_one_camera_is_refused(server, clients) -> None:  # type
     await pub.wait_for("pong")  # the session carries on
 
 
-async def test_second_join_with_same_identity_replaces_the_first(server, clients, http) -> None:  # type: ignore[no-untyped-def]
+async def test_second_join_with_same_identity_replaces_the_first(server, raw_client, http) -> None:  # type: ignore[no-untyped-def]
     room = unique("dup")
-    watcher = client(server, clients, room, "bob")
-    first = client(server, clients, room, "alice")
+    watcher = raw_client(room, "bob")
+    first = raw_client(room, "alice")
     await watcher.connect()
     joined = await first.connect()
     old_id = joined["participant"]["id"]
-    second = client(server, clients, room, "alice")
+    second = raw_client(room, "alice")
     new_id = (await second.connect())["participant"]["id"]
     left = await first.wait_for("left")
     assert left["reason"] == "replaced"
@@ -135,10 +118,10 @@ async def test_second_join_with_same_identity_replaces_the_first(server, clients
         ("alice", new_id), ("bob", watcher.joined["participant"]["id"])]
 
 
-async def test_counters_do_not_go_down_when_participants_leave(server, clients, http) -> None:  # type: ignore[no-untyped-def]
+async def test_counters_do_not_go_down_when_participants_leave(server, raw_client, http) -> None:  # type: ignore[no-untyped-def]
     room = unique("retired")
-    sub = client(server, clients, room, "sub")
-    pub = client(server, clients, room, "pub")
+    sub = raw_client(room, "sub")
+    pub = raw_client(room, "pub")
     await sub.connect()
     await pub.connect()
     audio = (await pub.publish())["a"]

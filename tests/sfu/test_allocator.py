@@ -359,3 +359,18 @@ def test_allocated_bps_and_validation() -> None:
         Allocator(up_margin=0.9)
     with pytest.raises(ValueError):
         Allocator(headroom=1.5)
+
+
+def test_a_layer_that_stops_arriving_is_replaced_not_paused() -> None:
+    """The publisher stopped sending the layer a subscriber had (its own CPU or bandwidth
+    limit): the nearest available layer that fits takes over at once; no pause, no hold."""
+    alloc = Allocator()
+    full = video("cam", "student", [150_000, 300_000, 1_500_000])
+    assert alloc.allocate(300_000, [full], 0.0) == {"cam": 0}  # held on the low layer
+    assert alloc.allocate(350_000, [full], 500.0) == {"cam": 0}  # 300k fits, not with margin
+    low_gone = video("cam", "student", [None, 300_000, 1_500_000])
+    assert alloc.allocate(350_000, [low_gone], 1000.0) == {"cam": 1}
+    assert not alloc.paused_for_bandwidth("cam")
+    back = video("cam", "student", [150_000, None, None])
+    assert alloc.allocate(350_000, [back], 1500.0) == {"cam": 0}
+    assert not alloc.paused_for_bandwidth("cam")

@@ -93,3 +93,19 @@ def test_rewrite_on_a_truncated_packet_does_not_raise() -> None:
     p = bytearray(struct.pack("!BBHII", 0x90, 96, 1, 1, 1))  # X bit, no extension
     rewrite_extension_ids(p, build_id_map({}))
     assert len(p) == 12
+
+
+def test_extension_offsets_take_the_first_element_and_a_two_byte_transport_cc_only() -> None:
+    from sfu.rtp_header import build_id_map, extension_offset, rewrite_extension_ids
+
+    # one-byte profile: transport-cc (id 5, 2 bytes) twice, audio level (id 1) once
+    ext = bytes([0x51, 0x00, 0x07, 0x51, 0x00, 0x08, 0x10, 0x85])
+    header = bytes([0x90, 111, 0, 1, 0, 0, 0, 1, 0, 0, 0, 2]) + bytes([0xBE, 0xDE, 0, 2])
+    buf = bytearray(header + ext + b"payload")
+    found = rewrite_extension_ids(buf, build_id_map({5: 3, 1: 1}), 3, 1)
+    assert found & 0xFFFF == 17 and buf[17:19] == b"\x00\x07"  # the first one
+    assert found >> 16 == 23 and buf[23] == 0x85
+    # a 1-byte "transport-cc" element at the end of the block is not written into
+    short = bytearray(header[:14] + bytes([0, 1]) + bytes([0x30, 0x05, 0, 0]) + b"x")
+    assert rewrite_extension_ids(short, build_id_map({3: 3}), 3, 1) == 0
+    assert extension_offset(bytes(short), 3, 2) == 0 and extension_offset(bytes(short), 3) == 17

@@ -426,3 +426,30 @@ def test_mutated_feedback_raises_only_twcc_error(
     except TwccError:
         return
     assert len(fb.packets) == (data[2] << 8 | data[3])
+
+
+def test_recorder_work_is_bounded_when_sequence_numbers_jump() -> None:
+    """A publisher jumping its transport-wide sequence number by thousands on every packet
+    must not make each packet walk (and the next feedback report) the whole window: a jump
+    restarts the record, so the window stays one packet wide (it used to cost ~2 ms per
+    packet)."""
+    rec = TwccRecorder()
+    seq = 0
+    for i in range(200):
+        seq = (seq + 16000) & 0xFFFF
+        rec.on_packet(seq, float(i))
+        assert rec._max_ext - rec._next_ext == 0
+    feedback = rec.build_feedback(1, 2, 0.0)
+    assert len(feedback) == 1
+    parsed = parse_feedback(feedback[0][12:])
+    assert [s for s, _ in parsed.packets] == [seq]
+
+
+def test_feedback_claiming_more_packets_than_were_sent_is_not_parsed() -> None:
+    from sfu.participant import _twcc_plausible
+
+    fci = struct.pack("!HHI", 100, 8192, 0) + bytes([0x20, 0x00])  # run of 8192 'received'
+    assert not _twcc_plausible(fci, 150)  # only 51 packets sent since 100
+    assert _twcc_plausible(struct.pack("!HHI", 100, 51, 0), 150)
+    assert _twcc_plausible(struct.pack("!HHI", 65530, 10, 0), 3)  # across the wrap
+    assert not _twcc_plausible(b"\x00\x01", 10)
