@@ -338,11 +338,6 @@ class PublishedTrack:
             sent = True
         return sent
 
-    @property
-    def keyframes(self) -> KeyframeThrottle:
-        """The lowest layer's throttle (tests and single-layer tracks)."""
-        return self.layers[0].keyframe_throttle
-
     def receiver_report_blocks(self, now_ms: float) -> list[rtcp.ReportBlock]:
         blocks = []
         for layer in self.layers:
@@ -471,11 +466,8 @@ class Subscription:
             return
         self.active = True
         self.forwarder.resync()
-        self.track.request_keyframe(now_ms, self._keyframe_layer())
-
-    def _keyframe_layer(self) -> int:
         sel = self.selector
-        return sel.target if sel.target >= 0 else max(sel.current, 0)
+        self.track.request_keyframe(now_ms, sel.target if sel.target >= 0 else max(sel.current, 0))
 
     def set_target_layer(self, layer: int, now_ms: float) -> None:
         """The allocator's choice; a layer not being received yet needs its keyframe."""
