@@ -95,9 +95,11 @@ class RtpForwarder:
         self._resync = False
         self._segments.append((first_out_ext, ssrc, self.seq_offset, self.ts_offset))
 
-    def lookup(self, out_seq: int) -> tuple[int, int, int] | None:
-        """Map a NACKed output sequence number to (source ssrc, source ext seq, ts offset)."""
-        if self.source_ssrc == -1:
+    def lookup(self, out_seq: int, current_segment: bool = False
+               ) -> tuple[int, int, int] | None:
+        """Map a NACKed output sequence number to (source ssrc, source ext seq, ts offset).
+        ``current_segment``: only packets sent since the last source change or resync."""
+        if self.source_ssrc == -1 or self._resync and current_segment:
             return None
         last = self.last_out_ext
         diff = (out_seq - last) & SEQ_MASK
@@ -107,6 +109,8 @@ class RtpForwarder:
         for first_out_ext, ssrc, offset, ts_offset in reversed(self._segments):
             if out_ext >= first_out_ext:
                 return ssrc, out_ext - offset, ts_offset
+            if current_segment:
+                return None
         return None
 
     def out_timestamp_at(self, now_ms: float) -> int:

@@ -43,16 +43,23 @@ class LayerSelector:
         """True while a keyframe of ``target`` is needed (callers only then detect them)."""
         return self.target >= 0 and self.target != self.current
 
-    def set_target(self, layer: int) -> bool:
+    def set_target(self, layer: int, at_once: bool = False) -> bool:
         """Choose the layer to receive; True when a keyframe of ``layer`` must be requested.
 
         Setting -1 pauses at once. Setting the current layer cancels a pending switch
         without a keyframe request. Re-setting the same pending target returns False (it was
         already requested; repeating requests is the keyframe throttle's business).
+        ``at_once`` for a step down: stop forwarding the current layer now instead of at
+        the lower layer's keyframe (the picture freezes until then). For a step down forced
+        by a link that cannot carry the current layer: every packet of it sent while
+        waiting would queue in front of the audio.
         """
         if layer < 0:
             self.target = self.current = self._gone = -1
             return False
+        if at_once and 0 <= layer < self.current:
+            self._gone = self.current
+            self.current = -1
         if layer == self.target:
             return False
         self.target = layer

@@ -33,7 +33,7 @@ from .negotiation import (
     read_subscriber_answer,
 )
 from .rtp_header import RtpHeaderError, find_extension, header_length
-from .track import Layer, PublishedTrack, Subscription
+from .track import RETRANSMIT_BUDGET_BPS, Layer, PublishedTrack, Subscription
 from .transport import MediaTransport
 from .twcc import TwccError, TwccRecorder, parse_feedback
 
@@ -59,6 +59,8 @@ QUALITIES = {"off": -1, "low": 0, "medium": 1, "high": 2}
 UNLIMITED_BPS = 1_000_000_000
 #: a subscriber that negotiated transport-cc but sends no feedback this long is not adapted
 FEEDBACK_GRACE_MS = 3000.0
+#: retransmissions may always use this share of the downlink estimate
+RETRANSMIT_MIN_SHARE = 0.1
 
 
 def now_ms() -> float:
@@ -715,6 +717,7 @@ class Participant:
         estimate = self.downlink_estimate(t)
         self._allocated_for_bps = estimate
         targets = self.allocator.allocate(estimate, demands, t)
+        self._share_retransmit_budget(estimate)
         for sub in self.subscriptions.values():
             if sub.track.kind != "video" or sub.track.id not in targets:
                 continue
@@ -724,7 +727,9 @@ class Participant:
                 log.info("participant %s track %s: layer %d -> %d (estimate %d, acked %d, "
                          "loss %.2f, %s)", self.id, sub.track.id, sub.selector.target, target,
                          estimate, d.acked_bps, d.loss, d.state)
-                sub.set_target_layer(target, t)
+                # a step down for lack of bandwidth stops the current layer at once: what
+                # it would send until the lower layer's keyframe queues in front of audio
+                sub.set_target_layer(target, t, at_once=estimate < UNLIMITED_BPS)
             elif sub.selector.waiting and sub.active:
                 # still no keyframe of the wanted layer (the request was lost, or the layer
                 # was not arriving yet when it went out): ask again, throttled per layer
@@ -739,6 +744,23 @@ class Participant:
                     message["reason"] = "bandwidth"
                 self.send(message)
                 self.room.subscription_paused(self, sub, paused, estimate)
+
+    def _share_retransmit_budget(self, estimate: int) -> None:
+        """Retransmissions get what the allocation leaves of the estimate (at least
+        RETRANSMIT_MIN_SHARE of it), split over the video subscriptions: answering a
+        browser's NACKs must not push the downlink past its estimate."""
+        video = [s for s in self.subscriptions.values()
+                 if s.accepted and s.track.kind == "video"]
+        if not video:
+            return
+        if estimate >= UNLIMITED_BPS:
+            bps = RETRANSMIT_BUDGET_BPS
+        else:
+            spare = max(estimate - self.allocator.allocated_bps,
+                        RETRANSMIT_MIN_SHARE * estimate)
+            bps = spare / len(video)
+        for sub in video:
+            sub.set_retransmit_budget(bps)
 
     def downlink_estimate(self, t: float) -> int:
         """The subscriber's downlink estimate, once it has seen a limit (overuse or loss);

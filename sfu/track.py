@@ -36,7 +36,20 @@ _SEQ_TS = struct.Struct("!HI")
 #: NACK handling bounds (a NACK is attacker-controlled input)
 MAX_NACK_SEQS = 64
 RESEND_GUARD_MS = 100.0
-RETRANSMIT_BUDGET_PPS = 400.0
+#: retransmission budget of a subscription while its downlink is not estimated (bit/s);
+#: the participant lowers it to a share of the spare estimate (``set_retransmit_budget``)
+RETRANSMIT_BUDGET_BPS = 4_000_000.0
+#: the budget may save up this much time's worth for a burst of NACKs
+RETRANSMIT_BURST_S = 0.25
+#: retransmissions always allowed, however small the estimate (bit/s): a NACKed keyframe
+#: packet must get through to a subscriber on a thin link too
+RETRANSMIT_FLOOR_BPS = 16_000.0
+
+
+def _retransmit_bucket(bps: float) -> tuple[float, float]:
+    """(bytes per second, burst bytes) of a retransmission budget of ``bps``."""
+    rate = max(bps, RETRANSMIT_FLOOR_BPS) / 8.0
+    return rate, max(rate * RETRANSMIT_BURST_S, 1500.0)
 
 
 class TokenBucket:
@@ -55,9 +68,14 @@ class TokenBucket:
             self.tokens = min(self.burst, self.tokens + (now_ms - self._last_ms) * self.rate_per_ms)
         self._last_ms = now_ms
 
-    def take(self) -> bool:
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
+    def set_rate(self, rate_per_s: float, burst: float) -> None:
+        self.rate_per_ms = rate_per_s / 1000.0
+        self.burst = burst
+        self.tokens = min(self.tokens, burst)
+
+    def take(self, amount: float = 1.0) -> bool:
+        if self.tokens >= amount:
+            self.tokens -= amount
             return True
         return False
 
@@ -443,7 +461,8 @@ class Subscription:
         self.closed = False
         self._rtx_seq = first_seq ^ 0x5A5A
         self._resent_ms: dict[int, float] = {}
-        self._retransmit_budget = TokenBucket(RETRANSMIT_BUDGET_PPS, RETRANSMIT_BUDGET_PPS / 2)
+        #: retransmissions in bytes: a share of the downlink, so NACK storms cannot flood it
+        self._retransmit_budget = TokenBucket(*_retransmit_bucket(RETRANSMIT_BUDGET_BPS))
         self._on_close = on_close
         #: last SR we sent: compact ntp (middle 32 bits) -> send time in ms
         self.last_sr_ntp: int = 0
@@ -469,34 +488,48 @@ class Subscription:
         sel = self.selector
         self.track.request_keyframe(now_ms, sel.target if sel.target >= 0 else max(sel.current, 0))
 
-    def set_target_layer(self, layer: int, now_ms: float) -> None:
-        """The allocator's choice; a layer not being received yet needs its keyframe."""
-        if self.selector.set_target(layer) and self.active:
+    def set_target_layer(self, layer: int, now_ms: float, at_once: bool = False) -> None:
+        """The allocator's choice; a layer not being received yet needs its keyframe.
+        ``at_once``: a step down stops the current layer now (see LayerSelector)."""
+        if self.selector.set_target(layer, at_once) and self.active:
             self.track.request_keyframe(now_ms, layer)
+
+    def set_retransmit_budget(self, bps: float) -> None:
+        """Bit/s this subscription may spend on retransmissions (the participant's share of
+        the downlink left over by the allocation)."""
+        self._retransmit_budget.set_rate(*_retransmit_bucket(bps))
 
     def on_nack(self, seqs: tuple[int, ...], now_ms: float) -> None:
         """Resend NACKed packets from the cache, RTX-wrapped where negotiated.
 
         Bounded against amplification: each sequence number once per NACK, at most
         ``MAX_NACK_SEQS`` per NACK, the same packet at most once per ``RESEND_GUARD_MS``,
-        and a per-subscription budget of ``RETRANSMIT_BUDGET_PPS`` packets per second.
+        and a byte budget per subscription (``set_retransmit_budget``). Video packets sent
+        before the last layer switch or resume, or while paused, are not resent: the
+        decoder restarted at that keyframe and cannot use them, and a browser keeps asking
+        for them (up to 10 times each), which on a congested link is a flood that starves
+        the audio.
         """
         self.stats.nacks += 1
         budget = self._retransmit_budget
         budget.refill(now_ms)
         resent = self._resent_ms
+        video = self.track.kind == "video"
+        if video and self.selector.current < 0:
+            self.stats.retransmits_suppressed += len(seqs)
+            return
         for out_seq in list(dict.fromkeys(seqs))[:MAX_NACK_SEQS]:
             last = resent.get(out_seq)
             if last is not None and now_ms - last < RESEND_GUARD_MS:
                 self.stats.retransmits_suppressed += 1
                 continue
-            if not budget.take():
-                self.stats.retransmits_suppressed += 1
-                continue
-            found = self.forwarder.lookup(out_seq)
+            found = self.forwarder.lookup(out_seq, current_segment=video)
             packet = self.track.cached(found[0], found[1]) if found is not None else None
             if packet is None or found is None:
                 self.stats.retransmit_misses += 1
+                continue
+            if not budget.take(len(packet)):
+                self.stats.retransmits_suppressed += 1
                 continue
             ts = (_SEQ_TS.unpack_from(packet, 2)[1] + found[2]) & 0xFFFFFFFF
             buf = bytearray(packet)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
@@ -40,7 +41,7 @@ BROWSER_ARGS = [*CHROMIUM_ARGS, "--force-fieldtrials=WebRTC-LegacySimulcastLayer
 TOP_WIDTH, LOW_WIDTH = 1280, 320
 AUDIO_GAP_LIMIT_MS = 200
 OPUS_PT = 111  # the canonical payload type the server gives subscribers
-#: how long after a sudden cut the server is given to step down (see the test)
+#: gaps this soon after a sudden cut or a layer raise are also reported on their own
 REACTION_S = 1.5
 
 VIDEO_IN_JS = """
@@ -117,8 +118,8 @@ def shared_server(netns: NetNs, request: pytest.FixtureRequest) -> Iterator[Serv
     yield server
     stop_server(server)
     rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed:
-        print("---- server log ----\n" + "".join(server.log[-150:]))
+    if os.environ.get("SFU_E2E_SERVER_LOG") or (rep is not None and rep.failed):
+        print("---- server log ----\n" + "".join(server.log[-300:]))
 
 
 @pytest.fixture
@@ -201,9 +202,11 @@ async def test_capped_subscriber_steps_down_pauses_video_keeps_audio_and_recover
     video = next(t for t in layers if t["kind"] == "video")
     audio = next(t for t in layers if t["kind"] == "audio")
     # fixed caps, from the figures of Chromium's fake 720p camera on these machines: low
-    # layer 60-150 kbit/s, middle 270-520 kbit/s, audio ~35 kbit/s + ~15 kbit/s headers;
-    # checked against fresh figures below
-    cap_low_kbit, cap_pause_kbit = 250, 60
+    # layer 60-150 kbit/s, middle 270-520 kbit/s, audio ~35 kbit/s of RTP plus ~21 kbit/s
+    # of SRTP/UDP/IP/Ethernet overhead (50 packets/s): checked against fresh figures below.
+    # The pause cap leaves the audio a third of headroom: at 60 kbit/s audio alone would
+    # fill 92 % of the link, and any RTCP packet would queue it.
+    cap_low_kbit, cap_pause_kbit = 250, 80
     await capped.evaluate(AUDIO_MONITOR_JS)
     netns.start_capture(OPUS_PT)
     probes: list[float] = []  # when the server raised the capped page's video layer
@@ -243,36 +246,50 @@ async def test_capped_subscriber_steps_down_pauses_video_keeps_audio_and_recover
     arrivals = netns.stop_capture()
     watching.cancel()
     assert len(arrivals) > 50 * (t_lift + t_top) * 0.8, f"{len(arrivals)} audio packets"
-    # A sudden cut overflows the bottleneck queue until the server has stepped down (it
-    # needs the browser's feedback to see it), and so does a layer raise that turns out not
-    # to fit (without padding probes, raising a layer is how the server tests the path):
-    # gaps in the REACTION_S after a cut or a raise are reported as figures; everywhere
-    # else audio must flow without a 200 ms hole.
+    # Every gap counts. The ones within REACTION_S of a sudden cut (the bottleneck queue
+    # overflows until the server sees the browser's feedback and steps down) or of a layer
+    # raise are also reported on their own, as the figures for those transitions.
     events = cuts + probes
-    steady: list[tuple[float, float]] = []
+    gaps: list[tuple[float, float]] = []
     transition: list[tuple[float, float]] = []
+    # longest gap within REACTION_S of: the cut to cap_low, the cut to cap_pause, a raise
+    per_event = [0.0, 0.0, 0.0]
     for a, b in zip(arrivals, arrivals[1:], strict=False):
-        in_cut = any(a < ev + REACTION_S and b > ev for ev in events)
-        (transition if in_cut else steady).append(((b - a) * 1000, a - arrivals[0]))
-    steady.sort()
+        gap = ((b - a) * 1000, a - arrivals[0])
+        gaps.append(gap)
+        near = [k for k, ev in enumerate(events) if a < ev + REACTION_S and b > ev]
+        if near:
+            transition.append(gap)
+        for k in near:
+            slot = min(k, 2)
+            per_event[slot] = max(per_event[slot], gap[0])
+    gaps.sort()
     transition.sort()
-    wire_gap_ms = steady[-1][0]
+    wire_gap_ms = gaps[-1][0]
     cut_gap_ms = transition[-1][0] if transition else 0.0
-    print(f"audio at the page's interface: {len(arrivals)} packets; longest gaps [ms, at s]"
-          f" steady {[(round(g), round(at, 2)) for g, at in steady[-3:]]}, after a cut "
-          f"{[(round(g), round(at, 2)) for g, at in transition[-3:]]}")
-    print(f"phases: cap2 at {t_cap2:.1f} s, lift at {t_lift:.1f} s")
+    def worst(found: list[tuple[float, float]]) -> list[tuple[int, float]]:
+        return [(round(g), round(at, 2)) for g, at in found[-3:]]
+
+    print(f"audio at the page's interface: {len(arrivals)} packets; longest gaps [ms, at s] "
+          f"{worst(gaps)}, of which within {REACTION_S} s of a cut or raise "
+          f"{worst(transition)}")
+    print(f"phases: cap2 at {t_cap2:.1f} s, lift at {t_lift:.1f} s; longest audio gap "
+          f"within {REACTION_S} s of the cut to {cap_low_kbit} kbit/s {per_event[0]:.0f} ms, "
+          f"of the cut to {cap_pause_kbit} kbit/s {per_event[1]:.0f} ms, of a layer raise "
+          f"{per_event[2]:.0f} ms")
     print(f"simulcast figures: layers={[la['bitrate'] for la in fresh]} bps, "
           f"audio={audio_bps} bps, cap_low={cap_low_kbit} kbit/s -> low layer in "
           f"{t_low:.1f} s; cap {cap_pause_kbit} kbit/s -> paused in {t_pause:.1f} s; lifted "
           f"-> top layer in {t_top:.1f} s; longest audio gap at the interface {wire_gap_ms:.0f}"
-          f" ms steady, {cut_gap_ms:.0f} ms within {REACTION_S} s of a cut or of one of "
-          f"{len(probes)} layer raises; "
+          f" ms ({cut_gap_ms:.0f} ms within {REACTION_S} s of a cut or of one of "
+          f"{len(probes)} layer raises); "
           f"{audio_result['maxGapMs']:.0f} ms in getStats sampling "
           f"({audio_result['samples']} samples; gaps > 100 ms at [ms since start, ms]: "
           f"{audio_result['gaps']})")
     assert wire_gap_ms <= AUDIO_GAP_LIMIT_MS, (
         f"audio to the capped page stalled for {wire_gap_ms:.0f} ms")
+    assert audio_result["maxGapMs"] <= AUDIO_GAP_LIMIT_MS + 100, (
+        f"audio packetsReceived did not move for {audio_result['maxGapMs']:.0f} ms")
     metrics = urllib.request.urlopen(
         shared_server.base_url.replace("0.0.0.0", "127.0.0.1") + "/metrics").read().decode()
     assert _metric(metrics, "sfu_bandwidth_pauses_total") >= 1

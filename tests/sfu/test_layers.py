@@ -66,6 +66,19 @@ def test_down_switch_only_on_a_keyframe_of_the_target() -> None:
     assert not sel.accept(2, True)  # a keyframe of a non-target layer changes nothing
 
 
+def test_a_step_down_at_once_stops_the_current_layer_until_the_target_keyframe() -> None:
+    sel = started(2)
+    assert sel.set_target(0, at_once=True)
+    assert sel.current == -1 and sel.waiting
+    assert not sel.accept(2, False)  # the layer the link cannot carry stops now
+    assert not sel.accept(2, True)
+    assert not sel.accept(0, False)
+    assert sel.accept(0, True)
+    assert (sel.current, sel.switches) == (0, 1)  # still counted as a switch
+    assert sel.set_target(1, at_once=True)  # at_once never applies to a raise...
+    assert sel.current == 0 and sel.accept(0, False)  # ...the current layer keeps flowing
+
+
 def test_pause_is_immediate_and_resume_needs_a_keyframe() -> None:
     sel = started(1)
     assert not sel.set_target(-1)  # nothing to request

@@ -7,7 +7,7 @@ import struct
 from sfu import codecs
 from sfu.track import (
     MAX_NACK_SEQS,
-    RETRANSMIT_BUDGET_PPS,
+    RETRANSMIT_BURST_S,
     PublishedTrack,
     Subscription,
     TokenBucket,
@@ -83,13 +83,34 @@ def test_retransmissions_per_nack_and_per_second_are_bounded() -> None:
     track, sub, down = make()
     for s in range(1000):
         feed(track, rtp(s), s)
+    size = len(rtp(0))
     sent = len(down.rtp)
     sub.on_nack(tuple(range(0, 1000)), now_ms=2000)
     assert len(down.rtp) - sent == MAX_NACK_SEQS
+    sub.set_retransmit_budget(800_000)  # 100 kB/s: a 25 kB burst, 10 kB per 100 ms
+    sent = len(down.rtp)
     for k in range(50):  # 50 NACKs asking for 3200 packets within 100 ms
-        sub.on_nack(tuple(range(64 * k, 64 * k + 64)), now_ms=2000 + 2 * k)
-    # the burst (half a second's budget) plus what 100 ms of budget refills
-    assert len(down.rtp) - sent <= RETRANSMIT_BUDGET_PPS * (0.5 + 0.1) + 1
+        sub.on_nack(tuple(range(64 * k, 64 * k + 64)), now_ms=3000 + 2 * k)
+    resent_bytes = (len(down.rtp) - sent) * size
+    assert 0 < resent_bytes <= 100_000 * (RETRANSMIT_BURST_S + 0.1) + size
+    assert sub.stats.retransmits_suppressed > 500
+
+
+def test_no_retransmissions_of_video_from_before_a_switch_or_while_paused() -> None:
+    track, sub, down = make()
+    for s in range(10):
+        feed(track, rtp(s), s)
+    sub.forwarder.resync()  # what a layer switch or a resume does at its keyframe
+    for s in range(10, 15):
+        feed(track, rtp(s), s)
+    sent = len(down.rtp)
+    sub.on_nack(tuple(range(0, 15)), now_ms=100)
+    resent = [struct.unpack_from("!H", p, 12)[0] for p in down.rtp[sent:]]  # RTX: OSN
+    assert resent == list(range(10, 15)), "only the packets since the switch's keyframe"
+    sub.selector.set_target(-1)  # paused: the decoder waits for a keyframe anyway
+    sent = len(down.rtp)
+    sub.on_nack(tuple(range(10, 15)), now_ms=400)
+    assert len(down.rtp) == sent
 
 
 def test_rtx_retransmission_carries_the_original_sequence_number() -> None:
