@@ -38,6 +38,14 @@ _MAX_BURST_MS = 100.0
 _MAX_STEP_MS = 500.0
 _ACKED_RING = 8192
 _MIN_ACKED_SPAN_MS = 250.0
+#: a short run of feedback (at least this many packets sent since the last cut) with at
+#: least this share lost is a congested bottleneck: cut at once, do not wait for a window
+_BURST_LOSS_FRACTION = 0.4
+_BURST_LOSS_MIN_PACKETS = 6
+#: arrivals must span this long for their rate to say what the bottleneck delivers
+_BURST_LOSS_MIN_SPAN_MS = 20.0
+#: feedback gathered for one burst decision spans at most this long
+_BURST_MAX_MS = 300.0
 
 
 class _Trendline:
@@ -233,6 +241,13 @@ class DownlinkEstimator:
         "_remb_bps",
         "_remb_ms",
         "_rr_loss_ms",
+        "_burst_start_ms",
+        "_burst_reported",
+        "_burst_lost",
+        "_burst_bytes",
+        "_burst_first_size",
+        "_burst_first",
+        "_burst_last",
     )
 
     def __init__(
@@ -327,6 +342,10 @@ class DownlinkEstimator:
         self._remb_bps = 0
         self._remb_ms = float("-inf")
         self._rr_loss_ms = float("-inf")
+        self._burst_start_ms = -1.0
+        self._burst_reported = self._burst_lost = 0
+        self._burst_bytes = self._burst_first_size = 0
+        self._burst_first = self._burst_last = -1.0
 
     # --- inputs --------------------------------------------------------------------------
 
@@ -364,10 +383,16 @@ class DownlinkEstimator:
             arrival += offset
             self._add_acked(arrival, size)
             self._add_to_group(send_ms, arrival)
+            # everything that arrives meanwhile: its rate is what the bottleneck delivers
+            if self._burst_first < 0 or arrival < self._burst_first:
+                self._burst_first, self._burst_first_size = arrival, size
+            self._burst_last = max(self._burst_last, arrival)
+            self._burst_bytes += size
         self._last_ext = last_ext
         self.state = self._trend.state
         self.acked_bps = self._acked_rate()
         self._add_loss(reported, lost, now_ms)
+        self._burst_loss(reported, lost, now_ms)
         self._control(now_ms)
 
     def on_remb(self, bps: int, now_ms: float) -> None:
@@ -600,6 +625,46 @@ class DownlinkEstimator:
         grown = current * factor_per_s**dt_s
         cap = max(self.headroom_factor * self.acked_bps, current) + self.headroom_step_bps * dt_s
         self._estimate = self._clamp(min(grown, cap))
+
+    def _burst_loss(self, reported: int, lost: int, now_ms: float) -> None:
+        """Heavy loss over the last few feedbacks (``_BURST_LOSS_MIN_PACKETS`` packets): a
+        sudden cut of the path overflowed its queue. Go at once to just under what the
+        bottleneck delivered meanwhile (or, with too few arrivals to tell, the loss cut)
+        instead of waiting for the loss window or the trendline, which take 300-600 ms, all
+        of it with the audio queued behind video that does not fit."""
+        if self._burst_start_ms < 0:
+            self._burst_start_ms = now_ms
+        self._burst_reported += reported
+        self._burst_lost += lost
+        total = self._burst_reported
+        if total < _BURST_LOSS_MIN_PACKETS:
+            if now_ms - self._burst_start_ms > _BURST_MAX_MS:
+                self._burst_reset()  # too slow a trickle to be a burst: start over
+            return
+        fraction = self._burst_lost / total
+        span = self._burst_last - self._burst_first
+        delivered = ((self._burst_bytes - self._burst_first_size) * 8000.0 / span
+                     if span >= _BURST_LOSS_MIN_SPAN_MS else None)
+        self._burst_reset()
+        if fraction < _BURST_LOSS_FRACTION:
+            return
+        self.in_start_phase = False
+        if now_ms - max(self._last_loss_decrease_ms, self._last_decrease_ms) < (
+                self.decrease_interval_ms):
+            return
+        if delivered is not None:
+            target = self.backoff * delivered
+        else:
+            target = self._estimate * (1.0 - 0.5 * fraction)
+        if target < self._estimate:
+            self._estimate = self._clamp(target)
+        self._last_loss_decrease_ms = now_ms
+
+    def _burst_reset(self) -> None:
+        self._burst_start_ms = -1.0
+        self._burst_reported = self._burst_lost = 0
+        self._burst_bytes = self._burst_first_size = 0
+        self._burst_first = self._burst_last = -1.0
 
     def _loss_decrease(self, now_ms: float) -> None:
         self.in_start_phase = False

@@ -33,3 +33,9 @@ class RoomClosed(SfuError):
 
 class RoomNotFound(SfuError):
     code = "room_not_found"
+
+
+class ResumeRefused(SfuError):
+    """A resume that cannot be honoured: window over, unknown participant, wrong token."""
+
+    code = "resume_failed"

@@ -149,6 +149,36 @@ def test_capacity_drop_then_recovery() -> None:
     assert sim.est.loss < 0.02
 
 
+def test_heavy_loss_cuts_at_once_to_what_the_bottleneck_delivers() -> None:
+    """A home link drops from 5 Mbit/s to 250 kbit/s under 1 Mbit/s of video, with a short
+    queue (100 ms, like the browser test's tbf). The first cut must land just under the
+    250 kbit/s the bottleneck delivers, not at a fraction of the pre-cut rate: every
+    allocation above the capacity is more time with audio queued behind video."""
+    sim = Sim(Link(5_000_000, max_queue_ms=100), fixed(1_000_000))
+    sim.run_until(5_000)
+    sim.link.capacity_bps = 250_000
+    sim.run_until(6_000)
+    first_cut = next((t, e) for t, e, _, _ in sim.trace if t > 5_000 and e < 1_000_000)
+    assert first_cut[0] <= 5_400, first_cut
+    assert 150_000 <= first_cut[1] <= 250_000, first_cut
+
+
+def test_scattered_loss_does_not_trigger_the_burst_cut() -> None:
+    """10 % random-looking loss (every tenth packet) is below the burst threshold."""
+    sim = Sim(Link(5_000_000), fixed(1_000_000))
+    send = sim.link.send
+    count = [0]
+
+    def lossy(now_ms: float, size: int) -> float | None:
+        count[0] += 1
+        return None if count[0] % 10 == 0 else send(now_ms, size)
+
+    sim.run_until(2_000)
+    sim.link.send = lossy  # type: ignore[method-assign]
+    sim.run_until(6_000)
+    assert all(e >= 1_000_000 for t, e, _, _ in sim.trace if t > 2_000)
+
+
 def test_delay_signal_alone_backs_off() -> None:
     """A queue that never drops: only the trendline can see the congestion."""
     sim = Sim(Link(2_000_000, max_queue_ms=1e9), fixed(1_500_000))
