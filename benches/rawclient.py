@@ -102,12 +102,16 @@ def subscriber_answer(offer: sdp_mod.SessionDescription, local: LocalTransport) 
     return "\r\n".join(lines) + "\r\n"
 
 
-class PublishRefused(Exception):
-    """The server answered a publisher offer with an error frame."""
+class RawClientError(Exception):
+    """The server answered with an error frame."""
 
     def __init__(self, error: dict[str, Any]) -> None:
         super().__init__(f"{error.get('code')}: {error.get('message')}")
         self.error = error
+
+
+class PublishRefused(RawClientError):
+    """The server answered a publisher offer with an error frame."""
 
 
 class RawClient:
@@ -160,6 +164,34 @@ class RawClient:
         assert self.ws is not None
         await self.ws.send_str(json.dumps(msg))
 
+    def drop_signalling(self) -> None:
+        """The WebSocket dies (TCP aborted, no close frame); the media transports stay up."""
+        if self._reader is not None:
+            self._reader.cancel()
+            self._reader = None
+        if self.ws is not None:
+            conn = self.ws._response.connection
+            if conn is not None and conn.transport is not None:
+                conn.transport.abort()
+
+    async def resume(self) -> dict[str, Any]:
+        """Open a new WebSocket and resume with the token of the last joined/resumed
+        message; returns ``resumed`` (raises RawClientError on an error frame)."""
+        assert self.session is not None
+        if self._reader is not None:
+            self._reader.cancel()
+        self.messages = asyncio.Queue()  # what the old socket left unread is stale
+        self.ws = await self.session.ws_connect(self.ws_url, max_msg_size=0)
+        await self.send({"type": "resume", "room": self.joined["room"],
+                         "participantId": self.joined["participant"]["id"],
+                         "resumeToken": self.joined["resumeToken"]})
+        self._reader = asyncio.ensure_future(self._read())
+        msg = await self.wait_for(("resumed", "error"))
+        if msg["type"] == "error":
+            raise RawClientError(msg)
+        self.joined = msg
+        return msg
+
     async def _read(self) -> None:
         assert self.ws is not None
         async for frame in self.ws:
@@ -170,7 +202,10 @@ class RawClient:
             if msg.get("type") == "error":
                 self.errors.append(msg)
             if msg.get("type") == "offer" and msg.get("target") == "subscriber":
-                await self._answer(msg)
+                try:
+                    await self._answer(msg)
+                except (ConnectionError, RuntimeError):
+                    pass  # the socket closed while answering: what follows still counts
             self.messages.put_nowait(msg)
         self.messages.put_nowait({"type": "__closed__"})
 
@@ -316,6 +351,13 @@ class RawClient:
         return None
 
     async def close(self) -> None:
+        """Leave (a socket closed without ``leave`` is a lost connection: the server keeps
+        the participant for its reconnection window) and close everything."""
+        if self.ws is not None and not self.ws.closed:
+            try:
+                await self.send({"type": "leave"})
+            except (ConnectionError, RuntimeError):
+                pass
         if self._reader is not None:
             self._reader.cancel()
         for t in (self.publisher, self.subscriber):

@@ -32,6 +32,8 @@ class ServerConfig:
     max_sdp_message_bytes: int = 262144
     #: a socket that has not joined within this time is closed (not_joined)
     join_timeout_s: float = 10.0
+    #: WebSocket ping interval; a socket that does not answer within half of it is dead
+    ws_heartbeat_s: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,9 @@ class MediaConfig:
 class RoomsConfig:
     auto_create: bool = True
     max_participants: int = 60
+    #: how long a participant whose connection is lost stays in the room (reconnecting)
+    #: before it is removed with reason "timeout"; per room via the room API
+    reconnect_window_s: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,10 @@ class Config:
             raise ConfigError("server.join_timeout_s must be > 0")
         if self.rooms.max_participants < 1:
             raise ConfigError("rooms.max_participants must be >= 1")
+        if not 0 <= self.rooms.reconnect_window_s <= 600:
+            raise ConfigError("rooms.reconnect_window_s must be 0..600")
+        if self.server.ws_heartbeat_s <= 0:
+            raise ConfigError("server.ws_heartbeat_s must be > 0")
         if self.auth.api_secret and len(self.auth.api_secret) < 32:
             raise ConfigError("auth.api_secret must be at least 32 characters")
         return self

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from .presence import RECONNECTING
+
 if TYPE_CHECKING:
     from .participant import Participant
     from .room import RoomRegistry
@@ -87,7 +89,7 @@ class SfuCollector(Collector):
         duplicates, srtp, unknown = r.duplicates, r.srtp_failures, r.unknown_ssrc
         switches, pauses, twcc_in, twcc_out = (r.layer_switches, r.bandwidth_pauses, r.twcc_in,
                                                r.twcc_out)
-        participants = tracks = subscriptions = paused_now = layers_off = 0
+        participants = tracks = subscriptions = paused_now = layers_off = reconnecting = 0
         by_layer: dict[str, int] = {"0": 0, "1": 0, "2": 0, "none": 0}
         estimates: list[float] = []
         loss = GaugeMetricFamily("sfu_subscriber_fraction_lost",
@@ -105,6 +107,7 @@ class SfuCollector(Collector):
             jitter_by_kind: dict[str, float] = {k: 0.0 for k in KINDS}
             for p in list(room.participants.values()):
                 participants += 1
+                reconnecting += p.presence.state == RECONNECTING
                 for t in (p.publisher, p.subscriber):
                     if t is not None:
                         srtp += t.stats.srtp_auth_failures
@@ -198,6 +201,25 @@ class SfuCollector(Collector):
             ("sfu_bandwidth_pauses", "Video subscriptions paused for bandwidth", pauses),
             ("sfu_twcc_feedback_received", "TWCC feedback packets from subscribers", twcc_in),
             ("sfu_twcc_feedback_sent", "TWCC feedback packets sent to publishers", twcc_out),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)
+        presence = self.rooms.presence_stats
+        yield GaugeMetricFamily("sfu_participants_reconnecting",
+                                "Participants inside their reconnection grace window",
+                                value=reconnecting)
+        lost = CounterMetricFamily("sfu_participant_reconnects",
+                                   "Participants whose connection was lost (grace window "
+                                   "started), by what was lost", labels=["cause"])
+        for cause, n in presence.reconnects.items():
+            lost.add_metric([cause], n)
+        yield lost
+        for name, doc, value in (
+            ("sfu_participant_resumes", "Participants resumed inside their grace window",
+             presence.resumes),
+            ("sfu_participant_grace_expiries", "Grace windows that ran out (left: timeout)",
+             presence.expiries),
+            ("sfu_participant_resumes_refused", "Resume attempts refused (window over, "
+             "unknown participant or token)", presence.refused),
         ):
             yield CounterMetricFamily(name, doc, value=value)
         buckets = (100e3, 250e3, 500e3, 1e6, 2e6, 4e6, 8e6)

@@ -32,6 +32,7 @@ from .negotiation import (
     build_subscriber_offer,
     read_subscriber_answer,
 )
+from .presence import Presence, new_resume_token
 from .rtp_header import RtpHeaderError, find_extension, header_length
 from .track import RETRANSMIT_BUDGET_BPS, Layer, PublishedTrack, Subscription
 from .transport import MediaTransport
@@ -122,6 +123,13 @@ class Participant:
         self.id = info.id
         self.room = room
         self.send = send
+        #: active / reconnecting (grace window) / gone; see sfu.presence
+        self.presence = Presence(room.reconnect_window_s * 1000.0)
+        #: what the client presents to resume this participant after a lost connection
+        self.resume_token = new_resume_token()
+        self._on_detached: Callable[[], None] | None = None
+        #: the subscriber offer sent and not answered yet (resent after a resume)
+        self._outstanding_offer: dict[str, Any] | None = None
         self._params = params
         self._retired = params.retired
         self.closed = False
@@ -172,8 +180,36 @@ class Participant:
             "identity": self.info.identity,
             "name": self.info.name,
             "role": self.info.role,
+            "state": self.presence.state,
             "tracks": [t.describe() for t in self.tracks.values()],
         }
+
+    # -- the client connection ----------------------------------------------------------
+
+    def attach(self, send: Callable[[dict[str, Any]], None], on_closed: Callable[[], None],
+               on_detached: Callable[[], None]) -> None:
+        """A (new) client connection carries this participant's messages from now on. One
+        still attached (a client may reconnect before the server sees its old socket die)
+        is told through its ``on_detached`` and must let go."""
+        previous = self._on_detached
+        self.send, self.on_closed, self._on_detached = send, on_closed, on_detached
+        if previous is not None:
+            previous()
+
+    def detach(self) -> None:
+        """The connection is gone: messages are dropped until one attaches and resyncs."""
+        self.send = _discard
+        self.on_closed = None
+        self._on_detached = None
+
+    def resync(self) -> None:
+        """After a resume: what the client missed while detached. The room state comes with
+        the ``resumed`` message; the subscriber negotiation is redone (an offer sent while
+        detached was lost; one that was answered is harmlessly repeated)."""
+        if self._outstanding_offer is not None:
+            self.send(self._outstanding_offer)
+        elif self.slots:
+            self.schedule_subscriber_offer()
 
     def media_stats(self) -> dict[str, Any]:
         """Live media figures for operators (room service API): layers received from this
@@ -493,13 +529,16 @@ class Participant:
                             "participantId": slot.stream_id, "kind": slot.kind,
                             "source": sub.track.source,
                         })
-            self.send({"type": "offer", "target": "subscriber", "sdp": offer, "tracks": tracks})
+            self._outstanding_offer = {"type": "offer", "target": "subscriber", "sdp": offer,
+                                       "tracks": tracks}
+            self.send(self._outstanding_offer)
 
     async def handle_subscriber_answer(self, sdp_text: str) -> None:
         if not self._offer_pending or self.subscriber is None:
             raise InvalidState("no subscriber offer is outstanding")
         self._ensure_open()
         offered = self._offered
+        self._outstanding_offer = None
         try:
             info = read_subscriber_answer(sdp.parse(sdp_text), [s for s, _ in offered])
         except sdp.SdpError:
@@ -850,6 +889,10 @@ class Participant:
         self._retired.add_participant(self)
         if self.on_closed is not None:
             self.on_closed()
+
+
+def _discard(message: dict[str, Any]) -> None:
+    """Where messages go while no client connection is attached."""
 
 
 #: what a simulcast layer costs before it has been measured (the shipped client's

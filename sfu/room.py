@@ -2,31 +2,50 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from events import EventBus
 
-from .errors import RoomClosed, RoomFull, RoomNotFound
-from .participant import Participant
+from .errors import ResumeRefused, RoomClosed, RoomFull, RoomNotFound
+from .participant import Participant, now_ms
+from .presence import CAUSES, RECONNECTING, new_resume_token, token_matches
 from .speaker import ActiveSpeakerDetector
 from .track import PublishedTrack, Subscription
 
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class PresenceStats:
+    """Reconnection counters of all rooms (exported by sfu.metrics)."""
+
+    reconnects: dict[str, int] = field(default_factory=lambda: {c: 0 for c in CAUSES})
+    resumes: int = 0
+    expiries: int = 0
+    refused: int = 0
+
+
 class Room:
     def __init__(self, room_id: str, *, bus: EventBus, max_participants: int,
-                 auto_created: bool = False) -> None:
+                 auto_created: bool = False, reconnect_window_s: float = 20.0,
+                 presence_stats: PresenceStats | None = None) -> None:
         self.id = room_id
         self.bus = bus
         self.max_participants = max_participants
         self.auto_created = auto_created
+        self.reconnect_window_s = reconnect_window_s
+        self.presence_stats = presence_stats or PresenceStats()
         self.created_at = time.time()
         self.participants: dict[str, Participant] = {}
         self.closed = False
+        #: called after a participant's grace window ran out and it was removed
+        self.on_expired: Callable[[Room], Any] | None = None
+        self._grace_timers: dict[str, asyncio.TimerHandle] = {}
         #: fed by every microphone's RFC 6464 audio level; ticked by the participants
         self.speakers = ActiveSpeakerDetector()
         self.current_speakers: list[str] = []
@@ -37,6 +56,7 @@ class Room:
             "createdAt": self.created_at,
             "numParticipants": len(self.participants),
             "maxParticipants": self.max_participants,
+            "reconnectWindowS": self.reconnect_window_s,
         }
 
     def _broadcast(self, message: dict[str, Any], exclude: Participant | None = None) -> None:
@@ -67,10 +87,80 @@ class Room:
                 for track in other.tracks.values():
                     p.subscribe(track)
 
+    # -- reconnection grace window ------------------------------------------------------
+
+    def participant_lost(self, p: Participant, cause: str) -> None:
+        """``p``'s connection is gone: it keeps its place, tracks and subscriptions for the
+        room's reconnect window; the others see it reconnecting, not leaving."""
+        if self.participants.get(p.id) is not p or not p.presence.lost(now_ms(), cause):
+            return
+        p.detach()
+        self.presence_stats.reconnects[cause] += 1
+        window = self.reconnect_window_s
+        log.info("participant %s (%s) reconnecting (%s); window %g s", p.id,
+                 p.info.identity, cause, window)
+        self._broadcast({"type": "participant_reconnecting", "participantId": p.id},
+                        exclude=p)
+        self.bus.emit("participant.reconnecting", self.id, {
+            "participant": p.id, "identity": p.info.identity, "cause": cause,
+            "windowMs": round(window * 1000)})
+        loop = asyncio.get_running_loop()
+        self._grace_timers[p.id] = loop.call_later(window, self._grace_timer, p)
+
+    def _grace_timer(self, p: Participant) -> None:
+        self._grace_timers.pop(p.id, None)
+        t = now_ms()
+        if p.presence.expire(t):
+            asyncio.ensure_future(self._expire(p))
+        elif (deadline := p.presence.deadline_ms) is not None:
+            # the loop's timer may fire a little before our clock reaches the deadline
+            self._grace_timers[p.id] = asyncio.get_running_loop().call_later(
+                (deadline - t) / 1000.0 + 0.001, self._grace_timer, p)
+
+    async def _expire(self, p: Participant) -> None:
+        if self.participants.get(p.id) is not p:
+            return
+        self.presence_stats.expiries += 1
+        await self.remove(p, "timeout")
+        if self.on_expired is not None:
+            await self.on_expired(self)
+
+    def resume(self, participant_id: str, resume_token: object) -> tuple[Participant, float]:
+        """A participant coming back with its resume token: the same identity, tracks and
+        subscriptions. Returns it and how long it was away (ms). The caller re-attaches its
+        new connection (``Participant.attach``). Raises ResumeRefused."""
+        p = self.participants.get(participant_id)
+        if p is None or not token_matches(p.resume_token, resume_token):
+            self.presence_stats.refused += 1
+            raise ResumeRefused("unknown participant or resume token; join again")
+        was_away = p.presence.state == RECONNECTING
+        try:
+            outage = p.presence.resume(now_ms())
+        except ResumeRefused:
+            self.presence_stats.refused += 1
+            asyncio.ensure_future(self._expire(p))
+            raise
+        timer = self._grace_timers.pop(p.id, None)
+        if timer is not None:
+            timer.cancel()
+        p.resume_token = new_resume_token()  # each token resumes once
+        if was_away:
+            self.presence_stats.resumes += 1
+            log.info("participant %s (%s) resumed after %.1f s", p.id, p.info.identity,
+                     outage / 1000)
+            self._broadcast({"type": "participant_resumed", "participantId": p.id}, exclude=p)
+            self.bus.emit("participant.resumed", self.id, {
+                "participant": p.id, "identity": p.info.identity, "outageMs": round(outage)})
+        return p, outage
+
     async def remove(self, p: Participant, reason: str) -> None:
         if self.participants.get(p.id) is not p:
             return
         del self.participants[p.id]
+        p.presence.end()
+        timer = self._grace_timers.pop(p.id, None)
+        if timer is not None:
+            timer.cancel()
         await p.close()
         speaking_ms = self.speakers.speaking_ms(p.id)
         self.speakers.remove(p.id)
@@ -145,20 +235,25 @@ class Room:
 
 class RoomRegistry:
     def __init__(self, bus: EventBus, *, max_participants: int, auto_create: bool,
-                 on_participant_removed: Callable[[Participant], None] | None = None) -> None:
+                 reconnect_window_s: float = 20.0) -> None:
         self.bus = bus
         self.rooms: dict[str, Room] = {}
         self.max_participants = max_participants
         self.auto_create = auto_create
+        self.reconnect_window_s = reconnect_window_s
+        self.presence_stats = PresenceStats()
 
     def create(self, room_id: str, max_participants: int | None = None,
-               auto_created: bool = False) -> Room:
+               auto_created: bool = False, reconnect_window_s: float | None = None) -> Room:
         room = self.rooms.get(room_id)
         if room is not None:
             return room
+        window = self.reconnect_window_s if reconnect_window_s is None else reconnect_window_s
         room = Room(room_id, bus=self.bus,
                     max_participants=max_participants or self.max_participants,
-                    auto_created=auto_created)
+                    auto_created=auto_created, reconnect_window_s=window,
+                    presence_stats=self.presence_stats)
+        room.on_expired = self.left
         self.rooms[room_id] = room
         self.bus.emit("room.created", room_id, {"maxParticipants": room.max_participants})
         return room

@@ -81,7 +81,8 @@ def create_app(config: Config) -> web.Application:
     state = ServerState(
         config=config, bus=bus,
         rooms=RoomRegistry(bus, max_participants=config.rooms.max_participants,
-                           auto_create=config.rooms.auto_create),
+                           auto_create=config.rooms.auto_create,
+                           reconnect_window_s=config.rooms.reconnect_window_s),
         media=MediaParams(
             certificate=RTCCertificate.generateCertificate(),
             ice_addresses=config.media.ice_addresses,
@@ -120,7 +121,8 @@ def create_app(config: Config) -> web.Application:
         # frames over the limits get a message_too_large error; aiohttp itself closes (1009)
         # on frames over twice the larger limit, so a huge frame is never buffered whole
         limit = max(config.server.max_message_bytes, config.server.max_sdp_message_bytes)
-        ws = web.WebSocketResponse(max_msg_size=2 * limit, heartbeat=20.0)
+        ws = web.WebSocketResponse(max_msg_size=2 * limit,
+                                   heartbeat=config.server.ws_heartbeat_s)
         await ws.prepare(request)
         await SignallingSession(state, ws).run()
         return ws
@@ -177,9 +179,25 @@ def create_app(config: Config) -> web.Application:
         maxp = body.get("maxParticipants")
         if maxp is not None and (not isinstance(maxp, int) or not 1 <= maxp <= 1000):
             return _json_error(400, "bad_message", "maxParticipants must be 1..1000")
+        window = body.get("reconnectWindowS")
+        if window is not None and (isinstance(window, bool) or not isinstance(
+                window, int | float) or not 0 <= window <= 600):
+            return _json_error(400, "bad_message", "reconnectWindowS must be 0..600 seconds")
         existed = name in state.rooms.rooms
-        room = state.rooms.create(name, maxp)
+        room = state.rooms.create(name, maxp, reconnect_window_s=window)
         return web.json_response(room.describe(), status=200 if existed else 201)
+
+    async def recent_events(request: web.Request) -> web.Response:
+        """The server's most recent events (the bus keeps the last 1000), oldest first, as
+        JSON envelopes; ``room`` filters, ``after`` returns only events with a larger seq."""
+        room = request.query.get("room")
+        try:
+            after = int(request.query.get("after", "0"))
+        except ValueError:
+            return _json_error(400, "bad_message", "after must be an integer (an event seq)")
+        found = [e.envelope() for e in list(bus.recent)
+                 if e.seq > after and (room is None or e.room == room)]
+        return web.json_response({"events": found})
 
     async def list_rooms(request: web.Request) -> web.Response:
         return web.json_response({"rooms": [r.describe() for r in state.rooms.rooms.values()]})
@@ -256,6 +274,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/api/rooms", list_rooms)
     app.router.add_delete("/api/rooms/{room}", close_room)
     app.router.add_get("/api/rooms/{room}/participants", list_participants)
+    app.router.add_get("/api/events", recent_events)
     app.router.add_delete("/api/rooms/{room}/participants/{identity}", remove_participant)
     app.router.add_post("/api/rooms/{room}/participants/{identity}/mute", mute_track)
     return app

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from sfu.errors import SfuError
+from sfu.errors import ResumeRefused, SfuError
 from sfu.negotiation import NoCommonCodecError
 from sfu.participant import QUALITIES, Participant, ParticipantInfo
 from sfu.room import Room
@@ -29,7 +29,10 @@ log = logging.getLogger(__name__)
 
 _CLOSE = object()
 SDP_TYPES = ("offer", "answer")
-CLIENT_TYPES = ("join", "offer", "answer", "candidate", "mute", "set_quality", "leave", "ping")
+CLIENT_TYPES = ("join", "resume", "offer", "answer", "candidate", "mute", "set_quality",
+                "leave", "ping")
+#: the session ended because the socket went away (not a leave, not an error of ours)
+CONNECTION_LOST = "connection_lost"
 TARGETS = ("publisher", "subscriber")
 
 
@@ -100,7 +103,7 @@ class SignallingSession:
         writer = asyncio.ensure_future(self._writer())
         deadline = asyncio.get_running_loop().call_later(
             self.state.config.server.join_timeout_s, self._join_deadline)
-        reason = "disconnected"
+        reason = CONNECTION_LOST
         try:
             async for frame in self.ws:
                 if frame.type == WSMsgType.ERROR:
@@ -157,10 +160,12 @@ class SignallingSession:
             self._check_size(size, mtype)
             if mtype not in CLIENT_TYPES:
                 if self.participant is None:
-                    raise ProtocolError("not_joined", "the first frame must be 'join'", True)
+                    raise ProtocolError("not_joined", "the first frame must be 'join' or "
+                                        "'resume'", True)
                 raise ProtocolError("unknown_type", f"unknown message type {mtype[:40]!r}")
-            if self.participant is None and mtype != "join":
-                raise ProtocolError("not_joined", "the first frame must be 'join'", fatal=True)
+            if self.participant is None and mtype not in ("join", "resume"):
+                raise ProtocolError("not_joined", "the first frame must be 'join' or 'resume'",
+                                    fatal=True)
             outcome: str | None = await getattr(self, f"_on_{mtype}")(msg)
             return outcome
         except ProtocolError as exc:
@@ -202,11 +207,40 @@ class SignallingSession:
         others = [p.describe() for p in room.participants.values()]
         room.add(participant)  # room_full / room_closed: refused before 'joined' is sent
         self.participant, self.room = participant, room
-        participant.on_closed = self._closed_by_server
+        participant.attach(self.send, self._closed_by_server, self._taken_over)
         # queued before anything room.add scheduled for this participant (subscriber offer)
         self.send({"type": "joined", "room": room.id, "participant": participant.describe(),
-                   "participants": others})
+                   "participants": others, **self._resume_info(participant, room)})
         return None
+
+    async def _on_resume(self, msg: dict[str, Any]) -> None:
+        if self.participant is not None:
+            raise ProtocolError("already_joined", "this socket has already joined")
+        room_id = _field(msg, "room", str)
+        participant_id = _field(msg, "participantId", str)
+        room = self.state.rooms.rooms.get(room_id)
+        if room is None:
+            self.state.rooms.presence_stats.refused += 1
+            raise ResumeRefused("the room has closed; join again")
+        participant, outage_ms = room.resume(participant_id, msg.get("resumeToken"))
+        self.participant, self.room = participant, room
+        participant.attach(self.send, self._closed_by_server, self._taken_over)
+        others = [p.describe() for p in room.participants.values() if p is not participant]
+        self.send({"type": "resumed", "room": room.id, "participant": participant.describe(),
+                   "participants": others, "outageMs": round(outage_ms),
+                   **self._resume_info(participant, room)})
+        participant.resync()
+
+    @staticmethod
+    def _resume_info(participant: Participant, room: Room) -> dict[str, Any]:
+        return {"resumeToken": participant.resume_token,
+                "reconnectWindowMs": round(room.reconnect_window_s * 1000)}
+
+    def _taken_over(self) -> None:
+        """A newer connection resumed our participant: let go of it and close."""
+        self.participant = None
+        self.send({"type": "left", "reason": "resumed_elsewhere"})
+        self._outbox.put_nowait(_CLOSE)
 
     async def _on_offer(self, msg: dict[str, Any]) -> None:
         assert self.participant is not None
@@ -264,6 +298,10 @@ class SignallingSession:
     async def _finish(self, reason: str) -> None:
         p, room = self.participant, self.room
         self.participant = None
-        if p is not None and room is not None:
-            await room.remove(p, reason)
-            await self.state.rooms.left(room)
+        if p is None or room is None:
+            return
+        if reason == CONNECTION_LOST and room.reconnect_window_s > 0:
+            room.participant_lost(p, "signalling")  # the grace window; see sfu.presence
+            return
+        await room.remove(p, "disconnected" if reason == CONNECTION_LOST else reason)
+        await self.state.rooms.left(room)

@@ -17,7 +17,7 @@ import re
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -26,6 +26,15 @@ from sfu_harness import HealthyPair, Http, Pumper, WsProbe, track_counts, vanish
 from benches.rawclient import RawClient, publisher_offer
 from sfu.negotiation import LocalTransport
 from signalling import tokens
+from tests.conftest import ServerProcess, start_server, stop_server
+
+
+@pytest.fixture(scope="module")
+def module_server() -> Iterator[ServerProcess]:
+    """A 1 s reconnection window: a client that vanishes is removed (timeout) quickly."""
+    server = start_server({"SFU_ROOMS_RECONNECT_WINDOW_S": "1"})
+    yield server
+    stop_server(server)
 
 pytestmark = pytest.mark.integration
 
@@ -410,8 +419,15 @@ async def wait_until_metric_at_least(http: Http, name: str, value: float,
 
 
 async def gone(pair: HealthyPair, http: Http, identity: str) -> None:
+    """A client that vanished: the others see it reconnecting, then (this module's window
+    is 1 s) leaving with reason timeout; the healthy pair never notices otherwise."""
     left = await pair.wait_left(identity)
-    assert {m["reason"] for m in left} == {"disconnected"}
+    assert {m["reason"] for m in left} == {"timeout"}
+    pid = left[0]["participantId"]
+    for c in (pair.pub, pair.sub):
+        kinds = [m["type"] for m in c.log if m.get("participantId") == pid
+                 and m["type"] in ("participant_reconnecting", "participant_left")]
+        assert kinds == ["participant_reconnecting", "participant_left"], kinds
     await http.wait_identities(pair.room, lambda ids: identity not in ids)
     assert await http.identities(pair.room) == {"healthy-pub", "healthy-sub"}
     await pair.assert_flowing()
