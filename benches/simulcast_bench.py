@@ -12,14 +12,11 @@ Needs root (network namespaces) and Debian chromium, like the test suite.
 from __future__ import annotations
 
 import argparse
-import json
 import re
-import statistics
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benches.e2e_runs import run_many
+
 FIGURES = re.compile(
     r"cap_low=(?P<cap_low>\d+) kbit/s -> low layer in (?P<low_s>[\d.]+) s; cap (?P<cap_pause>\d+)"
     r" kbit/s -> paused in (?P<pause_s>[\d.]+) s; lifted -> top layer in (?P<top_s>[\d.]+) s; "
@@ -43,41 +40,13 @@ COLUMNS = [("low_s", "low layer after cut to 250 kbit/s (s)"),
            ("on_s", "dynacast: top layer decoded after a new subscriber (s)")]
 
 
-def run_once() -> dict[str, float]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
-         "tests/e2e/test_simulcast.py"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-    )
-    out: dict[str, float] = {"passed": float(proc.returncode == 0)}
-    for pattern in (FIGURES, PHASES, DYNACAST):
-        m = pattern.search(proc.stdout)
-        if m:
-            out.update({k: float(v) for k, v in m.groupdict().items()})
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    runs = []
-    for i in range(args.runs):
-        result = run_once()
-        runs.append(result)
-        print(f"run {i + 1}: {result}", flush=True)
-    medians = {key: statistics.median(r[key] for r in runs if key in r)
-               for key, _ in COLUMNS if any(key in r for r in runs)}
-    print("\n| figure | " + " | ".join(f"run {i + 1}" for i in range(len(runs))) + " | median |")
-    print("|---|" + "---|" * (len(runs) + 1))
-    for key, label in COLUMNS:
-        cells = [f"{r[key]:g}" if key in r else "–" for r in runs]
-        print(f"| {label} | " + " | ".join(cells) + f" | {medians.get(key, '–')} |")
-    passed = sum(int(r["passed"]) for r in runs)
-    print(f"\nruns passing the test's assertions: {passed}/{len(runs)}")
-    if args.json:
-        args.json.write_text(json.dumps({"runs": runs, "medians": medians}, indent=2))
+    run_many("tests/e2e/test_simulcast.py", [FIGURES, PHASES, DYNACAST], COLUMNS, args.runs,
+             args.json)
 
 
 if __name__ == "__main__":

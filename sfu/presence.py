@@ -59,14 +59,16 @@ class Presence:
             return None
         return self.since_ms + self.window_ms
 
-    def lost(self, now_ms: float, cause: str) -> bool:
-        """The connection is gone; True if this starts an outage (not already in one)."""
+    def lost(self, now_ms: float, cause: str, since_ms: float | None = None) -> bool:
+        """The connection is gone; True if this starts an outage (not already in one).
+        ``since_ms``: when it was last known alive, if earlier than ``now_ms`` (a silent
+        connection is noticed late): the window counts from then."""
         if cause not in CAUSES:
             raise ValueError(f"cause must be one of {CAUSES}")
         if self.state != ACTIVE:
             return False
         self.state = RECONNECTING
-        self.since_ms = now_ms
+        self.since_ms = now_ms if since_ms is None else min(since_ms, now_ms)
         self.cause = cause
         self.reconnects += 1
         return True

@@ -89,10 +89,13 @@ class Room:
 
     # -- reconnection grace window ------------------------------------------------------
 
-    def participant_lost(self, p: Participant, cause: str) -> None:
+    def participant_lost(self, p: Participant, cause: str, since_ms: float | None = None
+                         ) -> None:
         """``p``'s connection is gone: it keeps its place, tracks and subscriptions for the
-        room's reconnect window; the others see it reconnecting, not leaving."""
-        if self.participants.get(p.id) is not p or not p.presence.lost(now_ms(), cause):
+        room's reconnect window (counted from ``since_ms``, when it was last known alive);
+        the others see it reconnecting, not leaving."""
+        t = now_ms()
+        if self.participants.get(p.id) is not p or not p.presence.lost(t, cause, since_ms):
             return
         p.detach()
         self.presence_stats.reconnects[cause] += 1
@@ -104,8 +107,10 @@ class Room:
         self.bus.emit("participant.reconnecting", self.id, {
             "participant": p.id, "identity": p.info.identity, "cause": cause,
             "windowMs": round(window * 1000)})
-        loop = asyncio.get_running_loop()
-        self._grace_timers[p.id] = loop.call_later(window, self._grace_timer, p)
+        deadline = p.presence.deadline_ms
+        assert deadline is not None
+        self._grace_timers[p.id] = asyncio.get_running_loop().call_later(
+            max(deadline - t, 0.0) / 1000.0, self._grace_timer, p)
 
     def _grace_timer(self, p: Participant) -> None:
         self._grace_timers.pop(p.id, None)

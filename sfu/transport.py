@@ -266,6 +266,10 @@ class MediaTransport:
     def _set_state(self, state: str) -> None:
         if state != self.state and self.state != "closed":
             self.state = state
+            if state in ("failed", "closed"):
+                # aioice closes its socket when consent expires: sending on would only
+                # make asyncio log a warning per packet
+                self._sendto = None
             try:
                 self._on_state(state)
             except Exception:

@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import secrets
+import time
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -61,6 +62,8 @@ class SignallingSession:
         self._outbox: asyncio.Queue[dict[str, Any] | object | None] = asyncio.Queue()
         self._ended = False
         self._close_code = WSCloseCode.OK
+        #: when the client was last heard from (monotonic ms): any frame, e.g. its pings
+        self._last_heard_ms = time.monotonic() * 1000.0
 
     # -- outgoing ---------------------------------------------------------------------
 
@@ -107,7 +110,8 @@ class SignallingSession:
         try:
             async for frame in self.ws:
                 if frame.type == WSMsgType.ERROR:
-                    break
+                    break  # (aiohttp's heartbeat timeout arrives as one: not a sign of life)
+                self._last_heard_ms = time.monotonic() * 1000.0
                 if frame.type != WSMsgType.TEXT:
                     if frame.type == WSMsgType.BINARY:
                         fatal = self.participant is None
@@ -301,7 +305,20 @@ class SignallingSession:
         if p is None or room is None:
             return
         if reason == CONNECTION_LOST and room.reconnect_window_s > 0:
-            room.participant_lost(p, "signalling")  # the grace window; see sfu.presence
+            # the grace window (sfu.presence) counts from when the client was last known
+            # alive: a socket that went silent is only noticed by the heartbeat, up to 1.5
+            # intervals later (a socket that was closed or reset is noticed at once)
+            now = time.monotonic() * 1000.0
+            since = now
+            abnormal = (self.ws.exception() is not None
+                        or self.ws.close_code in (None, WSCloseCode.ABNORMAL_CLOSURE))
+            if abnormal:  # no close frame from the client: it may have been gone a while
+                heartbeat_ms = self.state.config.server.ws_heartbeat_s * 1000.0
+                since = max(self._last_heard_ms, now - 1.5 * heartbeat_ms)
+            log.info("participant %s: socket lost (close code %s, %r); last heard %.1f s ago",
+                     p.id, self.ws.close_code, self.ws.exception(),
+                     (now - self._last_heard_ms) / 1000)
+            room.participant_lost(p, "signalling", since)
             return
         await room.remove(p, "disconnected" if reason == CONNECTION_LOST else reason)
         await self.state.rooms.left(room)

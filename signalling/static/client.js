@@ -35,6 +35,17 @@ const ui = {
 
 const LEAVE_TIMEOUT_MS = 2000;
 const MESSAGE_LOG_SIZE = 200;
+// Liveness of the signalling socket: a ping every HEARTBEAT_MS; nothing heard for
+// SOCKET_DEAD_MS means the socket is dead even if the browser has not noticed yet.
+const HEARTBEAT_MS = 2000;
+const SOCKET_DEAD_MS = 6000;
+// Reconnection attempts after a lost socket (like LiveKit's 0/3/5/7 s), then every 7 s
+// while the server's reconnection window lasts; each with up to 500 ms of jitter.
+const RECONNECT_DELAYS_MS = [0, 3000, 5000, 7000];
+const RECONNECT_JITTER_MS = 500;
+// A reconnection socket not open by then is abandoned for a fresh attempt (a connect into
+// a dead network hangs for minutes, and its retries back off exponentially).
+const RECONNECT_CONNECT_TIMEOUT_MS = 4000;
 
 const REASONS = {
   left: "You left the room.",
@@ -42,6 +53,8 @@ const REASONS = {
   replaced: "You joined from another tab or device.",
   room_closed: "The room was closed.",
   disconnected: "The connection to the server was lost.",
+  timeout: "The connection was lost for too long.",
+  resumed_elsewhere: "This session continued in another connection.",
   server_shutdown: "The server is shutting down.",
 };
 
@@ -80,6 +93,14 @@ function newSession(token) {
     subFallback: new Map(), // mid -> {trackId, participantId, kind} (from track events)
     pausedTracks: new Set(), // trackIds the server paused for lack of downlink bandwidth
     speakers: [], // [{participantId, level}] loudest first
+    // reconnection: {room, participantId, token, windowMs} from joined/resumed
+    resume: null,
+    lostAt: 0, // performance.now() when the socket was lost (0 = connected)
+    attempts: 0,
+    reconnectTimer: null,
+    heartbeat: null,
+    lastHeard: 0,
+    reconnectingRemotes: new Set(), // participantIds the server says are reconnecting
   };
 }
 
@@ -147,6 +168,12 @@ const sfu = {
   speakers() {
     return session ? session.speakers : [];
   },
+  // Remote participants the server reports as reconnecting.
+  reconnectingParticipants() {
+    return session ? [...session.reconnectingRemotes] : [];
+  },
+  // How many times this page resumed its session after losing the connection.
+  resumes: 0,
   // Ask for a received video at a size: "off" | "low" | "medium" | "high".
   setQuality(trackId, quality) {
     if (session) send(session, { type: "set_quality", trackId, quality });
@@ -302,18 +329,29 @@ function join(token) {
   ui.tiles.replaceChildren();
   resetControls();
 
+  if (!connectSocket(s, { type: "join", token })) {
+    fail(s, { code: "network_error", message: "cannot open a WebSocket", fatal: true });
+  }
+}
+
+// Open the signalling socket of session `s`, sending `first` (join or resume) on open.
+function connectSocket(s, first) {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   let ws;
   try {
     ws = new WebSocket(`${scheme}://${location.host}/ws`);
   } catch (e) {
-    fail(s, { code: "network_error", message: String(e), fatal: true });
-    return;
+    console.warn("cannot open a WebSocket", e);
+    return false;
   }
   s.ws = ws;
-  ws.addEventListener("open", () => send(s, { type: "join", token }));
+  s.lastHeard = performance.now();
+  ws.addEventListener("open", () => {
+    if (s.ws === ws) send(s, first);
+  });
   ws.addEventListener("message", (event) => {
-    if (typeof event.data !== "string") return;
+    if (s.ws !== ws || typeof event.data !== "string") return;
+    s.lastHeard = performance.now();
     let msg;
     try {
       msg = JSON.parse(event.data);
@@ -326,8 +364,29 @@ function join(token) {
   });
   ws.addEventListener("close", (event) => {
     // Run after any queued messages (the server sends `left`/`error` before closing).
-    enqueue(s, () => onSocketClosed(s, event));
+    if (s.ws === ws) enqueue(s, () => onSocketClosed(s, event));
   });
+  if (!s.heartbeat) s.heartbeat = setInterval(() => heartbeat(s), HEARTBEAT_MS);
+  return true;
+}
+
+function heartbeat(s) {
+  if (s.closed || !s.ws || s.lostAt) return;
+  if (s.ws.readyState !== WebSocket.OPEN) return;
+  if (performance.now() - s.lastHeard > SOCKET_DEAD_MS) {
+    // The browser may take minutes to notice a dead TCP connection: we do not wait.
+    console.warn("signalling socket silent for", SOCKET_DEAD_MS, "ms: reconnecting");
+    const dead = s.ws;
+    s.ws = null;
+    try {
+      dead.close(4000, "silent");
+    } catch {
+      /* ignore */
+    }
+    enqueue(s, () => onSocketClosed(s, { code: 4000, reason: "silent" }));
+    return;
+  }
+  send(s, { type: "ping", id: "hb" });
 }
 
 function enqueue(s, fn) {
@@ -354,6 +413,11 @@ function onSocketClosed(s, event) {
     finishLeft(s, "left");
     return;
   }
+  if (s.resume && sfu.state !== "error") {
+    // Joined before: the server keeps us for its reconnection window; resume.
+    startReconnecting(s);
+    return;
+  }
   // Closed without `left`: a fatal error (already shown) or a lost connection.
   teardown();
   if (sfu.state !== "error") {
@@ -366,6 +430,94 @@ function onSocketClosed(s, event) {
     setState("error");
   }
   showLeftPanel(sfu.state === "error" ? "Disconnected" : "You left", errorText(sfu.lastError));
+}
+
+// ---------------------------------------------------------------------------
+// Reconnection (docs/protocol.md, "Reconnection")
+
+function startReconnecting(s) {
+  s.ws = null;
+  if (!s.lostAt) {
+    s.lostAt = performance.now();
+    s.attempts = 0;
+    setState("reconnecting");
+    setStatus("Connection lost. Reconnecting…", "warn");
+  }
+  const delay =
+    RECONNECT_DELAYS_MS[Math.min(s.attempts, RECONNECT_DELAYS_MS.length - 1)] +
+    Math.random() * RECONNECT_JITTER_MS;
+  // The server decides when the window is over; stop trying a little after that.
+  if (performance.now() + delay - s.lostAt > s.resume.windowMs + 5000) {
+    giveUp(s);
+    return;
+  }
+  s.attempts += 1;
+  clearTimeout(s.reconnectTimer);
+  s.reconnectTimer = setTimeout(() => {
+    if (s.closed || s !== session) return;
+    const r = s.resume;
+    const first = { type: "resume", room: r.room, participantId: r.participantId, resumeToken: r.token };
+    if (!connectSocket(s, first)) {
+      startReconnecting(s);
+      return;
+    }
+    const ws = s.ws;
+    setTimeout(() => {
+      if (s.ws !== ws || s.closed || ws.readyState === WebSocket.OPEN) return;
+      s.ws = null; // its events are ignored from now on
+      try {
+        ws.close();
+      } catch {
+        /* ignore */
+      }
+      startReconnecting(s);
+    }, RECONNECT_CONNECT_TIMEOUT_MS);
+  }, delay);
+}
+
+function giveUp(s) {
+  const err = {
+    code: "disconnected",
+    message: "the connection was lost for longer than the reconnection window",
+    fatal: true,
+  };
+  fail(s, err);
+}
+
+function onResumed(s, msg) {
+  const away = s.lostAt ? Math.round(performance.now() - s.lostAt) : 0;
+  s.lostAt = 0;
+  s.attempts = 0;
+  s.participant = msg.participant;
+  s.resume = {
+    room: msg.room,
+    participantId: msg.participant.id,
+    token: msg.resumeToken,
+    windowMs: msg.reconnectWindowMs,
+  };
+  sfu.resumes += 1;
+  setState("joined");
+  setStatus(`Reconnected after ${(away / 1000).toFixed(1)} s.`);
+  // Messages sent while we were away are lost: take the room as the server has it now.
+  const present = new Set((msg.participants || []).map((p) => p.id));
+  for (const id of [...s.remotes.keys()]) if (!present.has(id)) removeRemote(s, id);
+  s.reconnectingRemotes.clear();
+  for (const p of msg.participants || []) {
+    addRemote(s, p);
+    setRemoteReconnecting(s, p.id, p.state === "reconnecting");
+  }
+  // A publisher offer whose answer was lost: offer again.
+  const pc = s.publisherPc;
+  if (s.pubOfferPending && pc && pc.signalingState === "have-local-offer") {
+    send(s, { type: "offer", target: "publisher", sdp: pc.localDescription.sdp, tracks: s.pubOffered.map((p) => ({ mid: p.transceiver.mid, source: p.source })) });
+  }
+}
+
+function setRemoteReconnecting(s, participantId, reconnecting) {
+  if (reconnecting) s.reconnectingRemotes.add(participantId);
+  else s.reconnectingRemotes.delete(participantId);
+  const r = s.remotes.get(participantId);
+  if (r) r.tile.classList.toggle("reconnecting", reconnecting);
 }
 
 function errorText(err) {
@@ -430,6 +582,8 @@ function teardown() {
   const s = session;
   if (!s || s.closed) return;
   s.closed = true;
+  clearInterval(s.heartbeat);
+  clearTimeout(s.reconnectTimer);
   stopLocalMedia(s);
   for (const pc of [s.publisherPc, s.subscriberPc]) {
     if (pc) {
@@ -473,6 +627,12 @@ async function handleMessage(s, msg) {
   switch (msg.type) {
     case "joined":
       return onJoined(s, msg);
+    case "resumed":
+      return onResumed(s, msg);
+    case "participant_reconnecting":
+    case "participant_resumed":
+      setRemoteReconnecting(s, msg.participantId, msg.type === "participant_reconnecting");
+      return;
     case "answer":
       if (msg.target === "publisher") return onPublisherAnswer(s, msg);
       console.warn("answer for unexpected target", msg.target);
@@ -487,6 +647,7 @@ async function handleMessage(s, msg) {
       addRemote(s, msg.participant);
       return;
     case "participant_left":
+      s.reconnectingRemotes.delete(msg.participantId);
       removeRemote(s, msg.participantId);
       return;
     case "track_published":
@@ -522,13 +683,22 @@ async function handleMessage(s, msg) {
 function onJoined(s, msg) {
   s.participant = msg.participant;
   s.room = msg.room;
+  s.resume = {
+    room: msg.room,
+    participantId: msg.participant.id,
+    token: msg.resumeToken,
+    windowMs: msg.reconnectWindowMs,
+  };
   sfu.participantId = msg.participant.id;
   setState("joined");
   ui.roomName.textContent = msg.room ? `Room ${msg.room}` : "";
   const who = msg.participant.name || msg.participant.identity || msg.participant.id;
   setStatus(`Joined as ${who} (${msg.participant.role}).`);
   addLocalTile(s);
-  for (const p of msg.participants || []) addRemote(s, p);
+  for (const p of msg.participants || []) {
+    addRemote(s, p);
+    if (p.state === "reconnecting") setRemoteReconnecting(s, p.id, true);
+  }
   if (msg.participant.role !== "observer") {
     // Not awaited: subscriber offers must not wait for the camera prompt.
     startPublishing(s).catch((e) => {

@@ -9,13 +9,17 @@ from __future__ import annotations
 import inspect
 import os
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import playwright.async_api as playwright_async
 import pytest
 from browser_flags import CHROMIUM_ARGS, CHROMIUM_PATH
+from netns import NetNs
+from two_networks import BROWSER_ARGS
+
+from benches.server_process import ServerProcess, start_server, stop_server
 
 # How much of each page's console to print when a test fails.
 CONSOLE_TAIL = 60
@@ -138,3 +142,42 @@ def mint_token(sfu_server: Any) -> Callable[..., Awaitable[str]]:
         return str(token)
 
     return mint
+
+
+# -- one browser in its own network namespace (tests/e2e/netns.py) ------------------------
+
+
+@pytest.fixture
+def netns() -> Iterator[NetNs]:
+    with NetNs() as ns:
+        yield ns
+
+
+@pytest.fixture
+def shared_server(netns: NetNs, request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    """A server reachable from the host and from inside the namespace."""
+    server = start_server(getattr(request, "param", None), host="0.0.0.0",
+                          ice_addresses=("127.0.0.1", netns.host_addr))
+    yield server
+    stop_server(server)
+    if os.environ.get("SFU_E2E_SERVER_LOG") or _failed(request):
+        print("---- server log ----\n" + "".join(server.log[-1000:]))
+
+
+@pytest.fixture
+async def browsers(netns: NetNs, shared_server: ServerProcess
+                   ) -> AsyncIterator[tuple[Any, Any]]:
+    """(a Chromium on the host, a Chromium inside the namespace). The one inside reaches the
+    server at ``http://<host_addr>:<port>``, not a secure context: it is told to treat that
+    origin as secure, or the page could not use the camera and microphone."""
+    origin = "http://{}:{}".format(netns.host_addr, shared_server.base_url.rsplit(":", 1)[1])
+    async with playwright_async.async_playwright() as pw:
+        host = await pw.chromium.launch(executable_path=CHROMIUM_PATH, args=BROWSER_ARGS)
+        inside = await pw.chromium.launch(
+            executable_path=netns.chromium_wrapper,
+            args=[*BROWSER_ARGS, f"--unsafely-treat-insecure-origin-as-secure={origin}"])
+        try:
+            yield host, inside
+        finally:
+            await inside.close()
+            await host.close()

@@ -4,6 +4,7 @@ The host end of the veth gets ``host_addr``, the namespace end ``ns_addr``; a Ch
 started through ``chromium_wrapper`` runs inside the namespace, so everything it sends and
 receives crosses the veth. ``shape(rate_kbit)`` puts a token-bucket filter on the host end:
 that caps the server → browser direction (the browser's downlink); ``unshape()`` lifts it.
+``cut()`` drops everything both ways until ``restore()``.
 Everything is removed on exit, also when the test fails. Needs root (CI runs as root).
 """
 
@@ -37,6 +38,7 @@ class NetNs:
         self._dir = tempfile.mkdtemp(prefix="sfu-netns-")
         self.chromium_wrapper = os.path.join(self._dir, "chromium-in-netns")
         self.shaped = False
+        self.cut_active = False
 
     def __enter__(self) -> NetNs:
         if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("tc") is None:
@@ -65,6 +67,21 @@ class NetNs:
         _run("tc", "qdisc", verb, "dev", self.host_if, "root", "tbf", "rate",
              f"{rate_kbit}kbit", "burst", str(burst), "latency", "100ms")
         self.shaped = True
+
+    def cut(self) -> None:
+        """Drop every packet between the namespace and the host, both ways, without any
+        change of link state (the browser sees no network change, only silence): a tc BPF
+        filter returning TC_ACT_SHOT on the host end's ingress and egress."""
+        _run("tc", "qdisc", "add", "dev", self.host_if, "clsact")
+        for hook in ("ingress", "egress"):
+            _run("tc", "filter", "add", "dev", self.host_if, hook, "bpf", "da", "bytecode",
+                 "1,6 0 0 2,")  # one classic BPF instruction: return 2 (TC_ACT_SHOT)
+        self.cut_active = True
+
+    def restore(self) -> None:
+        if getattr(self, "cut_active", False):
+            _run("tc", "qdisc", "del", "dev", self.host_if, "clsact")
+            self.cut_active = False
 
     def unshape(self) -> None:
         if self.shaped:

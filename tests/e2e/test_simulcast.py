@@ -20,24 +20,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
 import playwright.async_api as playwright_async
 import pytest
-from browser_flags import CHROMIUM_ARGS, CHROMIUM_PATH
+from browser_flags import CHROMIUM_PATH
 from netns import NetNs
+from two_networks import BROWSER_ARGS, media, open_page, until
 
-from benches.server_process import ServerProcess, start_server, stop_server
+from benches.server_process import ServerProcess
 
 pytestmark = pytest.mark.e2e
 
-# Chromium caps the number of simulcast layers by resolution unless told not to
-BROWSER_ARGS = [*CHROMIUM_ARGS, "--force-fieldtrials=WebRTC-LegacySimulcastLayerLimit/Disabled/"]
 TOP_WIDTH, LOW_WIDTH = 1280, 320
 AUDIO_GAP_LIMIT_MS = 200
 OPUS_PT = 111  # the canonical payload type the server gives subscribers
@@ -105,69 +103,6 @@ async () => {
 """
 
 
-@pytest.fixture
-def netns() -> Iterator[NetNs]:
-    with NetNs() as ns:
-        yield ns
-
-
-@pytest.fixture
-def shared_server(netns: NetNs, request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
-    """A server reachable from the host and from inside the namespace."""
-    server = start_server(host="0.0.0.0", ice_addresses=("127.0.0.1", netns.host_addr))
-    yield server
-    stop_server(server)
-    rep = getattr(request.node, "rep_call", None)
-    if os.environ.get("SFU_E2E_SERVER_LOG") or (rep is not None and rep.failed):
-        print("---- server log ----\n" + "".join(server.log[-300:]))
-
-
-@pytest.fixture
-async def browsers(netns: NetNs) -> AsyncIterator[tuple[Any, Any]]:
-    async with playwright_async.async_playwright() as pw:
-        host = await pw.chromium.launch(executable_path=CHROMIUM_PATH, args=BROWSER_ARGS)
-        inside = await pw.chromium.launch(executable_path=netns.chromium_wrapper,
-                                          args=BROWSER_ARGS)
-        try:
-            yield host, inside
-        finally:
-            await inside.close()
-            await host.close()
-
-
-async def _open(browser: Any, url: str) -> Any:
-    context = await browser.new_context(permissions=["camera", "microphone"])
-    page = await context.new_page()
-    await page.goto(url)
-    await page.wait_for_function("() => window.sfu && window.sfu.state === 'joined'",
-                                 timeout=20_000)
-    return page
-
-
-def _api(server: ServerProcess, path: str) -> Any:
-    req = urllib.request.Request(server.base_url.replace("0.0.0.0", "127.0.0.1") + path,
-                                 headers=server.auth_header)
-    with urllib.request.urlopen(req, timeout=5) as resp:
-        return json.loads(resp.read())
-
-
-def _media(server: ServerProcess, room: str) -> dict[str, Any]:
-    return {p["identity"]: p["media"]
-            for p in _api(server, f"/api/rooms/{room}/participants")["participants"]}
-
-
-async def _until(what: str, check: Any, timeout_s: float, trace: Any = None) -> float:
-    """Poll ``check()`` (async) every 250 ms; returns seconds taken, fails with ``trace()``."""
-    start = time.monotonic()
-    while True:
-        if await check():
-            return time.monotonic() - start
-        if time.monotonic() - start > timeout_s:
-            detail = await trace() if trace is not None else ""
-            pytest.fail(f"{what}: not within {timeout_s} s. {detail}")
-        await asyncio.sleep(0.25)
-
-
 async def test_capped_subscriber_steps_down_pauses_video_keeps_audio_and_recovers(
     netns: NetNs, shared_server: ServerProcess, browsers: tuple[Any, Any]
 ) -> None:
@@ -181,24 +116,24 @@ async def test_capped_subscriber_steps_down_pauses_video_keeps_audio_and_recover
 
     # a filter from the start (50 Mbit/s: no limit yet), so later caps only change its rate
     netns.shape(50_000)
-    await _open(host_browser, url("127.0.0.1", "teacher", "instructor"))
-    fast = await _open(host_browser, url("127.0.0.1", "fast", "observer"))
-    capped = await _open(ns_browser, url(netns.host_addr, "capped", "observer"))
+    await open_page(host_browser, url("127.0.0.1", "teacher", "instructor"))
+    fast = await open_page(host_browser, url("127.0.0.1", "fast", "observer"))
+    capped = await open_page(ns_browser, url(netns.host_addr, "capped", "observer"))
 
     async def width(page: Any) -> int | None:
         v = await page.evaluate(VIDEO_IN_JS)
         return v["width"] if v else None
 
     async def trace() -> str:
-        media = _media(shared_server, room)
+        now = media(shared_server, room)
         return (f"fast={await width(fast)} capped={await width(capped)} "
-                f"media={json.dumps(media)}")
+                f"media={json.dumps(now)}")
 
     async def both_top() -> bool:
         return await width(fast) == TOP_WIDTH and await width(capped) == TOP_WIDTH
 
-    await _until("both subscribers on the top layer", both_top, 45, trace)
-    layers = _media(shared_server, room)["teacher"]["published"]
+    await until("both subscribers on the top layer", both_top, 45, trace)
+    layers = media(shared_server, room)["teacher"]["published"]
     video = next(t for t in layers if t["kind"] == "video")
     audio = next(t for t in layers if t["kind"] == "audio")
     # fixed caps, from the figures of Chromium's fake 720p camera on these machines: low
@@ -215,12 +150,12 @@ async def test_capped_subscriber_steps_down_pauses_video_keeps_audio_and_recover
     t0 = time.monotonic()
     cuts = [time.time()]  # wall clock, like the sniffer's kernel timestamps
     netns.shape(cap_low_kbit)
-    t_low = await _until(f"capped page on the low layer under {cap_low_kbit} kbit/s",
+    t_low = await until(f"capped page on the low layer under {cap_low_kbit} kbit/s",
                          lambda: _eq(width(capped), LOW_WIDTH), 30, trace)
     assert await width(fast) == TOP_WIDTH, "the unconstrained subscriber was stepped down"
 
     video_id = video["trackId"]
-    fresh = next(t for t in _media(shared_server, room)["teacher"]["published"]
+    fresh = next(t for t in media(shared_server, room)["teacher"]["published"]
                  if t["kind"] == "video")["layers"]
     low, audio_bps = fresh[0]["bitrate"], audio["layers"][0]["bitrate"]
     assert low + audio_bps < cap_low_kbit * 900, f"low layer too thick for the cap: {fresh}"
@@ -232,7 +167,7 @@ async def test_capped_subscriber_steps_down_pauses_video_keeps_audio_and_recover
     async def paused() -> bool:
         return video_id in await capped.evaluate("() => window.sfu.pausedTracks()")
 
-    t_pause = await _until("capped page told its video is paused", paused, 30, trace)
+    t_pause = await until("capped page told its video is paused", paused, 30, trace)
     before = await capped.evaluate("() => window.__audioMonitor.last")
     await asyncio.sleep(2)
     after = await capped.evaluate("() => window.__audioMonitor.last")
@@ -240,7 +175,7 @@ async def test_capped_subscriber_steps_down_pauses_video_keeps_audio_and_recover
 
     t_lift = time.monotonic() - t0
     netns.unshape()
-    t_top = await _until("capped page back on the top layer after the cap is lifted",
+    t_top = await until("capped page back on the top layer after the cap is lifted",
                          lambda: _eq(width(capped), TOP_WIDTH), 75, trace)
     audio_result = await capped.evaluate(AUDIO_RESULT_JS)
     arrivals = netns.stop_capture()
@@ -308,7 +243,7 @@ async def _watch_upgrades(server: ServerProcess, room: str, identity: str,
     """Append the wall-clock time of every raise of ``identity``'s video target layer."""
     last: int | None = None
     while True:
-        subs = _media(server, room).get(identity, {}).get("subscriptions", [])
+        subs = media(server, room).get(identity, {}).get("subscriptions", [])
         target = next((s["targetLayer"] for s in subs if s["kind"] == "video"), None)
         if target is not None and last is not None and target > last:
             out.append(time.time() - 0.2)  # raised at most one poll ago
@@ -339,9 +274,9 @@ async def test_dynacast_switches_the_top_encoding_off_and_on(
         token = sfu_server.mint_token(room, identity, role=role)
         return f"{sfu_server.base_url}/?token={quote(token)}&video=1280x720"
 
-    pub = await _open(plain_browser, url("teacher", "instructor"))
-    thumb = await _open(plain_browser, url("thumb", "observer"))
-    big = await _open(plain_browser, url("big", "observer"))
+    pub = await open_page(plain_browser, url("teacher", "instructor"))
+    thumb = await open_page(plain_browser, url("thumb", "observer"))
+    big = await open_page(plain_browser, url("big", "observer"))
 
     async def width(page: Any) -> int | None:
         v = await page.evaluate(VIDEO_IN_JS)
@@ -352,14 +287,14 @@ async def test_dynacast_switches_the_top_encoding_off_and_on(
 
     async def trace() -> str:
         return (f"publisher encodings={await encodings()} thumb={await width(thumb)} "
-                f"big={await width(big)} media={json.dumps(_media(sfu_server, room))}")
+                f"big={await width(big)} media={json.dumps(media(sfu_server, room))}")
 
     async def video_track_id(page: Any) -> str | None:
         subs = await page.evaluate("() => window.sfu.subscriptions()")
         return next((s["trackId"] for s in subs if s["kind"] == "video" and s["active"]),
                     None)
 
-    await _until("thumbnail subscribed", lambda: video_track_id(thumb), 20, trace)
+    await until("thumbnail subscribed", lambda: video_track_id(thumb), 20, trace)
     await thumb.evaluate("(id) => window.sfu.setQuality(id, 'low')", await video_track_id(thumb))
 
     async def settled() -> bool:
@@ -368,7 +303,7 @@ async def test_dynacast_switches_the_top_encoding_off_and_on(
                 and enc.get("f", {}).get("active") is True
                 and enc.get("q", {}).get("active") is True)
 
-    await _until("big on the top layer, thumbnail on the low one", settled, 45, trace)
+    await until("big on the top layer, thumbnail on the low one", settled, 45, trace)
 
     await big.context.close()  # the only subscriber of the top layer leaves
 
@@ -376,18 +311,18 @@ async def test_dynacast_switches_the_top_encoding_off_and_on(
         enc = await encodings()
         return enc.get("f", {}).get("active") is False and enc.get("q", {}).get("active") is True
 
-    t_off = await _until("publisher's top encoding switched off", top_off, 20, trace)
+    t_off = await until("publisher's top encoding switched off", top_off, 20, trace)
     frames = (await encodings())["f"]["frames"]
     await asyncio.sleep(1.0)
     assert (await encodings())["f"]["frames"] == frames, "top encoding still encodes"
     assert await width(thumb) == LOW_WIDTH
 
-    late = await _open(plain_browser, url("late", "observer"))
+    late = await open_page(plain_browser, url("late", "observer"))
 
     async def top_back() -> bool:
         enc = await encodings()
         return enc.get("f", {}).get("active") is True and await width(late) == TOP_WIDTH
 
-    t_on = await _until("top encoding back on for a new subscriber", top_back, 30, trace)
+    t_on = await until("top encoding back on for a new subscriber", top_back, 30, trace)
     print(f"dynacast figures: top encoding off {t_off:.1f} s after its last subscriber left "
           f"(delay 3 s), back on and decoded at 1280 wide {t_on:.1f} s after a new one joined")

@@ -88,3 +88,12 @@ def test_resume_tokens() -> None:
     assert not token_matches(a, b)
     assert not token_matches(a, None)
     assert not token_matches(a, 12345)
+
+
+def test_a_silent_connection_noticed_late_counts_from_when_it_was_last_heard() -> None:
+    p = Presence(WINDOW)
+    assert p.lost(7_000, "signalling", since_ms=1_000)
+    assert p.deadline_ms == 21_000
+    assert p.resume(8_000) == 7_000
+    p.lost(30_000, "signalling", since_ms=40_000)  # never in the future
+    assert p.deadline_ms == 50_000

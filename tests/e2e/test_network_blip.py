@@ -1,0 +1,143 @@
+"""A participant's network blips; the lesson carries on without anyone rejoining by hand.
+
+Two Chromium participants publish camera and microphone: ``anna`` on the host and ``ben`` in
+his own network namespace. Everything between ben and the server is then dropped (a tc BPF
+filter on the veth, both directions, no link-state change: the browser sees silence, as
+behind a dead Wi-Fi access point).
+
+Acceptance (issue #5): a cut of 8 s, then restored: anna never sees ben leave, media flows
+again both ways (getStats counters move on both pages) and the event stream shows
+reconnecting -> resumed. A cut of 25 s (longer than the 20 s window): ben leaves with reason
+timeout, and his page says he was disconnected and offers to rejoin, which works.
+Timings are printed (the time from restore to media is the figure of interest).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from netns import NetNs
+from two_networks import api, open_page, until
+
+from benches.server_process import ServerProcess
+
+pytestmark = pytest.mark.e2e
+
+SHORT_CUT_S = 8.0
+LONG_CUT_S = 25.0
+
+INBOUND_JS = """
+async () => {
+  const pc = window.sfu && window.sfu.subscriberPc;
+  const out = {audio: 0, video: 0};
+  if (!pc) return out;
+  (await pc.getStats()).forEach((s) => {
+    if (s.type === "inbound-rtp") out[s.kind] += s.packetsReceived;
+  });
+  return out;
+}
+"""
+
+
+async def inbound(page: Any) -> dict[str, int]:
+    return dict(await page.evaluate(INBOUND_JS))
+
+
+def participant_events(server: ServerProcess, room: str, pid: str) -> list[dict[str, Any]]:
+    return [e for e in api(server, f"/api/events?room={room}")["events"]
+            if e["data"].get("participant") == pid and e["type"].startswith("participant.")]
+
+
+async def test_an_8_s_cut_resumes_and_a_25_s_cut_times_out(
+    netns: NetNs, shared_server: ServerProcess, browsers: tuple[Any, Any]
+) -> None:
+    host_browser, ns_browser = browsers
+    port = shared_server.base_url.rsplit(":", 1)[1]
+    room = "blip"
+
+    def url(host: str, identity: str) -> str:
+        token = shared_server.mint_token(room, identity, role="student")
+        return f"http://{host}:{port}/?token={quote(token)}&video=320x180&simulcast=0"
+
+    anna = await open_page(host_browser, url("127.0.0.1", "anna"))
+    ben = await open_page(ns_browser, url(netns.host_addr, "ben"))
+    ben_id = await ben.evaluate("() => window.sfu.participantId")
+
+    async def flowing_since(before: dict[str, dict[str, int]]) -> bool:
+        """Both pages received more audio and video packets than in ``before``."""
+        for name, page in (("anna", anna), ("ben", ben)):
+            now = await inbound(page)
+            if not all(now[k] > before[name][k] + 5 for k in ("audio", "video")):
+                return False
+        return True
+
+    async def counters() -> dict[str, dict[str, int]]:
+        return {"anna": await inbound(anna), "ben": await inbound(ben)}
+
+    async def trace() -> str:
+        return (f"counters={await counters()} anna={await anna.evaluate('() => window.sfu.state')}"
+                f" ben={await ben.evaluate('() => window.sfu.state')} "
+                f"events={participant_events(shared_server, room, ben_id)}")
+
+    zero = {"audio": 0, "video": 0}
+    await until("media both ways", lambda: flowing_since({"anna": zero, "ben": zero}), 30,
+                trace)
+
+    # -- 8 s: the grace window carries ben through ------------------------------------
+    netns.cut()
+    cut_at = time.monotonic()
+
+    async def anna_sees_ben_reconnecting() -> bool:
+        return ben_id in await anna.evaluate("() => window.sfu.reconnectingParticipants()")
+
+    noticed = await until("anna's page shows ben reconnecting", anna_sees_ben_reconnecting,
+                          SHORT_CUT_S, trace, every_s=0.1)
+    await asyncio.sleep(SHORT_CUT_S - (time.monotonic() - cut_at))  # the cut itself
+    before = await counters()
+    netns.restore()
+    media_back = await until("media both ways after the network is restored",
+                             lambda: flowing_since(before), 20, trace, every_s=0.1)
+
+    async def ben_resumed() -> bool:
+        return bool(await ben.evaluate(
+            "() => window.sfu.resumes >= 1 && window.sfu.state === 'joined'"))
+
+    resumed = await until("ben's page resumed its session", ben_resumed, 20, trace,
+                          every_s=0.1)
+    assert ben_id in await anna.evaluate("() => window.sfu.remoteParticipants()")
+    assert ben_id not in await anna.evaluate("() => window.sfu.reconnectingParticipants()")
+    assert await ben.evaluate("() => window.sfu.participantId") == ben_id
+    kinds = [e["type"] for e in participant_events(shared_server, room, ben_id)]
+    assert kinds == ["participant.joined", "participant.reconnecting",
+                     "participant.resumed"], kinds
+    print(f"reconnect figures: 8 s cut noticed by the other page after {noticed:.1f} s; "
+          f"after restore, media both ways in {media_back:.1f} s, session resumed in "
+          f"{resumed:.1f} s")
+
+    # -- 25 s: longer than the window (20 s): ben has left --------------------------------
+    netns.cut()
+    await asyncio.sleep(LONG_CUT_S)  # the cut itself
+    netns.restore()
+
+    async def ben_told_disconnected() -> bool:
+        return bool(await ben.evaluate(
+            "() => window.sfu.state === 'error' && !document.getElementById('rejoin').hidden"))
+
+    await until("ben's page says he was disconnected and offers to rejoin",
+                ben_told_disconnected, 30, trace)
+    left = [e for e in participant_events(shared_server, room, ben_id)
+            if e["type"] == "participant.left"]
+    assert [e["data"]["reason"] for e in left] == ["timeout"]
+    assert ben_id not in await anna.evaluate("() => window.sfu.remoteParticipants()")
+    assert "disconnected" in (await ben.text_content("#left-title") or "").lower()
+
+    await ben.click("#rejoin")
+    await ben.wait_for_function("() => window.sfu.state === 'joined'", timeout=20_000)
+    new_id = await ben.evaluate("() => window.sfu.participantId")
+    assert new_id != ben_id
+    before = {"anna": zero, "ben": zero}
+    await until("media both ways after rejoining", lambda: flowing_since(before), 30, trace)
