@@ -256,6 +256,20 @@ class RawClient:
         self.published = {t["mid"]: t["trackId"] for t in answer_msg["tracks"]}
         return self.published
 
+    async def restart_publisher(self, new_ssrcs: bool = False) -> dict[str, str]:
+        """Reconnect the publisher connection: a new transport with new ICE credentials
+        (what a browser's ICE restart offers); with ``new_ssrcs`` also new SSRCs, like a
+        browser that had to make a new peer connection. Returns {mid: server track id}."""
+        old = self.publisher
+        if new_ssrcs:
+            self.audio_ssrc = secrets.randbits(32) | 1
+            self.video_ssrc = secrets.randbits(32) | 1
+        self._pub_connected = asyncio.Event()
+        published = await self.publish()
+        if old is not None:
+            await old.close()
+        return published
+
     def build_packet(self, kind: str, payload: bytes, *, marker: bool = False,
                      ts_step: int | None = None, audio_level: int = 30,
                      ssrc: int | None = None, mid: bytes | None = None) -> bytes:

@@ -54,6 +54,9 @@ class MediaConfig:
     dynacast_delay_ms: float = 3000.0
     #: the downlink estimate a new subscriber starts from (before its feedback says more)
     initial_downlink_bps: int = 1_000_000
+    #: a media connection that should be receiving and got nothing this long is dead and
+    #: replaced (ICE restart on a fresh transport)
+    transport_timeout_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,8 @@ class Config:
             raise ConfigError("rooms.max_participants must be >= 1")
         if not 0 <= self.rooms.reconnect_window_s <= 600:
             raise ConfigError("rooms.reconnect_window_s must be 0..600")
+        if self.media.transport_timeout_s < 2:
+            raise ConfigError("media.transport_timeout_s must be >= 2")
         if self.server.ws_heartbeat_s <= 0:
             raise ConfigError("server.ws_heartbeat_s must be > 0")
         if self.auth.api_secret and len(self.auth.api_secret) < 32:

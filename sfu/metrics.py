@@ -44,6 +44,7 @@ class Retired:
         self.bandwidth_pauses = 0
         self.twcc_in = 0
         self.twcc_out = 0
+        self.transport_restarts = 0
 
     def add_track(self, track: PublishedTrack) -> None:
         self.packets_in[track.kind] += track.stats.packets_in
@@ -69,6 +70,7 @@ class Retired:
         self.unknown_ssrc += p.unknown_ssrc_packets + p.wrong_pt_packets + p.invalid_rtp_packets
         self.twcc_in += p.twcc_feedback
         self.twcc_out += p.twcc_feedback_sent
+        self.transport_restarts += p.transport_restarts
 
 
 class SfuCollector(Collector):
@@ -90,6 +92,7 @@ class SfuCollector(Collector):
         switches, pauses, twcc_in, twcc_out = (r.layer_switches, r.bandwidth_pauses, r.twcc_in,
                                                r.twcc_out)
         participants = tracks = subscriptions = paused_now = layers_off = reconnecting = 0
+        restarts = r.transport_restarts
         by_layer: dict[str, int] = {"0": 0, "1": 0, "2": 0, "none": 0}
         estimates: list[float] = []
         loss = GaugeMetricFamily("sfu_subscriber_fraction_lost",
@@ -108,6 +111,7 @@ class SfuCollector(Collector):
             for p in list(room.participants.values()):
                 participants += 1
                 reconnecting += p.presence.state == RECONNECTING
+                restarts += p.transport_restarts
                 for t in (p.publisher, p.subscriber):
                     if t is not None:
                         srtp += t.stats.srtp_auth_failures
@@ -220,6 +224,8 @@ class SfuCollector(Collector):
              presence.expiries),
             ("sfu_participant_resumes_refused", "Resume attempts refused (window over, "
              "unknown participant or token)", presence.refused),
+            ("sfu_transport_restarts", "Media transports replaced (ICE restart, or dead after "
+             "an outage)", restarts),
         ):
             yield CounterMetricFamily(name, doc, value=value)
         buckets = (100e3, 250e3, 500e3, 1e6, 2e6, 4e6, 8e6)

@@ -98,6 +98,9 @@ class MediaParams:
     dynacast_delay_ms: float = 3000.0
     #: the downlink estimate a new subscriber starts from
     initial_downlink_bps: int = 1_000_000
+    #: a transport that should be receiving (RTP from a publisher, RTCP feedback from a
+    #: subscriber) and received nothing this long is dead: it is replaced
+    transport_timeout_ms: float = 10_000.0
     #: where the counters of closed tracks/subscriptions go (metrics never go down)
     retired: Retired = field(default_factory=Retired)
 
@@ -130,6 +133,12 @@ class Participant:
         self._on_detached: Callable[[], None] | None = None
         #: the subscriber offer sent and not answered yet (resent after a resume)
         self._outstanding_offer: dict[str, Any] | None = None
+        #: DTLS certificates of transports created to replace dead ones (a new fingerprint
+        #: makes the browser restart DTLS); None = the server's shared certificate
+        self._publisher_cert: RTCCertificate | None = None
+        self._subscriber_cert: RTCCertificate | None = None
+        #: transports replaced (ICE restart, or dead after an outage)
+        self.transport_restarts = 0
         self._params = params
         self._retired = params.retired
         self.closed = False
@@ -206,10 +215,14 @@ class Participant:
         """After a resume: what the client missed while detached. The room state comes with
         the ``resumed`` message; the subscriber negotiation is redone (an offer sent while
         detached was lost; one that was answered is harmlessly repeated)."""
-        if self._outstanding_offer is not None:
+        if self.subscriber is not None and self.subscriber.state in ("failed", "closed"):
+            asyncio.ensure_future(self.restart_subscriber())  # (offers again)
+        elif self._outstanding_offer is not None:
             self.send(self._outstanding_offer)
         elif self.slots:
             self.schedule_subscriber_offer()
+        if self.publisher is not None and self.publisher.state in ("failed", "closed"):
+            self.send({"type": "restart_ice", "target": "publisher"})
 
     def media_stats(self) -> dict[str, Any]:
         """Live media figures for operators (room service API): layers received from this
@@ -249,13 +262,17 @@ class Participant:
         offer = sdp.parse(sdp_text)
         sources = _declared_sources(declared)
         self._ensure_open()
+        await self._maybe_restart_publisher(offer)
         if self.publisher is None:
-            self.publisher = MediaTransport(
-                self._params.certificate, list(self._params.ice_addresses), controlling=False,
+            transport = MediaTransport(
+                self._publisher_cert or self._params.certificate,
+                list(self._params.ice_addresses), controlling=False,
                 on_rtp=self._on_publisher_rtp, on_rtcp=self._on_publisher_rtcp,
-                on_state=self._on_publisher_state, name=f"{self.id}/pub",
+                on_state=lambda state: self._on_publisher_state(state, transport),
+                name=f"{self.id}/pub",
             )
-            await self.publisher.gather()
+            self.publisher = transport
+            await transport.gather()
             self._ensure_open()  # removed while gathering: publish nothing
         answer = answer_publisher(offer, self.publisher.local())
         self._check_track_limits(answer.accepted, sources)
@@ -281,6 +298,54 @@ class Participant:
                 for t in self.tracks.values()
             ],
         }
+
+    async def _maybe_restart_publisher(self, offer: sdp.SessionDescription) -> None:
+        """An offer with new ICE credentials (the browser's ``restartIce()``), or any offer
+        while our publisher transport is dead, gets a fresh transport with a new DTLS
+        certificate: aioice cannot restart ICE in place, and a changed fingerprint makes
+        the browser restart DTLS too. Tracks, their ids and subscribers stay; the browser's
+        SSRCs are learned again from the MID/RID extensions."""
+        old = self.publisher
+        first = next((m for m in offer.media if m.port != 0), None)
+        if old is None or first is None:
+            return
+        dead = old.state in ("failed", "closed")
+        if not dead and old.remote_ice in (None, offer.ice_of(first)):
+            return
+        log.info("participant %s: new publisher transport (%s)", self.id,
+                 "the old one failed" if dead else "ICE restart")
+        self.publisher = None
+        self.transport_restarts += 1
+        self._publisher_cert = RTCCertificate.generateCertificate()
+        await old.close()
+        self._ensure_open()
+
+    async def restart_subscriber(self) -> None:
+        """A fresh subscriber transport (new ICE credentials and DTLS certificate) and a new
+        offer: the browser restarts ICE and DTLS on the same peer connection, its receivers
+        and our SSRCs stay. For a subscriber path that died (aioice gives up after ~15-20 s
+        without consent responses)."""
+        old = self.subscriber
+        if old is None or self.closed:
+            return
+        log.info("participant %s: new subscriber transport", self.id)
+        self.transport_restarts += 1
+        self.subscriber = None
+        self._subscriber_cert = RTCCertificate.generateCertificate()
+        self._subscriber_connected_ms = None
+        # the new transport numbers transport-wide sequence numbers afresh
+        self.downlink = DownlinkEstimator(initial_bps=self._params.initial_downlink_bps)
+        self.twcc_feedback = 0
+        self.downlink_remb_bps = 0
+        # an offer on the old transport is void (its answer, if any, is refused)
+        self._offer_pending = False
+        self._outstanding_offer = None
+        transport = self._subscriber_transport()
+        for sub in self.subscriptions.values():
+            sub.active = False
+            sub.downstream = transport
+        await old.close()
+        self.schedule_subscriber_offer()
 
     def _ensure_open(self) -> None:
         """Coroutines re-check after each await: the participant may have been removed."""
@@ -417,7 +482,9 @@ class Participant:
                     layer.track.last_sr[msg.sender_ssrc] = (
                         (msg.sender_info[0] >> 16) & 0xFFFFFFFF, arrival)
 
-    def _on_publisher_state(self, state: str) -> None:
+    def _on_publisher_state(self, state: str, transport: MediaTransport) -> None:
+        if transport is not self.publisher:
+            return  # a replaced transport closing
         log.info("participant %s publisher transport %s", self.id, state)
         if state == "connected":
             self._ensure_rtcp_loop()
@@ -426,6 +493,11 @@ class Participant:
                     track.request_keyframe(now_ms())
         elif state == "failed":
             self.room.transport_failed(self, "publisher")
+            if transport.was_connected:
+                # a path that worked died: the browser must restart ICE (only it can offer
+                # on this connection); while reconnecting, the resume asks. (One that never
+                # connected fails on the browser's side too, which restarts it.)
+                self.send({"type": "restart_ice", "target": "publisher"})
 
     # -- subscribing ------------------------------------------------------------------
 
@@ -484,11 +556,14 @@ class Participant:
 
     def _subscriber_transport(self) -> MediaTransport:
         if self.subscriber is None:
-            self.subscriber = MediaTransport(
-                self._params.certificate, list(self._params.ice_addresses), controlling=True,
+            transport = MediaTransport(
+                self._subscriber_cert or self._params.certificate,
+                list(self._params.ice_addresses), controlling=True,
                 on_rtp=self._on_subscriber_rtp, on_rtcp=self._on_subscriber_rtcp,
-                on_state=self._on_subscriber_state, name=f"{self.id}/sub",
+                on_state=lambda state: self._on_subscriber_state(state, transport),
+                name=f"{self.id}/sub",
             )
+            self.subscriber = transport
         return self.subscriber
 
     def schedule_subscriber_offer(self) -> None:
@@ -585,7 +660,9 @@ class Participant:
             if sub.accepted:
                 sub.activate(t)
 
-    def _on_subscriber_state(self, state: str) -> None:
+    def _on_subscriber_state(self, state: str, transport: MediaTransport) -> None:
+        if transport is not self.subscriber:
+            return  # a replaced transport closing
         log.info("participant %s subscriber transport %s", self.id, state)
         if state == "connected":
             self._subscriber_connected_ms = now_ms()
@@ -593,6 +670,10 @@ class Participant:
             self._maybe_activate()
         elif state == "failed":
             self.room.transport_failed(self, "subscriber")
+            if transport.was_connected and self.presence.state == "active":
+                # (a resume restarts it otherwise; one that never connected is restarted
+                # when the browser asks)
+                asyncio.ensure_future(self.restart_subscriber())
 
     def _on_subscriber_rtp(self, data: bytes, arrival_ms: float) -> None:
         pass  # browsers send no media on the subscriber connection
@@ -658,6 +739,9 @@ class Participant:
         transport = self.publisher if target == "publisher" else self.subscriber
         if transport is None:
             raise InvalidState(f"no {target} connection yet")
+        ufrag = candidate.get("usernameFragment") if candidate is not None else None
+        if ufrag and transport.remote_ice is not None and ufrag != transport.remote_ice[0]:
+            return  # of an ICE generation before a restart: stale, not an error
         if candidate is None or not candidate.get("candidate"):
             await transport.add_remote_candidate(None)
             return
@@ -695,9 +779,21 @@ class Participant:
                     layer.sample(t)
             self.allocate(t)
             self.dynacast(t)
+            self._expire_silent_transports(t)
         self.room.speaker_tick(t)
         if self._ticks % REPORT_EVERY == 0:
             self.send_reports()
+
+    def _expire_silent_transports(self, t: float) -> None:
+        """Only transports that must be receiving: a publisher with tracks (RTP, or RTCP
+        sender reports while muted), a subscriber with active subscriptions (receiver
+        reports and transport-cc feedback)."""
+        timeout = self._params.transport_timeout_ms
+        pub, sub = self.publisher, self.subscriber
+        if pub is not None and self.tracks:
+            pub.expire_if_silent(t, timeout)
+        if sub is not None and any(s.active for s in self.subscriptions.values()):
+            sub.expire_if_silent(t, timeout)
 
     def _send_twcc_feedback(self, t: float) -> None:
         pub = self.publisher

@@ -132,6 +132,12 @@ class MediaTransport:
         #: sequence number and is remembered for the feedback
         self.twcc_history: SendHistory | None = None
         self._twcc_seq = 0
+        #: the peer's ICE ufrag/pwd this transport was started with (new ones = ICE restart)
+        self.remote_ice: tuple[str, str] | None = None
+        #: when the last authenticated RTP/RTCP packet arrived (monotonic ms)
+        self.last_rx_ms = 0.0
+        #: reached "connected" at some point (a failure then is a path that died)
+        self.was_connected = False
 
     # -- set-up -----------------------------------------------------------------------
 
@@ -169,6 +175,7 @@ class MediaTransport:
         """Begin ICE then DTLS in the background; ``on_state`` reports the outcome."""
         if self._start_task is not None:
             return
+        self.remote_ice = (ice_ufrag, ice_pwd)
         self._dtls._set_role(dtls_role)
         params = RTCIceParameters(usernameFragment=ice_ufrag, password=ice_pwd)
         dtls_params = RTCDtlsParameters(
@@ -195,7 +202,21 @@ class MediaTransport:
             return
         self._enable_fast_path()
         self._dtls.on("statechange", self._on_dtls_state)
+        self.last_rx_ms = _monotonic() * 1000.0
+        self.was_connected = True
         self._set_state("connected")
+
+    def expire_if_silent(self, now_ms: float, timeout_ms: float) -> bool:
+        """A connected transport that received no authenticated packet for ``timeout_ms``
+        is dead (the browser sends RTCP at least every second while media flows): fail it
+        now instead of waiting for ICE consent to expire (~30 s) or for TCP."""
+        if self.state != "connected" or now_ms - self.last_rx_ms < timeout_ms:
+            return False
+        log.info("transport %s: nothing received for %.1f s: failed", self.name,
+                 (now_ms - self.last_rx_ms) / 1000)
+        self._set_state("failed")
+        asyncio.ensure_future(self.close())
+        return True
 
     def _on_ice_state(self) -> None:
         if self._ice.state in ("failed", "closed") and self.state == "connected":
@@ -225,6 +246,7 @@ class MediaTransport:
             except pylibsrtp.Error:
                 self.stats.srtp_auth_failures += 1
                 return
+            self.last_rx_ms = _monotonic() * 1000.0
             self._deliver_rtcp(plain)
         else:
             try:
@@ -232,7 +254,8 @@ class MediaTransport:
             except pylibsrtp.Error:
                 self.stats.srtp_auth_failures += 1
                 return
-            self._deliver_rtp(plain, _monotonic() * 1000.0)
+            now = self.last_rx_ms = _monotonic() * 1000.0
+            self._deliver_rtp(plain, now)
 
     def _enable_fast_path(self) -> None:
         self._rx_srtp = self._dtls._rx_srtp

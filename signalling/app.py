@@ -90,6 +90,7 @@ def create_app(config: Config) -> web.Application:
             publisher_max_bitrate_bps=config.media.publisher_max_bitrate_bps,
             dynacast_delay_ms=config.media.dynacast_delay_ms,
             initial_downlink_bps=config.media.initial_downlink_bps,
+            transport_timeout_ms=config.media.transport_timeout_s * 1000.0,
         ),
     )
     state.registry.register(SfuCollector(state.rooms, state.media.retired,

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 _CLOSE = object()
 SDP_TYPES = ("offer", "answer")
 CLIENT_TYPES = ("join", "resume", "offer", "answer", "candidate", "mute", "set_quality",
-                "leave", "ping")
+                "restart_ice", "leave", "ping")
 #: the session ended because the socket went away (not a leave, not an error of ours)
 CONNECTION_LOST = "connection_lost"
 TARGETS = ("publisher", "subscriber")
@@ -287,6 +287,14 @@ class SignallingSession:
             raise ProtocolError("bad_message",
                                 f"field 'quality' must be one of {', '.join(QUALITIES)}")
         self.participant.set_quality(track_id, quality)
+
+    async def _on_restart_ice(self, msg: dict[str, Any]) -> None:
+        assert self.participant is not None
+        if msg.get("target") != "subscriber":
+            raise ProtocolError("bad_message", "restart_ice: the client restarts its publisher "
+                                "connection itself (an offer with new ICE credentials); "
+                                "target must be 'subscriber'")
+        await self.participant.restart_subscriber()
 
     async def _on_leave(self, msg: dict[str, Any]) -> str:
         self.send({"type": "left", "reason": "left"})

@@ -46,6 +46,7 @@ const RECONNECT_JITTER_MS = 500;
 // A reconnection socket not open by then is abandoned for a fresh attempt (a connect into
 // a dead network hangs for minutes, and its retries back off exponentially).
 const RECONNECT_CONNECT_TIMEOUT_MS = 4000;
+const ICE_RESTART_MIN_INTERVAL_MS = 5000;
 
 const REASONS = {
   left: "You left the room.",
@@ -101,6 +102,8 @@ function newSession(token) {
     heartbeat: null,
     lastHeard: 0,
     reconnectingRemotes: new Set(), // participantIds the server says are reconnecting
+    pubRestartAt: -Infinity, // performance.now() of the last publisher ICE restart
+    pubCandidateUfrag: null, // ICE generation of the last trickled publisher candidate
   };
 }
 
@@ -174,6 +177,8 @@ const sfu = {
   },
   // How many times this page resumed its session after losing the connection.
   resumes: 0,
+  // How many times it restarted ICE on its publisher connection.
+  iceRestarts: 0,
   // Ask for a received video at a size: "off" | "low" | "medium" | "high".
   setQuality(trackId, quality) {
     if (session) send(session, { type: "set_quality", trackId, quality });
@@ -435,7 +440,7 @@ function onSocketClosed(s, event) {
 // ---------------------------------------------------------------------------
 // Reconnection (docs/protocol.md, "Reconnection")
 
-function startReconnecting(s) {
+function startReconnecting(s, now = false) {
   s.ws = null;
   if (!s.lostAt) {
     s.lostAt = performance.now();
@@ -443,9 +448,10 @@ function startReconnecting(s) {
     setState("reconnecting");
     setStatus("Connection lost. Reconnecting…", "warn");
   }
-  const delay =
-    RECONNECT_DELAYS_MS[Math.min(s.attempts, RECONNECT_DELAYS_MS.length - 1)] +
-    Math.random() * RECONNECT_JITTER_MS;
+  const delay = now
+    ? 0
+    : RECONNECT_DELAYS_MS[Math.min(s.attempts, RECONNECT_DELAYS_MS.length - 1)] +
+      Math.random() * RECONNECT_JITTER_MS;
   // The server decides when the window is over; stop trying a little after that.
   if (performance.now() + delay - s.lostAt > s.resume.windowMs + 5000) {
     giveUp(s);
@@ -473,6 +479,11 @@ function startReconnecting(s) {
       startReconnecting(s);
     }, RECONNECT_CONNECT_TIMEOUT_MS);
   }, delay);
+}
+
+// A media connection came back while we wait between attempts: the network is back, try now.
+function networkBack(s) {
+  if (s.lostAt && !s.ws && !s.closed && s === session) startReconnecting(s, true);
 }
 
 function giveUp(s) {
@@ -511,6 +522,19 @@ function onResumed(s, msg) {
   if (s.pubOfferPending && pc && pc.signalingState === "have-local-offer") {
     send(s, { type: "offer", target: "publisher", sdp: pc.localDescription.sdp, tracks: s.pubOffered.map((p) => ({ mid: p.transceiver.mid, source: p.source })) });
   }
+}
+
+// New ICE credentials on the publisher connection (the server answers with a new transport
+// and DTLS certificate): for a media path that died while signalling survived or resumed.
+async function restartPublisherIce(s) {
+  const pc = s.publisherPc;
+  if (!pc || s.closed) return;
+  // one restart at a time: the server's request and our own "failed" often coincide
+  if (performance.now() - s.pubRestartAt < ICE_RESTART_MIN_INTERVAL_MS) return;
+  s.pubRestartAt = performance.now();
+  sfu.iceRestarts += 1;
+  pc.restartIce();
+  await negotiatePublisher(s);
 }
 
 function setRemoteReconnecting(s, participantId, reconnecting) {
@@ -629,6 +653,9 @@ async function handleMessage(s, msg) {
       return onJoined(s, msg);
     case "resumed":
       return onResumed(s, msg);
+    case "restart_ice":
+      if (msg.target === "publisher") return restartPublisherIce(s);
+      return;
     case "participant_reconnecting":
     case "participant_resumed":
       setRemoteReconnecting(s, msg.participantId, msg.type === "participant_reconnecting");
@@ -759,14 +786,24 @@ async function onRemoteCandidate(s, msg) {
 function createPublisherPc(s) {
   const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle", rtcpMuxPolicy: "require" });
   pc.onicecandidate = (event) => {
-    const c = event.candidate && event.candidate.candidate ? event.candidate.toJSON() : null;
+    let c;
+    if (event.candidate && event.candidate.candidate) {
+      c = event.candidate.toJSON();
+      s.pubCandidateUfrag = c.usernameFragment || null;
+    } else {
+      // end of this ICE generation's candidates, tagged with its ufrag so that the server
+      // can tell a late one from before an ICE restart
+      c = s.pubCandidateUfrag ? { candidate: "", usernameFragment: s.pubCandidateUfrag } : null;
+    }
     if (s.pubOfferSent) send(s, { type: "candidate", target: "publisher", candidate: c });
     else s.pendingPubCandidates.push(c);
   };
   pc.onconnectionstatechange = () => {
     document.body.dataset.publisher = pc.connectionState;
+    if (pc.connectionState === "connected") networkBack(s);
     if (pc.connectionState === "failed" && !s.closed) {
-      showError({ code: "ice_failed", message: "could not send media to the server" });
+      showError({ code: "ice_failed", message: "could not send media to the server; restarting" });
+      restartPublisherIce(s);
     }
   };
   return pc;
@@ -1036,8 +1073,11 @@ function createSubscriberPc(s) {
   };
   pc.onconnectionstatechange = () => {
     document.body.dataset.subscriber = pc.connectionState;
+    if (pc.connectionState === "connected") networkBack(s);
     if (pc.connectionState === "failed" && !s.closed) {
-      showError({ code: "ice_failed", message: "could not receive media from the server" });
+      showError({ code: "ice_failed", message: "could not receive media from the server; restarting" });
+      // the server offers on this connection: it restarts it with a new offer
+      send(s, { type: "restart_ice", target: "subscriber" });
     }
   };
   return pc;

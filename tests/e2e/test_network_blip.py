@@ -15,7 +15,9 @@ Timings are printed (the time from restore to media is the figure of interest).
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+import urllib.request
 from typing import Any
 from urllib.parse import quote
 
@@ -141,3 +143,79 @@ async def test_an_8_s_cut_resumes_and_a_25_s_cut_times_out(
     assert new_id != ben_id
     before = {"anna": zero, "ben": zero}
     await until("media both ways after rejoining", lambda: flowing_since(before), 30, trace)
+
+
+async def test_a_cut_that_kills_the_media_path_restarts_ice_on_resume(
+    netns: NetNs, shared_server: ServerProcess, browsers: tuple[Any, Any]
+) -> None:
+    """A 15 s cut in a room with a 40 s window: the server declares ben's media
+    connections dead after 10 s of silence (media.transport_timeout_s); when the network
+    is back, ben resumes, and a fresh subscriber transport (new offer) and an ICE restart
+    of his publisher connection (new answer, new DTLS certificate) bring media back both
+    ways. His track ids stay the same for anna, who never renegotiates a new track."""
+    host_browser, ns_browser = browsers
+    port = shared_server.base_url.rsplit(":", 1)[1]
+    room = "restart"
+    req = urllib.request.Request(
+        shared_server.base_url.replace("0.0.0.0", "127.0.0.1") + "/api/rooms",
+        data=json.dumps({"name": room, "reconnectWindowS": 40}).encode(),
+        headers={**shared_server.auth_header, "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert resp.status == 201
+
+    def url(host: str, identity: str) -> str:
+        token = shared_server.mint_token(room, identity, role="student")
+        return f"http://{host}:{port}/?token={quote(token)}&video=320x180&simulcast=0"
+
+    anna = await open_page(host_browser, url("127.0.0.1", "anna"))
+    ben = await open_page(ns_browser, url(netns.host_addr, "ben"))
+    ben_id = await ben.evaluate("() => window.sfu.participantId")
+
+    async def ben_tracks_seen_by_anna() -> set[str]:
+        subs = await anna.evaluate("() => window.sfu.subscriptions()")
+        return {s["trackId"] for s in subs if s["participantId"] == ben_id and s["active"]}
+
+    async def flowing_since(before: dict[str, dict[str, int]]) -> bool:
+        for name, page in (("anna", anna), ("ben", ben)):
+            now = await inbound(page)
+            if not all(now[k] > before[name][k] + 5 for k in ("audio", "video")):
+                return False
+        return True
+
+    async def counters() -> dict[str, dict[str, int]]:
+        return {"anna": await inbound(anna), "ben": await inbound(ben)}
+
+    async def trace() -> str:
+        return (f"counters={await counters()} ben={await ben.evaluate('() => window.sfu.state')}"
+                f" iceRestarts={await ben.evaluate('() => window.sfu.iceRestarts')} "
+                f"events={participant_events(shared_server, room, ben_id)}")
+
+    zero = {"audio": 0, "video": 0}
+    await until("media both ways", lambda: flowing_since({"anna": zero, "ben": zero}), 30,
+                trace)
+    tracks_before = await ben_tracks_seen_by_anna()
+    assert len(tracks_before) == 2
+
+    netns.cut()
+    await asyncio.sleep(15)  # the cut itself
+    before = await counters()
+    netns.restore()
+    media_back = await until("media both ways after the dead media path was replaced",
+                             lambda: flowing_since(before), 30, trace, every_s=0.1)
+    assert await ben.evaluate("() => window.sfu.participantId") == ben_id
+    assert await ben.evaluate("() => window.sfu.iceRestarts") >= 1
+    assert await ben_tracks_seen_by_anna() == tracks_before
+    events = participant_events(shared_server, room, ben_id)
+    kinds = [e["type"] for e in events if e["type"] != "participant.transport_failed"]
+    assert kinds == ["participant.joined", "participant.reconnecting",
+                     "participant.resumed"], kinds
+    failed = {e["data"]["transport"] for e in events
+              if e["type"] == "participant.transport_failed"}
+    assert failed == {"publisher", "subscriber"}, events
+    metrics = urllib.request.urlopen(
+        shared_server.base_url.replace("0.0.0.0", "127.0.0.1") + "/metrics").read().decode()
+    restarts = next(float(line.split()[1]) for line in metrics.splitlines()
+                    if line.startswith("sfu_transport_restarts_total "))
+    assert restarts >= 2, "both of ben's transports were replaced"
+    print(f"restart figures: 15 s cut (media path dead), after restore media both ways in "
+          f"{media_back:.1f} s")

@@ -228,3 +228,20 @@ async def test_a_join_with_the_same_identity_replaces_a_reconnecting_participant
     finally:
         await again.close()
         await blip.close()
+
+
+async def test_a_publisher_reconnecting_its_media_with_new_ssrcs_keeps_its_tracks(
+    pair: HealthyPair, http: Http
+) -> None:
+    """Like a browser that restarts ICE, or makes a new peer connection after an outage:
+    new ICE credentials (the server answers from a fresh transport) and new SSRCs. The
+    subscriber keeps receiving the same tracks on the same streams, with no new offer."""
+    offers = pair.sub.sub_offers
+    restarts = await http.metric("sfu_transport_restarts_total")
+    old_transport = pair.pub.publisher
+    published = await pair.pub.restart_publisher(new_ssrcs=True)
+    assert pair.pub.publisher is not old_transport
+    assert published == {"a": pair.audio, "v": pair.video}
+    await pair.assert_flowing()
+    assert pair.sub.sub_offers == offers, "the subscriber had to renegotiate"
+    assert await http.metric("sfu_transport_restarts_total") == restarts + 1
