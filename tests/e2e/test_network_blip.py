@@ -54,40 +54,62 @@ def participant_events(server: ServerProcess, room: str, pid: str) -> list[dict[
             if e["data"].get("participant") == pid and e["type"].startswith("participant.")]
 
 
+ZERO = {"audio": 0, "video": 0}
+
+
+class Pair:
+    """anna on the host, ben in the namespace, both publishing, in ``room``."""
+
+    def __init__(self, server: ServerProcess, netns: NetNs, room: str) -> None:
+        self.server, self.netns, self.room = server, netns, room
+        self.anna: Any = None
+        self.ben: Any = None
+        self.ben_id = ""
+
+    async def open(self, browsers: tuple[Any, Any]) -> Pair:
+        port = self.server.base_url.rsplit(":", 1)[1]
+
+        def url(host: str, identity: str) -> str:
+            token = self.server.mint_token(self.room, identity, role="student")
+            return f"http://{host}:{port}/?token={quote(token)}&video=320x180&simulcast=0"
+
+        self.anna = await open_page(browsers[0], url("127.0.0.1", "anna"))
+        self.ben = await open_page(browsers[1], url(self.netns.host_addr, "ben"))
+        self.ben_id = await self.ben.evaluate("() => window.sfu.participantId")
+        return self
+
+    async def counters(self) -> dict[str, dict[str, int]]:
+        return {"anna": await inbound(self.anna), "ben": await inbound(self.ben)}
+
+    async def flowing_since(self, before: dict[str, dict[str, int]]) -> bool:
+        """Both pages received more audio and video packets than in ``before``."""
+        now = await self.counters()
+        return all(now[name][k] > before[name][k] + 5
+                   for name in ("anna", "ben") for k in ("audio", "video"))
+
+    async def trace(self) -> str:
+        return (f"counters={await self.counters()} "
+                f"anna={await self.anna.evaluate('() => window.sfu.state')} "
+                f"ben={await self.ben.evaluate('() => window.sfu.state')} "
+                f"iceRestarts={await self.ben.evaluate('() => window.sfu.iceRestarts')} "
+                f"events={self.events()}")
+
+    def events(self) -> list[dict[str, Any]]:
+        return participant_events(self.server, self.room, self.ben_id)
+
+    async def until_flowing(self, what: str, before: dict[str, dict[str, int]],
+                            timeout_s: float) -> float:
+        return await until(what, lambda: self.flowing_since(before), timeout_s, self.trace,
+                           every_s=0.1)
+
+
 async def test_an_8_s_cut_resumes_and_a_25_s_cut_times_out(
     netns: NetNs, shared_server: ServerProcess, browsers: tuple[Any, Any]
 ) -> None:
-    host_browser, ns_browser = browsers
-    port = shared_server.base_url.rsplit(":", 1)[1]
-    room = "blip"
-
-    def url(host: str, identity: str) -> str:
-        token = shared_server.mint_token(room, identity, role="student")
-        return f"http://{host}:{port}/?token={quote(token)}&video=320x180&simulcast=0"
-
-    anna = await open_page(host_browser, url("127.0.0.1", "anna"))
-    ben = await open_page(ns_browser, url(netns.host_addr, "ben"))
-    ben_id = await ben.evaluate("() => window.sfu.participantId")
-
-    async def flowing_since(before: dict[str, dict[str, int]]) -> bool:
-        """Both pages received more audio and video packets than in ``before``."""
-        for name, page in (("anna", anna), ("ben", ben)):
-            now = await inbound(page)
-            if not all(now[k] > before[name][k] + 5 for k in ("audio", "video")):
-                return False
-        return True
-
-    async def counters() -> dict[str, dict[str, int]]:
-        return {"anna": await inbound(anna), "ben": await inbound(ben)}
-
-    async def trace() -> str:
-        return (f"counters={await counters()} anna={await anna.evaluate('() => window.sfu.state')}"
-                f" ben={await ben.evaluate('() => window.sfu.state')} "
-                f"events={participant_events(shared_server, room, ben_id)}")
-
-    zero = {"audio": 0, "video": 0}
-    await until("media both ways", lambda: flowing_since({"anna": zero, "ben": zero}), 30,
-                trace)
+    pair = await Pair(shared_server, netns, "blip").open(browsers)
+    anna, ben, ben_id = pair.anna, pair.ben, pair.ben_id
+    trace = pair.trace
+    await pair.until_flowing("media both ways", {"anna": ZERO, "ben": ZERO}, 30)
 
     # -- 8 s: the grace window carries ben through ------------------------------------
     netns.cut()
@@ -99,10 +121,10 @@ async def test_an_8_s_cut_resumes_and_a_25_s_cut_times_out(
     noticed = await until("anna's page shows ben reconnecting", anna_sees_ben_reconnecting,
                           SHORT_CUT_S, trace, every_s=0.1)
     await asyncio.sleep(SHORT_CUT_S - (time.monotonic() - cut_at))  # the cut itself
-    before = await counters()
+    before = await pair.counters()
     netns.restore()
-    media_back = await until("media both ways after the network is restored",
-                             lambda: flowing_since(before), 20, trace, every_s=0.1)
+    media_back = await pair.until_flowing("media both ways after the network is restored",
+                                          before, 20)
 
     async def ben_resumed() -> bool:
         return bool(await ben.evaluate(
@@ -113,7 +135,7 @@ async def test_an_8_s_cut_resumes_and_a_25_s_cut_times_out(
     assert ben_id in await anna.evaluate("() => window.sfu.remoteParticipants()")
     assert ben_id not in await anna.evaluate("() => window.sfu.reconnectingParticipants()")
     assert await ben.evaluate("() => window.sfu.participantId") == ben_id
-    kinds = [e["type"] for e in participant_events(shared_server, room, ben_id)]
+    kinds = [e["type"] for e in pair.events()]
     assert kinds == ["participant.joined", "participant.reconnecting",
                      "participant.resumed"], kinds
     print(f"reconnect figures: 8 s cut noticed by the other page after {noticed:.1f} s; "
@@ -131,8 +153,7 @@ async def test_an_8_s_cut_resumes_and_a_25_s_cut_times_out(
 
     await until("ben's page says he was disconnected and offers to rejoin",
                 ben_told_disconnected, 30, trace)
-    left = [e for e in participant_events(shared_server, room, ben_id)
-            if e["type"] == "participant.left"]
+    left = [e for e in pair.events() if e["type"] == "participant.left"]
     assert [e["data"]["reason"] for e in left] == ["timeout"]
     assert ben_id not in await anna.evaluate("() => window.sfu.remoteParticipants()")
     assert "disconnected" in (await ben.text_content("#left-title") or "").lower()
@@ -141,8 +162,7 @@ async def test_an_8_s_cut_resumes_and_a_25_s_cut_times_out(
     await ben.wait_for_function("() => window.sfu.state === 'joined'", timeout=20_000)
     new_id = await ben.evaluate("() => window.sfu.participantId")
     assert new_id != ben_id
-    before = {"anna": zero, "ben": zero}
-    await until("media both ways after rejoining", lambda: flowing_since(before), 30, trace)
+    await pair.until_flowing("media both ways after rejoining", {"anna": ZERO, "ben": ZERO}, 30)
 
 
 async def test_a_cut_that_kills_the_media_path_restarts_ice_on_resume(
@@ -153,8 +173,6 @@ async def test_a_cut_that_kills_the_media_path_restarts_ice_on_resume(
     is back, ben resumes, and a fresh subscriber transport (new offer) and an ICE restart
     of his publisher connection (new answer, new DTLS certificate) bring media back both
     ways. His track ids stay the same for anna, who never renegotiates a new track."""
-    host_browser, ns_browser = browsers
-    port = shared_server.base_url.rsplit(":", 1)[1]
     room = "restart"
     req = urllib.request.Request(
         shared_server.base_url.replace("0.0.0.0", "127.0.0.1") + "/api/rooms",
@@ -163,49 +181,27 @@ async def test_a_cut_that_kills_the_media_path_restarts_ice_on_resume(
     with urllib.request.urlopen(req, timeout=5) as resp:
         assert resp.status == 201
 
-    def url(host: str, identity: str) -> str:
-        token = shared_server.mint_token(room, identity, role="student")
-        return f"http://{host}:{port}/?token={quote(token)}&video=320x180&simulcast=0"
-
-    anna = await open_page(host_browser, url("127.0.0.1", "anna"))
-    ben = await open_page(ns_browser, url(netns.host_addr, "ben"))
-    ben_id = await ben.evaluate("() => window.sfu.participantId")
+    pair = await Pair(shared_server, netns, room).open(browsers)
+    anna, ben, ben_id = pair.anna, pair.ben, pair.ben_id
 
     async def ben_tracks_seen_by_anna() -> set[str]:
         subs = await anna.evaluate("() => window.sfu.subscriptions()")
         return {s["trackId"] for s in subs if s["participantId"] == ben_id and s["active"]}
 
-    async def flowing_since(before: dict[str, dict[str, int]]) -> bool:
-        for name, page in (("anna", anna), ("ben", ben)):
-            now = await inbound(page)
-            if not all(now[k] > before[name][k] + 5 for k in ("audio", "video")):
-                return False
-        return True
-
-    async def counters() -> dict[str, dict[str, int]]:
-        return {"anna": await inbound(anna), "ben": await inbound(ben)}
-
-    async def trace() -> str:
-        return (f"counters={await counters()} ben={await ben.evaluate('() => window.sfu.state')}"
-                f" iceRestarts={await ben.evaluate('() => window.sfu.iceRestarts')} "
-                f"events={participant_events(shared_server, room, ben_id)}")
-
-    zero = {"audio": 0, "video": 0}
-    await until("media both ways", lambda: flowing_since({"anna": zero, "ben": zero}), 30,
-                trace)
+    await pair.until_flowing("media both ways", {"anna": ZERO, "ben": ZERO}, 30)
     tracks_before = await ben_tracks_seen_by_anna()
     assert len(tracks_before) == 2
 
     netns.cut()
     await asyncio.sleep(15)  # the cut itself
-    before = await counters()
+    before = await pair.counters()
     netns.restore()
-    media_back = await until("media both ways after the dead media path was replaced",
-                             lambda: flowing_since(before), 30, trace, every_s=0.1)
+    media_back = await pair.until_flowing(
+        "media both ways after the dead media path was replaced", before, 30)
     assert await ben.evaluate("() => window.sfu.participantId") == ben_id
     assert await ben.evaluate("() => window.sfu.iceRestarts") >= 1
     assert await ben_tracks_seen_by_anna() == tracks_before
-    events = participant_events(shared_server, room, ben_id)
+    events = pair.events()
     kinds = [e["type"] for e in events if e["type"] != "participant.transport_failed"]
     assert kinds == ["participant.joined", "participant.reconnecting",
                      "participant.resumed"], kinds
