@@ -46,6 +46,10 @@ _BURST_LOSS_MIN_PACKETS = 6
 _BURST_LOSS_MIN_SPAN_MS = 20.0
 #: feedback gathered for one burst decision spans at most this long
 _BURST_MAX_MS = 300.0
+#: no feedback for this long, then feedback again: the path was down (a network outage),
+#: not congested; what was sent meanwhile was lost to the outage and says nothing about
+#: the capacity (the reconnection tests saw an 8 s cut pause video for 15 s without this)
+_OUTAGE_MS = 2000.0
 
 
 class _Trendline:
@@ -241,6 +245,7 @@ class DownlinkEstimator:
         "_remb_bps",
         "_remb_ms",
         "_rr_loss_ms",
+        "_outage_ms",
         "_burst_start_ms",
         "_burst_reported",
         "_burst_lost",
@@ -342,6 +347,7 @@ class DownlinkEstimator:
         self._remb_bps = 0
         self._remb_ms = float("-inf")
         self._rr_loss_ms = float("-inf")
+        self._outage_ms = float("-inf")
         self._burst_start_ms = -1.0
         self._burst_reported = self._burst_lost = 0
         self._burst_bytes = self._burst_first_size = 0
@@ -355,13 +361,15 @@ class DownlinkEstimator:
         Packets not in the history (never sent, too old, or garbage) and packets already
         reported by an earlier feedback are ignored.
         """
+        if now_ms - self._last_twcc_ms > _OUTAGE_MS and self._last_twcc_ms > float("-inf"):
+            self._after_outage(now_ms)
         self._last_twcc_ms = now_ms
         offset = self._unwrap_reference(feedback.reference_time_ms)
         last_ext = self._last_ext
         reported = lost = 0
         # loss of packets sent before our last cut says nothing about the new rate (they
         # are the overshoot still draining): only later packets count towards the next cut
-        cut_ms = max(self._last_decrease_ms, self._last_loss_decrease_ms)
+        cut_ms = max(self._last_decrease_ms, self._last_loss_decrease_ms, self._outage_ms)
         for seq, arrival in feedback.packets:
             if last_ext < 0:
                 ext = seq + (1 << 16)
@@ -659,6 +667,15 @@ class DownlinkEstimator:
         if target < self._estimate:
             self._estimate = self._clamp(target)
         self._last_loss_decrease_ms = now_ms
+
+    def _after_outage(self, now_ms: float) -> None:
+        """Feedback resumes after a silence: only packets sent from now on count for loss;
+        the delay history is void (arrival times jumped)."""
+        self._outage_ms = now_ms
+        self._burst_reset()
+        self._reset_groups()
+        self._loss_reported = self._loss_lost = 0
+        self._loss_start_ms = None
 
     def _burst_reset(self) -> None:
         self._burst_start_ms = -1.0

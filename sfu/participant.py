@@ -785,15 +785,11 @@ class Participant:
             self.send_reports()
 
     def _expire_silent_transports(self, t: float) -> None:
-        """Only transports that must be receiving: a publisher with tracks (RTP, or RTCP
-        sender reports while muted), a subscriber with active subscriptions (receiver
-        reports and transport-cc feedback)."""
+        """Transports that heard nothing, not even ICE checks, for the timeout are dead."""
         timeout = self._params.transport_timeout_ms
-        pub, sub = self.publisher, self.subscriber
-        if pub is not None and self.tracks:
-            pub.expire_if_silent(t, timeout)
-        if sub is not None and any(s.active for s in self.subscriptions.values()):
-            sub.expire_if_silent(t, timeout)
+        for transport in (self.publisher, self.subscriber):
+            if transport is not None:
+                transport.expire_if_silent(t, timeout)
 
     def _send_twcc_feedback(self, t: float) -> None:
         pub = self.publisher

@@ -114,6 +114,10 @@ class MediaTransport:
         conn = self._ice._connection
         self._queue_datagram = conn.data_received
         conn.data_received = self._datagram_received  # type: ignore[method-assign]
+        # the browser's ICE checks (every ~2.5 s on a working pair) are signs of life too:
+        # a subscriber receiving no media sends no RTCP, but keeps checking
+        self._stun_request_received = conn.request_received
+        conn.request_received = self._request_received  # type: ignore[method-assign]
         self._rx_srtp: Any = None  # set once DTLS has keyed SRTP
         self._dtls = _SfuDtlsTransport(self._ice, [certificate])
         self._dtls._owner = self
@@ -207,9 +211,10 @@ class MediaTransport:
         self._set_state("connected")
 
     def expire_if_silent(self, now_ms: float, timeout_ms: float) -> bool:
-        """A connected transport that received no authenticated packet for ``timeout_ms``
-        is dead (the browser sends RTCP at least every second while media flows): fail it
-        now instead of waiting for ICE consent to expire (~30 s) or for TCP."""
+        """A connected transport that received no authenticated packet (SRTP, SRTCP, or an
+        ICE check with valid integrity: browsers check a working pair every ~2.5 s) for
+        ``timeout_ms`` is dead: fail it now instead of waiting for ICE consent to expire
+        (~30 s) or for TCP."""
         if self.state != "connected" or now_ms - self.last_rx_ms < timeout_ms:
             return False
         log.info("transport %s: nothing received for %.1f s: failed", self.name,
@@ -256,6 +261,13 @@ class MediaTransport:
                 return
             now = self.last_rx_ms = _monotonic() * 1000.0
             self._deliver_rtp(plain, now)
+
+    def _request_received(self, message: Any, addr: Any, protocol: Any) -> None:
+        self._stun_request_received(message, addr, protocol)
+        conn = self._ice._connection
+        if (self.state == "connected" and "USERNAME" in message.attributes
+                and message.check_message_integrity(conn.local_password.encode("utf8"))):
+            self.last_rx_ms = _monotonic() * 1000.0
 
     def _enable_fast_path(self) -> None:
         self._rx_srtp = self._dtls._rx_srtp

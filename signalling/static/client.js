@@ -47,6 +47,7 @@ const RECONNECT_JITTER_MS = 500;
 // a dead network hangs for minutes, and its retries back off exponentially).
 const RECONNECT_CONNECT_TIMEOUT_MS = 4000;
 const ICE_RESTART_MIN_INTERVAL_MS = 5000;
+const CONNECTION_STUCK_MS = 3000;
 
 const REASONS = {
   left: "You left the room.",
@@ -103,6 +104,7 @@ function newSession(token) {
     lastHeard: 0,
     reconnectingRemotes: new Set(), // participantIds the server says are reconnecting
     pubRestartAt: -Infinity, // performance.now() of the last publisher ICE restart
+    subRestartAt: -Infinity, // performance.now() of the last subscriber restart request
     pubCandidateUfrag: null, // ICE generation of the last trickled publisher candidate
   };
 }
@@ -517,6 +519,13 @@ function onResumed(s, msg) {
     addRemote(s, p);
     setRemoteReconnecting(s, p.id, p.state === "reconnecting");
   }
+  // Connections still down after the resume get restarted if they do not recover.
+  for (const [pc, restart] of [
+    [s.publisherPc, () => restartPublisherIce(s)],
+    [s.subscriberPc, () => restartSubscriberIce(s)],
+  ]) {
+    if (pc) watchConnection(s, pc, restart);
+  }
   // A publisher offer whose answer was lost: offer again.
   const pc = s.publisherPc;
   if (s.pubOfferPending && pc && pc.signalingState === "have-local-offer") {
@@ -535,6 +544,23 @@ async function restartPublisherIce(s) {
   sfu.iceRestarts += 1;
   pc.restartIce();
   await negotiatePublisher(s);
+}
+
+// The server offers on the subscriber connection: it restarts it (new transport, new offer).
+function restartSubscriberIce(s) {
+  if (s.closed || performance.now() - s.subRestartAt < ICE_RESTART_MIN_INTERVAL_MS) return;
+  if (send(s, { type: "restart_ice", target: "subscriber" })) s.subRestartAt = performance.now();
+}
+
+// A connection that stays "disconnected" (or "failed") for CONNECTION_STUCK_MS while we are
+// joined is restarted: ICE alone does not always recover a path after an outage, and a
+// "failed" event may never come (Chrome waits ~30 s for it).
+function watchConnection(s, pc, restart) {
+  if (pc.connectionState !== "disconnected" && pc.connectionState !== "failed") return;
+  setTimeout(() => {
+    if (s.closed || s !== session || sfu.state !== "joined") return;
+    if (pc.connectionState === "disconnected" || pc.connectionState === "failed") restart();
+  }, CONNECTION_STUCK_MS);
 }
 
 function setRemoteReconnecting(s, participantId, reconnecting) {
@@ -805,6 +831,7 @@ function createPublisherPc(s) {
       showError({ code: "ice_failed", message: "could not send media to the server; restarting" });
       restartPublisherIce(s);
     }
+    watchConnection(s, pc, () => restartPublisherIce(s));
   };
   return pc;
 }
@@ -1076,9 +1103,9 @@ function createSubscriberPc(s) {
     if (pc.connectionState === "connected") networkBack(s);
     if (pc.connectionState === "failed" && !s.closed) {
       showError({ code: "ice_failed", message: "could not receive media from the server; restarting" });
-      // the server offers on this connection: it restarts it with a new offer
-      send(s, { type: "restart_ice", target: "subscriber" });
+      restartSubscriberIce(s);
     }
+    watchConnection(s, pc, () => restartSubscriberIce(s));
   };
   return pc;
 }

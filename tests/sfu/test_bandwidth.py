@@ -325,3 +325,19 @@ def test_parameters_validated() -> None:
         DownlinkEstimator(trendline_window=1)
     est = DownlinkEstimator(initial_bps=300_000, min_bps=100_000, max_bps=400_000)
     assert est.estimate_bps(0.0) == 300_000
+
+
+def test_a_network_outage_is_not_congestion() -> None:
+    """8 s of total loss (no packet, so no feedback) and then the path is back: the packets
+    lost to the outage must not cut the estimate (video would be paused for many seconds
+    after every blip)."""
+    sim = Sim(Link(5_000_000), fixed(1_000_000))
+    sim.run_until(5_000)
+    before = sim.estimate()
+    send = sim.link.send
+    sim.link.send = lambda now_ms, size: None  # type: ignore[method-assign,assignment,return-value]
+    sim.run_until(13_000)
+    sim.link.send = send  # type: ignore[method-assign]
+    sim.run_until(16_000)
+    assert min(e for t, e, _, _ in sim.trace if t > 13_000) >= 0.9 * before
+    assert sim.est.loss < 0.02
