@@ -60,6 +60,9 @@ QUALITIES = {"off": -1, "low": 0, "medium": 1, "high": 2}
 UNLIMITED_BPS = 1_000_000_000
 #: a subscriber that negotiated transport-cc but sends no feedback this long is not adapted
 FEEDBACK_GRACE_MS = 3000.0
+#: a transport is replaced at most this often (each one binds sockets and makes a
+#: certificate: a client must not be able to make the server do that in a loop)
+MIN_RESTART_INTERVAL_MS = 2000.0
 #: retransmissions may always use this share of the downlink estimate
 RETRANSMIT_MIN_SHARE = 0.1
 
@@ -139,6 +142,7 @@ class Participant:
         self._subscriber_cert: RTCCertificate | None = None
         #: transports replaced (ICE restart, or dead after an outage)
         self.transport_restarts = 0
+        self._last_restart_ms: dict[str, float] = {}
         self._params = params
         self._retired = params.retired
         self.closed = False
@@ -216,7 +220,7 @@ class Participant:
         the ``resumed`` message; the subscriber negotiation is redone (an offer sent while
         detached was lost; one that was answered is harmlessly repeated)."""
         if self.subscriber is not None and self.subscriber.state in ("failed", "closed"):
-            asyncio.ensure_future(self.restart_subscriber())  # (offers again)
+            asyncio.ensure_future(self._restart_subscriber_soon())  # (offers again)
         elif self._outstanding_offer is not None:
             self.send(self._outstanding_offer)
         elif self.slots:
@@ -312,6 +316,7 @@ class Participant:
         dead = old.state in ("failed", "closed")
         if not dead and old.remote_ice in (None, offer.ice_of(first)):
             return
+        self._check_restart_rate("publisher")
         log.info("participant %s: new publisher transport (%s)", self.id,
                  "the old one failed" if dead else "ICE restart")
         self.publisher = None
@@ -328,6 +333,7 @@ class Participant:
         old = self.subscriber
         if old is None or self.closed:
             return
+        self._check_restart_rate("subscriber")
         log.info("participant %s: new subscriber transport", self.id)
         self.transport_restarts += 1
         self.subscriber = None
@@ -346,6 +352,20 @@ class Participant:
             sub.downstream = transport
         await old.close()
         self.schedule_subscriber_offer()
+
+    async def _restart_subscriber_soon(self) -> None:
+        """restart_subscriber from a callback: a refusal (too soon) is only logged."""
+        try:
+            await self.restart_subscriber()
+        except InvalidState as exc:
+            log.info("participant %s: subscriber restart skipped: %s", self.id, exc)
+
+    def _check_restart_rate(self, which: str) -> None:
+        t = now_ms()
+        if t - self._last_restart_ms.get(which, float("-inf")) < MIN_RESTART_INTERVAL_MS:
+            raise InvalidState(f"the {which} connection was restarted less than "
+                               f"{MIN_RESTART_INTERVAL_MS / 1000:g} s ago")
+        self._last_restart_ms[which] = t
 
     def _ensure_open(self) -> None:
         """Coroutines re-check after each await: the participant may have been removed."""
@@ -673,7 +693,7 @@ class Participant:
             if transport.was_connected and self.presence.state == "active":
                 # (a resume restarts it otherwise; one that never connected is restarted
                 # when the browser asks)
-                asyncio.ensure_future(self.restart_subscriber())
+                asyncio.ensure_future(self._restart_subscriber_soon())
 
     def _on_subscriber_rtp(self, data: bytes, arrival_ms: float) -> None:
         pass  # browsers send no media on the subscriber connection

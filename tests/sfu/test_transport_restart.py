@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from test_participant_lifecycle import settle
 from test_room import CERT, participant, video_track
 
 from events import EventBus
+from sfu.errors import InvalidState
 from sfu.room import RoomRegistry
 from sfu.transport import MediaTransport
 
@@ -93,3 +95,20 @@ async def test_a_connected_transport_that_hears_nothing_for_the_timeout_fails() 
     assert t.expire_if_silent(60_000, 10_000)
     await settle()
     assert states[0] == "failed" and not t.ready
+
+
+async def test_restarts_are_rate_limited() -> None:
+    """Each restart binds sockets and makes a certificate: a client asking in a loop gets
+    an error, not a new transport."""
+    room = RoomRegistry(EventBus(), max_participants=10, auto_create=True).get_for_join("r")
+    alice, _ = participant(room, "PA_a", "alice")
+    room.add(alice)
+    await alice.handle_publisher_offer(OFFER, None)
+    await alice.handle_publisher_offer(OFFER.replace("a=ice-ufrag:4c/h", "a=ice-ufrag:one1"),
+                                       None)
+    with pytest.raises(InvalidState, match="restarted less than 2 s ago"):
+        await alice.handle_publisher_offer(
+            OFFER.replace("a=ice-ufrag:4c/h", "a=ice-ufrag:two2"), None)
+    assert alice.transport_restarts == 1
+    await room.remove(alice, "left")
+    await settle()
