@@ -488,6 +488,16 @@ function networkBack(s) {
   if (s.lostAt && !s.ws && !s.closed && s === session) startReconnecting(s, true);
 }
 
+// What a later `resume` needs, from `joined` or `resumed`.
+function resumeInfo(msg) {
+  return {
+    room: msg.room,
+    participantId: msg.participant.id,
+    token: msg.resumeToken,
+    windowMs: msg.reconnectWindowMs,
+  };
+}
+
 function giveUp(s) {
   const err = {
     code: "disconnected",
@@ -502,12 +512,7 @@ function onResumed(s, msg) {
   s.lostAt = 0;
   s.attempts = 0;
   s.participant = msg.participant;
-  s.resume = {
-    room: msg.room,
-    participantId: msg.participant.id,
-    token: msg.resumeToken,
-    windowMs: msg.reconnectWindowMs,
-  };
+  s.resume = resumeInfo(msg);
   sfu.resumes += 1;
   setState("joined");
   setStatus(`Reconnected after ${(away / 1000).toFixed(1)} s.`);
@@ -736,12 +741,7 @@ async function handleMessage(s, msg) {
 function onJoined(s, msg) {
   s.participant = msg.participant;
   s.room = msg.room;
-  s.resume = {
-    room: msg.room,
-    participantId: msg.participant.id,
-    token: msg.resumeToken,
-    windowMs: msg.reconnectWindowMs,
-  };
+  s.resume = resumeInfo(msg);
   sfu.participantId = msg.participant.id;
   setState("joined");
   ui.roomName.textContent = msg.room ? `Room ${msg.room}` : "";

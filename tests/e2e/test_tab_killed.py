@@ -5,8 +5,6 @@ reason ``timeout`` (issue #5). The room's window is 3 s here to keep the test sh
 from __future__ import annotations
 
 import asyncio
-import json
-import urllib.request
 from typing import Any
 from urllib.parse import quote
 
@@ -22,12 +20,8 @@ async def test_a_killed_tab_ends_in_timeout_after_the_window(
     sfu_server: ServerProcess, browser: Any
 ) -> None:
     room = "killed"
-    req = urllib.request.Request(
-        sfu_server.base_url + "/api/rooms",
-        data=json.dumps({"name": room, "reconnectWindowS": 3}).encode(),
-        headers={**sfu_server.auth_header, "Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=5) as resp:
-        assert resp.status == 201
+    created = api(sfu_server, "/api/rooms", {"name": room, "reconnectWindowS": 3})
+    assert created["reconnectWindowS"] == 3
 
     def url(identity: str) -> str:
         token = sfu_server.mint_token(room, identity, role="student")

@@ -28,9 +28,15 @@ async def open_page(browser: Any, url: str) -> Any:
     return page
 
 
-def api(server: ServerProcess, path: str) -> Any:
+def api(server: ServerProcess, path: str, body: Any = None) -> Any:
+    """GET ``path`` of the room service API, or POST ``body`` (JSON) to it."""
+    headers = dict(server.auth_header)
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
     req = urllib.request.Request(server.base_url.replace("0.0.0.0", "127.0.0.1") + path,
-                                 headers=server.auth_header)
+                                 data=data, headers=headers)
     with urllib.request.urlopen(req, timeout=5) as resp:
         return json.loads(resp.read())
 
