@@ -114,10 +114,47 @@ class PublishRefused(RawClientError):
     """The server answered a publisher offer with an error frame."""
 
 
-class RawClient:
+class RtpSource:
+    """The publisher side's RTP streams: an audio and a video SSRC, with their sequence
+    numbers and timestamps (random starts), and the packets built from payloads."""
+
+    def __init__(self) -> None:
+        self.audio_ssrc = secrets.randbits(32) | 1
+        self.video_ssrc = secrets.randbits(32) | 1
+        self._seq = {"audio": secrets.randbits(16), "video": secrets.randbits(16)}
+        self._ts = {"audio": secrets.randbits(32), "video": secrets.randbits(32)}
+
+    def build_packet(self, kind: str, payload: bytes, *, marker: bool = False,
+                     ts_step: int | None = None, audio_level: int = 30,
+                     ssrc: int | None = None, mid: bytes | None = None) -> bytes:
+        """Next packet of the audio or video stream (or of an extra video section when
+        ``ssrc``/``mid`` are given; it then shares the video sequence counter)."""
+        seq = self._seq[kind] = (self._seq[kind] + 1) & 0xFFFF
+        step = ts_step if ts_step is not None else (960 if kind == "audio" else 3000)
+        ts = self._ts[kind] = (self._ts[kind] + step) & 0xFFFFFFFF
+        if ssrc is None:
+            ssrc = self.audio_ssrc if kind == "audio" else self.video_ssrc
+        pt = 111 if kind == "audio" else 100
+        if mid is None:
+            mid = b"a" if kind == "audio" else b"v"
+        # one-byte header extension: mid (to be dropped) + audio level (to be remapped)
+        ext = bytes([(PUB_MID_ID << 4) | (len(mid) - 1)]) + mid
+        if kind == "audio":
+            ext += bytes([(PUB_AUDIO_LEVEL_ID << 4) | 0, 0x80 | audio_level])
+        ext += bytes((-len(ext)) % 4)
+        header = struct.pack("!BBHII", 0x90, (0x80 if marker else 0) | pt, seq, ts, ssrc)
+        header += struct.pack("!HH", 0xBEDE, len(ext) // 4) + ext
+        return header + payload
+
+
+class RawClient(RtpSource):
     def __init__(self, ws_url: str, token: str, *, certificate: RTCCertificate | None = None,
                  addresses: tuple[str, ...] = ("127.0.0.1",), record: bool = False,
-                 on_packet: Callable[[bytes, float], None] | None = None) -> None:
+                 on_packet: Callable[[bytes, float], None] | None = None,
+                 on_sub_transport: Callable[[MediaTransport], None] | None = None) -> None:
+        """``on_sub_transport`` is called with the subscriber transport once it has its
+        sockets, before it connects (the benches hook their packet counters there)."""
+        super().__init__()
         self.ws_url = ws_url
         self.token = token
         self.certificate = certificate or RTCCertificate.generateCertificate()
@@ -135,10 +172,7 @@ class RawClient:
         self.offer_tracks: dict[str, dict[str, Any]] = {}  # subscriber ssrc-less: by mid
         self.ssrc_to_track: dict[int, str] = {}
         self.published: dict[str, str] = {}  # mid -> track id
-        self.audio_ssrc = secrets.randbits(32) | 1
-        self.video_ssrc = secrets.randbits(32) | 1
-        self._seq = {"audio": secrets.randbits(16), "video": secrets.randbits(16)}
-        self._ts = {"audio": secrets.randbits(32), "video": secrets.randbits(32)}
+        self._on_sub_transport = on_sub_transport
         self._reader: asyncio.Task[None] | None = None
         self._sub_connected = asyncio.Event()
         self._pub_connected = asyncio.Event()
@@ -270,28 +304,6 @@ class RawClient:
             await old.close()
         return published
 
-    def build_packet(self, kind: str, payload: bytes, *, marker: bool = False,
-                     ts_step: int | None = None, audio_level: int = 30,
-                     ssrc: int | None = None, mid: bytes | None = None) -> bytes:
-        """Next packet of the audio or video stream (or of an extra video section when
-        ``ssrc``/``mid`` are given; it then shares the video sequence counter)."""
-        seq = self._seq[kind] = (self._seq[kind] + 1) & 0xFFFF
-        step = ts_step if ts_step is not None else (960 if kind == "audio" else 3000)
-        ts = self._ts[kind] = (self._ts[kind] + step) & 0xFFFFFFFF
-        if ssrc is None:
-            ssrc = self.audio_ssrc if kind == "audio" else self.video_ssrc
-        pt = 111 if kind == "audio" else 100
-        if mid is None:
-            mid = b"a" if kind == "audio" else b"v"
-        # one-byte header extension: mid (to be dropped) + audio level (to be remapped)
-        ext = bytes([(PUB_MID_ID << 4) | (len(mid) - 1)]) + mid
-        if kind == "audio":
-            ext += bytes([(PUB_AUDIO_LEVEL_ID << 4) | 0, 0x80 | audio_level])
-        ext += bytes((-len(ext)) % 4)
-        header = struct.pack("!BBHII", 0x90, (0x80 if marker else 0) | pt, seq, ts, ssrc)
-        header += struct.pack("!HH", 0xBEDE, len(ext) // 4) + ext
-        return header + payload
-
     def send_packet(self, packet: bytes) -> bool:
         assert self.publisher is not None
         return self.publisher.send_rtp(packet)
@@ -322,6 +334,8 @@ class RawClient:
                 on_state=lambda s: self._sub_connected.set() if s == "connected" else None,
                 name="raw-sub")
             await self.subscriber.gather()
+            if self._on_sub_transport is not None:
+                self._on_sub_transport(self.subscriber)
         assert self.subscriber is not None
         await self.send({"type": "answer", "target": "subscriber",
                          "sdp": subscriber_answer(offer, self.subscriber.local())})

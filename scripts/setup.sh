@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up the project on a fresh Debian/Ubuntu machine with Python 3.11.
 #   scripts/setup.sh          runtime dependencies in .venv
-#   scripts/setup.sh --test   plus test dependencies (pytest, playwright) and Debian chromium
+#   scripts/setup.sh --test   plus test dependencies (pytest, playwright), Debian chromium
+#                             and Debian janus (the bench's peer SFU)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,6 +50,10 @@ if [ "$WITH_TEST" = "1" ]; then
   if ! command -v tc >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1; then
     echo "installing iproute2 (network namespaces and tc for the simulcast test)..."
     apt_install iproute2
+  fi
+  if ! command -v janus >/dev/null 2>&1; then
+    echo "installing Debian janus (the peer SFU of the bench comparison and its smoke test)..."
+    apt_install janus
   fi
 else
   .venv/bin/python -m pip install -q -e .

@@ -1,0 +1,387 @@
+"""Load harness: one scenario against one server, measured the same way for every server.
+
+    python -m benches.harness --server ours --scenario lecture --students 20
+    python -m benches.harness --server janus --scenario classroom --students 10
+
+``--server janus`` (and ``--netns``) runs everything inside a private network namespace
+(:mod:`benches.netns`; needs root). See benches/README.md for what is measured and why;
+:mod:`benches.compare` runs the standard comparison.
+
+A run: start the server; the workers (:mod:`benches.load_worker`) join every participant and
+the publishers start sending; after ``--warmup``, the **idle window** (publishers only, no
+one receiving); then every subscriber subscribes, and once each receives all the streams it
+should (plus ``--warmup``), the **steady window**. Exit status: 0 ok, 1 FAILED (a subscriber
+missed a stream it should get, loss > 1 %, nothing forwarded), 2 the harness itself broke.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import multiprocessing as mp
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benches import janus_server, load_worker, media, netns, server_process
+from benches.measure import git_state, machine_info, percentile, proc_cpu_s, proc_rss, proc_times
+from benches.scenario import Scenario, load
+
+SERVERS = ("ours", "janus")
+
+
+# -- the server under test -----------------------------------------------------------
+
+
+@dataclass
+class Target:
+    kind: str
+    pid: int
+    client_config: dict[str, Any]
+    stop: Any
+    log: list[str]
+
+    def alive(self) -> bool:
+        try:
+            proc_times(self.pid)
+            return True
+        except OSError:
+            return False
+
+
+async def start_target(kind: str, address: str, participants: int) -> Target:
+    if kind == "ours":
+        srv = server_process.start_server(
+            {"SFU_ROOMS_MAX_PARTICIPANTS": str(participants + 10)},
+            ice_addresses=(address,))
+        return Target(kind, srv.proc.pid,
+                      {"kind": kind, "ws_url": srv.ws_url, "api_key": srv.api_key,
+                       "api_secret": srv.api_secret},
+                      lambda: server_process.stop_server(srv), srv.log)
+    if kind == "janus":
+        j = await janus_server.start(netns.INTERFACE, publishers=participants + 10)
+        return Target(kind, j.pid, {"kind": kind, "http_url": j.http_url, "room": j.room},
+                      lambda: janus_server.stop(j), j.log)
+    raise ValueError(f"unknown server {kind!r}; have {SERVERS}")
+
+
+# -- workers -------------------------------------------------------------------------
+
+
+class Worker:
+    def __init__(self, ctx: Any, target: dict[str, Any], scenario: Scenario,
+                 names: list[str], address: str) -> None:
+        self.names = names
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=load_worker.main,
+                                args=(child, target, scenario, names, address), daemon=True)
+        self.proc.start()
+        child.close()
+
+    async def call(self, cmd: str, arg: Any = None, timeout: float = 60.0) -> Any:
+        self.conn.send((cmd, arg))
+        return await self.recv(timeout)
+
+    async def recv(self, timeout: float) -> Any:
+        def get() -> Any:
+            if self.conn.poll(timeout):
+                return self.conn.recv()
+            raise TimeoutError(f"worker {self.proc.pid} did not answer in {timeout} s")
+
+        msg = await asyncio.get_running_loop().run_in_executor(None, get)
+        if msg[0] == "error":
+            raise RuntimeError(f"worker {self.proc.pid} failed:\n{msg[1]}")
+        return msg
+
+    async def stop(self) -> None:
+        try:
+            await self.call("stop", timeout=15)
+        except (OSError, EOFError, TimeoutError, RuntimeError):
+            pass
+        self.proc.join(5)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(5)
+
+
+@dataclass
+class Snap:
+    streams: dict[str, dict[int, tuple[int, int, int]]] = field(default_factory=dict)
+    latencies_us: list[float] = field(default_factory=list)
+    first_ms: dict[str, float] = field(default_factory=dict)
+    sent: int = 0
+    failed: int = 0
+
+
+async def snap_all(workers: list[Worker]) -> Snap:
+    out = Snap()
+    for msg in await asyncio.gather(*(w.call("snap") for w in workers)):
+        _, streams, lat, first, stats = msg
+        out.streams.update(streams)
+        for v in lat.values():
+            out.latencies_us += v
+        out.first_ms.update(first)
+        out.sent += stats["sent"]
+        out.failed += stats["failed"]
+    return out
+
+
+# -- windows -------------------------------------------------------------------------
+
+
+def _delta(a: dict[int, tuple[int, int, int]], b: dict[int, tuple[int, int, int]]
+           ) -> dict[str, int]:
+    received = expected = streams = 0
+    for ssrc, (n1, base, max1) in b.items():
+        n0, _, max0 = a.get(ssrc, (0, base, base - 1))
+        received += n1 - n0
+        expected += max1 - max0
+        streams += n1 > n0
+    return {"received": received, "expected": expected, "lost": max(0, expected - received),
+            "streams": streams}
+
+
+async def measure(seconds: float, target: Target, workers: list[Worker]) -> dict[str, Any]:
+    s0 = await snap_all(workers)
+    t0 = time.monotonic()
+    (su0, ss0), h0 = proc_times(target.pid), proc_cpu_s()
+    w0 = sum(proc_cpu_s(w.proc.pid) for w in workers)
+    await asyncio.sleep(seconds)
+    (su1, ss1), h1 = proc_times(target.pid), proc_cpu_s()
+    w1 = sum(proc_cpu_s(w.proc.pid) for w in workers)
+    t1 = time.monotonic()
+    s1 = await snap_all(workers)
+    per_sub = {n: _delta(s0.streams.get(n, {}), s1.streams[n]) for n in s1.streams}
+    return {
+        "seconds": t1 - t0,
+        "server_cpu_s": su1 - su0 + ss1 - ss0,
+        "server_sys_s": ss1 - ss0,
+        "server_rss": proc_rss(target.pid),
+        "harness_cpu_s": (h1 - h0) + (w1 - w0),
+        "harness_rss": proc_rss() + sum(proc_rss(w.proc.pid) for w in workers),
+        "sent": s1.sent - s0.sent,
+        "send_failures": s1.failed - s0.failed,
+        "per_sub": per_sub,
+        "latencies_us": s1.latencies_us,
+        "first_ms": s1.first_ms,
+    }
+
+
+async def _wait_receiving(workers: list[Worker], scenario: Scenario, timeout: float) -> None:
+    want = {p.name: scenario.expected_streams(p) for p in scenario.subscribers}
+    deadline = time.monotonic() + timeout
+    while True:
+        snap = await snap_all(workers)
+        short = {n: f"{sum(1 for v in snap.streams.get(n, {}).values() if v[0])}/{k}"
+                 for n, k in want.items()
+                 if sum(1 for v in snap.streams.get(n, {}).values() if v[0]) < k}
+        if not short:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(short)} subscriber(s) lack streams (got/want): "
+                               f"{dict(list(short.items())[:8])}")
+        await asyncio.sleep(0.25)
+
+
+async def run(kind: str, scenario: Scenario, *, seconds: float = 15.0, warmup: float = 2.0,
+              workers: int = 0, address: str = "127.0.0.1", log: Any = print
+              ) -> dict[str, Any]:
+    for layer in {p.video or "180p" for p in scenario.publishers}:
+        media.load(layer)  # encode once, before the workers (which only read the cache)
+    n = len(scenario.participants)
+    n_workers = max(1, min(workers or min(8, math.ceil(n / 6)), n))
+    target = await start_target(kind, address, n)
+    log(f"{kind}: pid {target.pid}, {scenario.name} with {n} participants, "
+        f"{n_workers} workers")
+    ctx = mp.get_context("spawn")
+    names = [p.name for p in scenario.participants]
+    pool = [Worker(ctx, target.client_config, scenario, names[k::n_workers], address)
+            for k in range(n_workers)]
+    failures: list[str] = []
+    try:
+        await asyncio.gather(*(w.recv(60) for w in pool))
+        directory: dict[str, str] = {}
+        for msg in await asyncio.gather(*(w.call("join", timeout=90) for w in pool)):
+            directory.update(msg[1])
+        await asyncio.sleep(warmup)
+        log(f"{kind}: idle window (publishers only), {seconds} s")
+        idle = await measure(seconds, target, pool)
+        t_sub = time.monotonic()
+        await asyncio.gather(*(w.call("subscribe", directory, timeout=90) for w in pool))
+        try:
+            await _wait_receiving(pool, scenario, 30)
+        except TimeoutError as exc:
+            failures.append(str(exc))
+        log(f"{kind}: all subscribed in {time.monotonic() - t_sub:.1f} s; "
+            f"steady window, {seconds} s")
+        await asyncio.sleep(warmup)
+        steady = await measure(seconds, target, pool)
+        if not target.alive():
+            failures.append("the server process died")
+    except Exception:
+        sys.stderr.write(f"---- {kind} log (tail) ----\n" + "".join(target.log[-100:]))
+        raise
+    finally:
+        await asyncio.gather(*(w.stop() for w in pool), return_exceptions=True)
+        target.stop()
+    return summarize(kind, scenario, seconds, n_workers, idle, steady, failures)
+
+
+def summarize(kind: str, scenario: Scenario, seconds: float, n_workers: int,
+              idle: dict[str, Any], steady: dict[str, Any], failures: list[str]
+              ) -> dict[str, Any]:
+    subs = scenario.subscribers
+    per_sub = steady["per_sub"]
+    fwd = sum(per_sub[p.name]["received"] for p in subs if p.name in per_sub)
+    expected = sum(per_sub[p.name]["expected"] for p in subs if p.name in per_sub)
+    lost = sum(per_sub[p.name]["lost"] for p in subs if p.name in per_sub)
+    missing = [p.name for p in subs
+               if per_sub.get(p.name, {}).get("streams", 0) < scenario.expected_streams(p)]
+    if missing:
+        failures.append(f"{len(missing)} subscriber(s) did not receive every stream in the "
+                        f"window: {missing[:8]}")
+    loss_pct = 100.0 * lost / expected if expected else 100.0
+    if loss_pct > 1.0:
+        failures.append(f"loss {loss_pct:.2f} % > 1 %")
+    if not fwd:
+        failures.append("nothing forwarded")
+    secs = steady["seconds"]
+    idle_rate = idle["server_cpu_s"] / idle["seconds"]
+    lat = steady["latencies_us"]
+    first = [steady["first_ms"][p.name] for p in subs if p.name in steady["first_ms"]]
+    r2 = lambda v: round(v, 2) if v is not None else None  # noqa: E731
+    return {
+        "server": kind,
+        "status": "FAILED" if failures else "ok",
+        "failures": failures,
+        "scenario": {"name": scenario.name, "participants": len(scenario.participants),
+                     "publishers": len(scenario.publishers), "subscribers": len(subs),
+                     "streams_received": sum(scenario.expected_streams(p) for p in subs)},
+        "config": {"seconds": seconds, "workers": n_workers},
+        "machine": machine_info(),
+        "git": git_state(),
+        "idle": {k: v for k, v in idle.items() if k not in ("per_sub", "latencies_us",
+                                                             "first_ms")},
+        "steady": {**{k: v for k, v in steady.items() if k not in ("latencies_us",
+                                                                   "first_ms")},
+                   "latency_samples": len(lat)},
+        "figures": {
+            "server_us_per_packet": r2(1e6 * steady["server_cpu_s"] / fwd) if fwd else None,
+            "server_us_per_packet_minus_idle":
+                r2(1e6 * (steady["server_cpu_s"] - idle_rate * secs) / fwd) if fwd else None,
+            "server_cpu_pct": r2(100 * steady["server_cpu_s"] / secs),
+            "server_sys_pct": r2(100 * steady["server_sys_s"] / secs),
+            "idle_server_cpu_pct": r2(100 * idle_rate),
+            "ingress_pps": r2(steady["sent"] / secs),
+            "forwarded_pps": r2(fwd / secs),
+            "loss_pct": round(loss_pct, 3),
+            "latency_p50_ms": r2(percentile(lat, 50) / 1000) if lat else None,
+            "latency_p99_ms": r2(percentile(lat, 99) / 1000) if lat else None,
+            "join_to_first_packet_p50_ms": r2(percentile(first, 50)),
+            "join_to_first_packet_max_ms": r2(max(first)) if first else None,
+            "server_rss_mb": r2(steady["server_rss"] / 2**20),
+            "server_rss_per_subscriber_kb":
+                r2((steady["server_rss"] - idle["server_rss"]) / 1024 / len(subs))
+                if subs else None,
+            "harness_cpu_pct": r2(100 * steady["harness_cpu_s"] / secs),
+            "harness_us_per_packet": r2(1e6 * steady["harness_cpu_s"] / fwd) if fwd else None,
+            "harness_rss_mb": r2(steady["harness_rss"] / 2**20),
+            "publisher_send_failures": steady["send_failures"],
+        },
+    }
+
+
+ROWS = [
+    ("forwarded packets/s", "forwarded_pps", "{:.0f}"),
+    ("**server µs / forwarded packet**", "server_us_per_packet", "**{:.2f}**"),
+    ("server µs / packet, minus publisher-only idle", "server_us_per_packet_minus_idle",
+     "{:.2f}"),
+    ("server CPU, % of one core (idle phase)", "idle_server_cpu_pct", "{:.1f}"),
+    ("server CPU, % of one core (of which kernel)", None, None),
+    ("loss (%)", "loss_pct", "{:.3f}"),
+    ("added latency p50 / p99 (ms)", None, None),
+    ("join to first packet p50 / max (ms)", None, None),
+    ("server RSS (MB); per subscriber (KB)", None, None),
+    ("harness CPU, % of one core; µs / packet", None, None),
+]
+
+
+def _cell(f: dict[str, Any], key: str | None, fmt: str | None, label: str) -> str:
+    def v(k: str, form: str = "{:.2f}") -> str:
+        x = f.get(k)
+        return "–" if x is None else form.format(x)
+
+    if key is not None and fmt is not None:
+        return v(key, fmt)
+    if label.startswith("server CPU, % of one core (of"):
+        return f"{v('server_cpu_pct', '{:.1f}')} ({v('server_sys_pct', '{:.1f}')})"
+    if label.startswith("added latency"):
+        return f"{v('latency_p50_ms')} / {v('latency_p99_ms')}"
+    if label.startswith("join"):
+        return f"{v('join_to_first_packet_p50_ms', '{:.0f}')} / " \
+               f"{v('join_to_first_packet_max_ms', '{:.0f}')}"
+    if label.startswith("server RSS"):
+        return f"{v('server_rss_mb', '{:.0f}')}; {v('server_rss_per_subscriber_kb', '{:.0f}')}"
+    return f"{v('harness_cpu_pct', '{:.1f}')}; {v('harness_us_per_packet', '{:.1f}')}"
+
+
+def markdown(results: list[dict[str, Any]]) -> str:
+    head = "| | " + " | ".join(f"{r['server']} ({r['status']})" for r in results) + " |"
+    out = [head, "|---|" + "---:|" * len(results)]
+    for label, key, fmt in ROWS:
+        out.append(f"| {label} | " + " | ".join(_cell(r["figures"], key, fmt, label)
+                                                for r in results) + " |")
+    for r in results:
+        if r["failures"]:
+            out.append(f"\n{r['server']} FAILED: " + "; ".join(r["failures"]))
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benches.harness", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--server", choices=SERVERS, default="ours")
+    ap.add_argument("--scenario", default="lecture", help="a name in benches/scenarios or "
+                    "a TOML file")
+    ap.add_argument("--students", type=int, help="override the scenario's student count")
+    ap.add_argument("--seconds", type=float, default=15.0, help="each measured window")
+    ap.add_argument("--warmup", type=float, default=2.0)
+    ap.add_argument("--workers", type=int, default=0, help="client processes (default: one "
+                    "per 6 participants, at most 8)")
+    ap.add_argument("--netns", action="store_true", help="run in a private network "
+                    "namespace (always for janus)")
+    ap.add_argument("--json", help="write the result here")
+    args = ap.parse_args(argv)
+    if (args.netns or args.server == "janus") and not netns.inside():
+        return netns.reexec_inside("benches.harness", sys.argv[1:] if argv is None else argv)
+    scenario = load(args.scenario, args.students)
+    address = netns.ADDRESS if netns.inside() else "127.0.0.1"
+
+    import uvloop
+
+    def log(msg: str) -> None:
+        print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+    try:
+        result = uvloop.run(run(args.server, scenario, seconds=args.seconds,
+                                warmup=args.warmup, workers=args.workers, address=address,
+                                log=log))
+    except KeyboardInterrupt:
+        return 130
+    except Exception:
+        traceback.print_exc()
+        return 2
+    print(f"{scenario.name}, {len(scenario.participants)} participants\n")
+    print(markdown([result]))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0 if result["status"] == "ok" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

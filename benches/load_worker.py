@@ -1,0 +1,155 @@
+"""A bench worker process: some of a scenario's participants, on one uvloop.
+
+The bench process sends commands over a pipe and the worker answers each:
+
+* ``("join", None)`` → ``("joined", {name: directory id})``: connect every participant;
+  publishers publish and start sending their media paced in real time.
+* ``("subscribe", directory)`` → ``("subscribed", None)``: every participant that receives
+  anything asks for its streams.
+* ``("snap", None)`` → ``("snap", {name: {ssrc: (packets, base seq, max seq)}},
+  {name: [latency µs]}, {name: join-to-first-packet ms}, errors)``.
+* ``("stop", None)`` → ``("bye", None)``.
+
+Publishers send pre-encoded media (:mod:`benches.media`): one VP8 frame every 33.3 ms
+(its RTP packets in one burst, marker on the last) and one Opus packet every 20 ms, looping
+with increasing RTP timestamps; every payload ends with the send time (8 bytes,
+``time.monotonic_ns``, the same clock in every process) so subscribers can sample latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import traceback
+from typing import Any
+
+from benches.measure import STAMP
+from benches.scenario import Scenario
+
+AUDIO_TS_STEP = 960
+
+
+def main(conn: Any, target: dict[str, Any], scenario: Scenario, names: list[str],
+         address: str) -> None:
+    import uvloop
+
+    try:
+        uvloop.run(_run(conn, target, scenario, names, address))
+    except Exception:
+        try:
+            conn.send(("error", traceback.format_exc()))
+        except OSError:
+            pass
+    finally:
+        conn.close()
+
+
+async def _pace(client: Any, media: Any, stats: dict[str, int]) -> None:
+    """Send one participant's media in real time until cancelled."""
+    loop = asyncio.get_running_loop()
+    rtp, send, stamp, now_ns = client.rtp, client.send, STAMP.pack, time.monotonic_ns
+    audio, video = media.audio if client.p.audio else None, \
+        media.video if client.p.video else None
+    fps = media.meta["fps"]
+    ts_video = 90000 // fps
+    t0 = loop.time()
+    v_i = a_i = 0
+    next_v = t0 if video else float("inf")
+    next_a = t0 if audio else float("inf")
+    while True:
+        now = loop.time()
+        while next_a <= now:
+            assert audio is not None
+            ok = send(rtp.build_packet("audio", audio[a_i % len(audio)] + stamp(now_ns()),
+                                       ts_step=AUDIO_TS_STEP))
+            stats["sent" if ok else "failed"] += 1
+            a_i += 1
+            next_a = t0 + a_i * 0.020
+        while next_v <= now:
+            assert video is not None
+            payloads = video[v_i % len(video)]
+            last = len(payloads) - 1
+            for j, p in enumerate(payloads):
+                ok = send(rtp.build_packet("video", p + stamp(now_ns()), marker=j == last,
+                                           ts_step=ts_video if j == 0 else 0))
+                stats["sent" if ok else "failed"] += 1
+            v_i += 1
+            next_v = t0 + v_i / fps
+        await asyncio.sleep(max(0.0, min(next_v, next_a) - loop.time()))
+
+
+async def _run(conn: Any, target: dict[str, Any], scenario: Scenario, names: list[str],
+               address: str) -> None:
+    import aiohttp
+    from aiortc.rtcdtlstransport import RTCCertificate
+
+    from benches import janus_server, load_clients, media
+
+    loop = asyncio.get_running_loop()
+    commands: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+    def on_command() -> None:
+        try:
+            commands.put_nowait(conn.recv())
+        except (EOFError, OSError):  # the bench process went away
+            loop.remove_reader(conn.fileno())
+            commands.put_nowait(("stop", None))
+
+    loop.add_reader(conn.fileno(), on_command)
+    cert = RTCCertificate.generateCertificate()
+    people = scenario.by_name()
+    http = aiohttp.ClientSession()
+    session: janus_server.JanusSession | None = None
+    tasks: list[asyncio.Task[None]] = []
+    clients: list[load_clients.BenchClient] = []
+    stats = {"sent": 0, "failed": 0}
+    try:
+        if target["kind"] == "janus":
+            session = janus_server.JanusSession(http, target["http_url"])
+            await session.create()
+            tasks.append(asyncio.ensure_future(session.run_events()))
+            for n in names:
+                clients.append(load_clients.JanusClient(people[n], scenario, address, cert,
+                                                        session, target["room"]))
+        else:
+            for n in names:
+                clients.append(load_clients.OursClient(people[n], scenario, address, cert,
+                                                       target["ws_url"], target["api_key"],
+                                                       target["api_secret"]))
+        conn.send(("ready", os.getpid()))
+        while True:
+            cmd, arg = await commands.get()
+            if cmd == "join":
+                ids = await asyncio.gather(*(c.join() for c in clients))
+                for c in clients:
+                    if c.p.publishes:
+                        tasks.append(asyncio.ensure_future(
+                            _pace(c, media.load(c.p.video or "180p"), stats)))
+                conn.send(("joined", {c.p.name: i for c, i in zip(clients, ids)}))
+            elif cmd == "subscribe":
+                await asyncio.gather(*(c.subscribe(arg) for c in clients
+                                       if scenario.expected_streams(c.p)))
+                conn.send(("subscribed", None))
+            elif cmd == "snap":
+                conn.send(("snap",
+                           {c.p.name: c.counter.snapshot() for c in clients},
+                           {c.p.name: c.counter.take_latencies() for c in clients},
+                           {c.p.name: (c.counter.first_ns - c.subscribe_started_ns) / 1e6
+                            for c in clients if c.counter.first_ns and c.subscribe_started_ns},
+                           dict(stats)))
+            elif cmd == "stop":
+                break
+    finally:
+        loop.remove_reader(conn.fileno())
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+        if session is not None:
+            await session.destroy()
+        await http.close()
+    try:
+        conn.send(("bye", None))
+    except OSError:
+        pass

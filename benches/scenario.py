@@ -1,0 +1,108 @@
+"""Bench scenarios as data: ``benches/scenarios/*.toml`` expanded into participants.
+
+A scenario has an ``[instructor]`` and ``[students]`` (``count``); each says what it
+publishes (``audio``: bool, ``video``: a layer of :mod:`benches.media` or ``""``) and whose
+video it receives (``sees_instructor``; ``sees_students``: a number, or ``"all"``). Everyone
+hears every microphone but their own (both servers under test forward all audio).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benches.media import LAYERS
+
+SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
+
+
+@dataclass(frozen=True)
+class Participant:
+    name: str
+    role: str  # instructor | student
+    audio: bool
+    video: str  # layer name, "" for none
+    sees: tuple[str, ...]  # whose video it receives
+
+    @property
+    def publishes(self) -> bool:
+        return self.audio or bool(self.video)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    participants: tuple[Participant, ...]
+
+    def by_name(self) -> dict[str, Participant]:
+        return {p.name: p for p in self.participants}
+
+    def expected_streams(self, p: Participant) -> int:
+        """How many RTP streams ``p`` receives: every other microphone, the videos it sees."""
+        others = self.by_name()
+        return (sum(1 for q in self.participants if q.audio and q.name != p.name)
+                + sum(1 for n in p.sees if others[n].video))
+
+    @property
+    def subscribers(self) -> tuple[Participant, ...]:
+        return tuple(p for p in self.participants if self.expected_streams(p))
+
+    @property
+    def publishers(self) -> tuple[Participant, ...]:
+        return tuple(p for p in self.participants if p.publishes)
+
+
+def available() -> list[str]:
+    return sorted(p.stem for p in SCENARIO_DIR.glob("*.toml"))
+
+
+def _count(value: Any, limit: int, what: str) -> int:
+    if value == "all":
+        return limit
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{what} must be a non-negative number or \"all\", not {value!r}")
+    return min(value, limit)
+
+
+def _media(section: dict[str, Any], what: str) -> tuple[bool, str]:
+    audio, video = section.get("audio", False), section.get("video", "")
+    if not isinstance(audio, bool):
+        raise ValueError(f"{what}.audio must be true or false")
+    if video and video not in LAYERS:
+        raise ValueError(f"{what}.video must be one of {sorted(LAYERS)} or \"\", not {video!r}")
+    return audio, video
+
+
+def expand(data: dict[str, Any], students: int | None = None) -> Scenario:
+    """A scenario from its TOML table; ``students`` overrides ``[students].count``."""
+    inst, stud = data.get("instructor", {}), data.get("students", {})
+    n = students if students is not None else stud.get("count", 0)
+    if not isinstance(n, int) or n < 1:
+        raise ValueError("a scenario needs at least one student")
+    names = [f"student{i:03d}" for i in range(n)]
+    i_audio, i_video = _media(inst, "instructor")
+    s_audio, s_video = _media(stud, "students")
+    k_inst = _count(inst.get("sees_students", 0), n, "instructor.sees_students")
+    k_stud = _count(stud.get("sees_students", 0), n - 1, "students.sees_students")
+    people = [Participant("instructor", "instructor", i_audio, i_video,
+                          tuple(names[:k_inst]) if s_video else ())]
+    for i, name in enumerate(names):
+        sees = ["instructor"] if stud.get("sees_instructor", True) and i_video else []
+        if s_video:
+            sees += [names[(i + j) % n] for j in range(1, k_stud + 1)]
+        people.append(Participant(name, "student", s_audio, s_video, tuple(sees)))
+    return Scenario(str(data.get("name", "custom")), str(data.get("description", "")),
+                    tuple(people))
+
+
+def load(name_or_path: str, students: int | None = None) -> Scenario:
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = SCENARIO_DIR / f"{name_or_path}.toml"
+    if not path.exists():
+        raise ValueError(f"no scenario {name_or_path!r}; have {available()}")
+    with open(path, "rb") as fh:
+        return expand(tomllib.load(fh), students)
