@@ -223,6 +223,8 @@ async def run(kind: str, scenario: Scenario, *, seconds: float = 15.0, warmup: f
         steady = await measure(seconds, target, pool)
         if not target.alive():
             failures.append("the server process died")
+        if failures:
+            sys.stderr.write(f"---- {kind} log (tail) ----\n" + "".join(target.log[-150:]))
     except Exception:
         sys.stderr.write(f"---- {kind} log (tail) ----\n" + "".join(target.log[-100:]))
         raise

@@ -648,9 +648,14 @@ class Participant:
         transport = self.subscriber
         if any(TWCC_ID in s.accepted_ext_ids for s, _ in offered if not s.rejected):
             transport.enable_twcc()
+        # a renegotiation on a running transport repeats the ICE session's candidates: they
+        # were added with the first answer (adding them again can race aioice's
+        # end-of-candidates and would refuse a valid answer)
+        same_session = transport.remote_ice == (info.ice_ufrag, info.ice_pwd)
         transport.start(info.ice_ufrag, info.ice_pwd, info.fingerprints, info.dtls_role)
-        for cand in info.candidates:
-            await self._add_candidate(transport, cand)
+        if not same_session:
+            for cand in info.candidates:
+                await self._add_candidate(transport, cand)
         self._ensure_open()
         for slot, offered_track in offered:
             if offered_track is None:

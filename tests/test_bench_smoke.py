@@ -1,10 +1,13 @@
-"""Smoke test for the forwarding benchmark (benches/forward_bench.py): 1 publisher × 2
-subscribers for a few seconds, through the real command line. Checks that the bench runs
-and produces a sane result, not how fast the server is (no timing asserts)."""
+"""Smoke test for the load harness: the comparison command at a tiny load (lecture with 2
+students and classroom with 2, 3 s windows) against this server and Janus, through the real
+command line, in its own network namespace. Checks that the harness runs both servers and
+produces sane, complete figures, not how fast either is (no timing asserts)."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,27 +19,35 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_forward_bench_smoke(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
+def test_compare_quick(tmp_path: Path) -> None:
+    assert shutil.which("janus"), "Debian janus is missing (scripts/setup.sh --test installs it)"
+    assert os.geteuid() == 0, "the bench's network namespace needs root"
+    out = tmp_path / "compare.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "benches.forward_bench", "--subscribers", "2", "--seconds", "3",
-         "--warmup", "1", "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "benches.compare", "--quick", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=240,
     )
-    assert proc.returncode == 0, f"bench failed:\n{proc.stdout}\n{proc.stderr[-4000:]}"
-    assert "server µs / forwarded packet" in proc.stdout  # the Markdown table
-    r = json.loads(out.read_text())
-    assert r["status"] == "ok", r["failures"]
-    assert r["config"]["subscribers"] == 2
-
-    idle, steady, fig = r["idle"], r["steady"], r["figures"]
-    assert idle["forwarded"] == 0 and idle["ingress_pps"] > 0
-    assert steady["forwarded"] > 0
-    assert len(steady["per_subscriber"]) == 2
-    for sub in steady["per_subscriber"]:
-        assert sub["received"] > 0
-        assert sub["streams"] == 2  # audio and video
-    assert fig["loss_pct"] <= 1.0
-    assert (fig["server_us_per_packet"] or 0) > 0
-    assert steady["server_cpu_s"] > 0
-    assert steady["harness_cpu_s"]["total"] >= 0
+    assert proc.returncode == 0, f"compare failed:\n{proc.stdout}\n{proc.stderr[-4000:]}"
+    assert "server µs / forwarded packet" in proc.stdout  # the Markdown tables
+    assert "ours / Janus" in proc.stdout
+    report = json.loads(out.read_text())
+    assert [(r["scenario"], r["students"]) for r in report["runs"]] == [
+        ("lecture", 2), ("classroom", 2)]
+    for run in report["runs"]:
+        ours, janus = run["results"]
+        assert (ours["server"], janus["server"]) == ("ours", "janus")
+        for r in (ours, janus):
+            assert r["status"] == "ok", (r["server"], r["failures"])
+            f = r["figures"]
+            assert f["forwarded_pps"] > 0 and f["loss_pct"] <= 1.0
+            assert f["server_us_per_packet"] > 0
+            assert f["latency_p50_ms"] is not None and f["latency_p99_ms"] >= f["latency_p50_ms"]
+            assert f["join_to_first_packet_p50_ms"] > 0
+            per_sub = r["steady"]["per_sub"]
+            # every participant that should receive got packets on every stream it should
+            want = {"lecture": {"student000": 2, "student001": 2},
+                    "classroom": {"instructor": 4, "student000": 3, "student001": 3}}
+            for name, streams in want[run["scenario"]].items():
+                assert per_sub[name]["streams"] == streams, (r["server"], name, per_sub[name])
+                assert per_sub[name]["received"] > 0
+        assert run["ratios"]["server_us_per_packet"] > 0

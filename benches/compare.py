@@ -1,0 +1,111 @@
+"""The standard comparison: this project against Janus VideoRoom, same scenarios, same run.
+
+    python -m benches.compare                 # lecture 1×20, lecture 1×50, classroom 1+10
+    python -m benches.compare --quick         # tiny load, short windows (the smoke test)
+
+Runs inside a private network namespace (:mod:`benches.netns`; needs root), every scenario
+against both servers one after the other (ours first, then Janus, so both see the same
+machine state), and prints one Markdown table per scenario plus the ratios ours/Janus.
+Writes the full results as JSON with ``--json``. Exit status: 0 when every run is ok, 1 when
+a run FAILED (a subscriber missed a stream, loss > 1 %, nothing forwarded), 2 on a harness
+error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from benches import harness, netns
+from benches.measure import git_state, machine_info
+from benches.scenario import load
+
+STANDARD = [("lecture", 20), ("lecture", 50), ("classroom", 10)]
+QUICK = [("lecture", 2), ("classroom", 2)]
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
+
+
+def ratios(ours: dict[str, Any], janus: dict[str, Any]) -> dict[str, float | None]:
+    fo, fj = ours["figures"], janus["figures"]
+    return {k: ratio(fo.get(k), fj.get(k)) for k in (
+        "server_us_per_packet", "server_us_per_packet_minus_idle", "latency_p50_ms",
+        "latency_p99_ms", "loss_pct", "join_to_first_packet_p50_ms")}
+
+
+def report(runs: list[dict[str, Any]]) -> str:
+    out = []
+    for run in runs:
+        out.append(f"### {run['scenario']} ({run['participants']} participants: "
+                   f"{run['label']})\n")
+        out.append(harness.markdown(run["results"]))
+        r = run.get("ratios")
+        if r:
+            fmt = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
+            out.append(f"\n**ours / Janus**: CPU per packet {fmt(r['server_us_per_packet'])} "
+                       f"(minus idle {fmt(r['server_us_per_packet_minus_idle'])}), "
+                       f"latency p50 {fmt(r['latency_p50_ms'])}, "
+                       f"p99 {fmt(r['latency_p99_ms'])}, loss {fmt(r['loss_pct'])}\n")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benches.compare", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="tiny load, short windows")
+    ap.add_argument("--seconds", type=float, help="each measured window (default 15, "
+                    "quick 3)")
+    ap.add_argument("--servers", default="ours,janus", help="comma-separated")
+    ap.add_argument("--json", help="write every result here")
+    args = ap.parse_args(argv)
+    if not netns.inside():
+        return netns.reexec_inside("benches.compare", sys.argv[1:] if argv is None else argv)
+    plan = QUICK if args.quick else STANDARD
+    seconds = args.seconds or (3.0 if args.quick else 15.0)
+    warmup = 1.0 if args.quick else 2.0
+    servers = [s for s in args.servers.split(",") if s]
+
+    import uvloop
+
+    def log(msg: str) -> None:
+        print(f"[compare] {msg}", file=sys.stderr, flush=True)
+
+    runs: list[dict[str, Any]] = []
+    try:
+        for name, students in plan:
+            scenario = load(name, students)
+            results = [uvloop.run(harness.run(s, scenario, seconds=seconds, warmup=warmup,
+                                              address=netns.ADDRESS, log=log))
+                       for s in servers]
+            run: dict[str, Any] = {"scenario": name, "students": students,
+                                   "participants": len(scenario.participants),
+                                   "label": scenario.description, "results": results}
+            if servers == ["ours", "janus"]:
+                run["ratios"] = ratios(results[0], results[1])
+            runs.append(run)
+            log(f"{name} with {students} students done")
+    except KeyboardInterrupt:
+        return 130
+    except Exception:
+        traceback.print_exc()
+        return 2
+    m = machine_info()
+    print(f"## Comparison, {m['date']}: {m['nproc']} CPU {m['cpu_model']}, "
+          f"Python {m['python']}, {seconds:.0f} s windows\n")
+    print(report(runs))
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {"machine": m, "git": git_state(), "seconds": seconds, "runs": runs},
+            indent=2) + "\n")
+    ok = all(r["status"] == "ok" for run in runs for r in run["results"])
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
