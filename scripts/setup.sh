@@ -58,4 +58,12 @@ if [ "$WITH_TEST" = "1" ]; then
 else
   .venv/bin/python -m pip install -q -e .
 fi
+# the compiled send step of the forwarding path (optional: without it the server uses its
+# slower Python path); needs a C compiler and the Python headers
+if ! .venv/bin/python -m sfu.fastpath_build >/dev/null 2>&1; then
+  echo "installing gcc and the Python headers for the compiled send step..."
+  apt_install gcc python3-dev || true
+  .venv/bin/python -m sfu.fastpath_build >/dev/null || \
+    echo "WARNING: sfu._fastpath not built; the server forwards on its slower Python path" >&2
+fi
 echo "environment ready: .venv ($(.venv/bin/python --version))"

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from . import fastpath
 from .presence import RECONNECTING
 
 if TYPE_CHECKING:
@@ -156,6 +157,10 @@ class SfuCollector(Collector):
             if rtts:
                 rtt.add_metric([room.id], sum(rtts) / len(rtts))
         yield GaugeMetricFamily("sfu_rooms", "Open rooms", value=len(self.rooms.rooms))
+        yield GaugeMetricFamily(
+            "sfu_fastpath_enabled",
+            "1 when the compiled send step (sfu._fastpath) forwards packets, 0 on the Python path",
+            value=1 if fastpath.ENABLED else 0)
         yield GaugeMetricFamily("sfu_participants", "Connected participants", value=participants)
         yield GaugeMetricFamily("sfu_published_tracks", "Published tracks", value=tracks)
         yield GaugeMetricFamily("sfu_subscriptions", "Track subscriptions", value=subscriptions)

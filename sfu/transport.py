@@ -40,6 +40,7 @@ from aiortc.rtcicetransport import RTCIceGatherer, RTCIceParameters, RTCIceTrans
 from aiortc.sdp import candidate_from_sdp
 from pylibsrtp._binding import ffi, lib
 
+from . import fastpath
 from .codecs import TWCC_ID
 from .negotiation import LocalTransport
 from .rtp_header import extension_offset
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 
 _PACK_B1_SEQ_TS_SSRC = struct.Struct("!BHII").pack_into
 _PACK_H = struct.Struct("!H").pack_into
+_fast_send = fastpath.send
 #: remote candidates accepted per connection (each one makes the server send STUN checks)
 MAX_REMOTE_CANDIDATES = 32
 SRTP_MAX_PACKET = 1500 - 16 - 4  # pylibsrtp buffer minus the largest SRTP trailer
@@ -130,6 +132,9 @@ class MediaTransport:
         self._cbuf: Any = None
         self._len_p = ffi.new("int *")
         self._sendto: Callable[[bytes, Any], None] | None = None
+        #: the compiled send step (sfu.fastpath), None when not built or not connected
+        self._fast: Any = None
+        self._fast_conn: fastpath.Connection | None = None  # keeps what _fast points into
         self._addr: Any = None
         #: transport-wide congestion control on what we send: set when the peer negotiated
         #: the transport-cc extension; every sent packet carrying the element gets our own
@@ -279,6 +284,9 @@ class MediaTransport:
         if pair is not None:
             self._sendto = pair.protocol.transport.sendto
             self._addr = pair.remote_addr
+            self._fast_conn = fastpath.connect(
+                session, pair.protocol.transport.get_extra_info("socket"), pair.remote_addr)
+            self._fast = self._fast_conn.ptr if self._fast_conn is not None else None
 
     async def add_remote_candidate(self, candidate: str | None) -> None:
         if candidate is None:
@@ -303,8 +311,9 @@ class MediaTransport:
             self.state = state
             if state in ("failed", "closed"):
                 # aioice closes its socket when consent expires: sending on would only
-                # make asyncio log a warning per packet
+                # make asyncio log a warning per packet (and its fd may be reused)
                 self._sendto = None
+                self._fast = None
             try:
                 self._on_state(state)
             except Exception:
@@ -356,25 +365,34 @@ class MediaTransport:
         n = len(packet)
         if sendto is None or n > SRTP_MAX_PACKET:
             return False
-        cbuf = self._cbuf
-        cbuf[0:n] = packet
-        _PACK_B1_SEQ_TS_SSRC(cbuf, 1, b1, seq, ts, ssrc)
         history = self.twcc_history
         tseq = -1
         if twcc_off and history is not None:
             tseq = self._twcc_seq = (self._twcc_seq + 1) & 0xFFFF
-            _PACK_H(cbuf, twcc_off, tseq)
-        len_p = self._len_p
-        len_p[0] = n
-        if lib.srtp_protect(self._srtp_ptr, self._cdata, len_p) != 0:
-            self.stats.send_errors += 1
-            return False
-        out_len = len_p[0]
-        try:
-            sendto(cbuf[0:out_len], self._addr)
-        except OSError:
-            self.stats.send_errors += 1
-            return False
+        fast = self._fast
+        if fast is not None:
+            out_len = _fast_send(fast, packet, n, b1, seq, ts, ssrc,
+                                 twcc_off if tseq >= 0 else 0, tseq)
+            if out_len < 0:
+                self.stats.send_errors += 1
+                return False
+        else:
+            cbuf = self._cbuf
+            cbuf[0:n] = packet
+            _PACK_B1_SEQ_TS_SSRC(cbuf, 1, b1, seq, ts, ssrc)
+            if tseq >= 0:
+                _PACK_H(cbuf, twcc_off, tseq)
+            len_p = self._len_p
+            len_p[0] = n
+            if lib.srtp_protect(self._srtp_ptr, self._cdata, len_p) != 0:
+                self.stats.send_errors += 1
+                return False
+            out_len = len_p[0]
+            try:
+                sendto(cbuf[0:out_len], self._addr)
+            except OSError:
+                self.stats.send_errors += 1
+                return False
         if tseq >= 0 and history is not None:
             history.record(tseq, n, _monotonic() * 1000.0)
         stats = self.stats
@@ -406,6 +424,7 @@ class MediaTransport:
         if self.state == "closed":
             return
         self._sendto = None
+        self._fast = None
         self._rx_srtp = None
         self.state = "closed"
         try:

@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from sfu import config as config_mod
+from sfu import fastpath
 
 from . import tokens
 
@@ -56,6 +57,9 @@ def _serve(args: argparse.Namespace) -> int:
         port = sockets[0].getsockname()[1] if sockets else cfg.server.port
         url = cfg.server.public_url or f"http://{cfg.server.host}:{port}"
         print(f"classroom-sfu listening on {url}/", flush=True)
+        if not fastpath.ENABLED:
+            print("compiled send step not built (python -m sfu.fastpath_build) or disabled "
+                  "(SFU_FASTPATH=0): forwarding on the slower Python path", flush=True)
         if cfg.server.dev_mode:
             print(f"dev mode: open {url}/ and join with the form", flush=True)
         else:

@@ -1,0 +1,69 @@
+"""The compiled send step of the forwarding path, when it is built (``sfu.fastpath_build``).
+
+:func:`connect` binds one SRTP session, ICE socket and peer address into a C struct;
+:data:`send` (``sfu_send``) then rewrites, protects and sends one packet in one call.
+Without the compiled module :data:`ENABLED` is False and :class:`sfu.transport.
+MediaTransport` keeps its Python send path (same bytes on the wire, more CPU).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+from typing import Any
+
+from pylibsrtp._binding import ffi as _srtp_ffi
+from pylibsrtp._binding import lib as _srtp_lib
+
+try:
+    from sfu import _fastpath  # type: ignore[attr-defined]
+except ImportError:  # not built: the Python path is used
+    _fastpath = None
+if os.environ.get("SFU_FASTPATH", "1") == "0":  # for A/B measurements
+    _fastpath = None
+
+ENABLED = _fastpath is not None
+#: sfu_send(conn, packet, len, b1, seq, ts, ssrc, twcc_off, twcc_seq) -> bytes sent, < 0 error
+send: Any = _fastpath.lib.sfu_send if _fastpath is not None else None
+#: sfu_send's error codes
+ERRORS = {-1: "bad length", -2: "srtp_protect failed", -3: "sendto failed"}
+
+
+def _address(addr: tuple[Any, ...]) -> bytes:
+    """``struct sockaddr_in``/``sockaddr_in6`` (Linux layout) of a (host, port) tuple."""
+    host, port = addr[0], int(addr[1])
+    try:
+        return (struct.pack("=H", socket.AF_INET) + struct.pack("!H", port)
+                + socket.inet_pton(socket.AF_INET, host) + bytes(8))
+    except OSError:
+        return (struct.pack("=H", socket.AF_INET6) + struct.pack("!HI", port, 0)
+                + socket.inet_pton(socket.AF_INET6, host) + struct.pack("=I", 0))
+
+
+class Connection:
+    """A ``sfu_conn`` (``ptr``, what :data:`send` takes) and the pylibsrtp session it
+    points into, kept alive with it."""
+
+    __slots__ = ("ptr", "_session")
+
+    def __init__(self, ptr: Any, session: Any) -> None:
+        self.ptr = ptr
+        self._session = session
+
+
+def connect(session: Any, sock: Any, remote_addr: tuple[Any, ...]) -> Connection | None:
+    """A connection for sending with ``session`` (a pylibsrtp.Session) on ``sock`` (the ICE
+    socket, anything with ``fileno()``) to ``remote_addr``; None if not built."""
+    if _fastpath is None or sock is None:
+        return None
+    ffi = _fastpath.ffi
+    conn = ffi.new("sfu_conn *")
+    conn.srtp = ffi.cast("void *", int(_srtp_ffi.cast("uintptr_t", session._srtp[0])))
+    conn.protect = ffi.cast("void *", int(_srtp_ffi.cast(
+        "uintptr_t", _srtp_ffi.addressof(_srtp_lib, "srtp_protect"))))
+    conn.fd = sock.fileno()
+    raw = _address(remote_addr)
+    conn.addrlen = len(raw)
+    ffi.memmove(conn.addr, raw, len(raw))
+    return Connection(conn, session)

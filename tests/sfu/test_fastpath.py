@@ -1,0 +1,106 @@
+"""The compiled send step (sfu._fastpath) puts exactly the bytes of the Python path on the
+wire: same header rewrite, same transport-wide sequence number, same SRTP."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+
+import pylibsrtp
+import pytest
+
+from sfu import fastpath
+
+KEY = bytes(range(30))  # AES_CM_128_HMAC_SHA1_80 master key + salt
+
+
+def session(direction: int) -> pylibsrtp.Session:
+    return pylibsrtp.Session(policy=pylibsrtp.Policy(key=KEY, ssrc_type=direction))
+
+
+def packet(payload: bytes = b"\x10" + bytes(range(200))) -> bytes:
+    """Version 2, one-byte extensions: mid (id 9) and transport-cc (id 3, 2 bytes)."""
+    ext = bytes([0x90, ord("v"), 0x31, 0, 0]) + b"\x00" * 3
+    return (struct.pack("!BBHII", 0x90, 96, 1000, 123456, 0x11111111)
+            + struct.pack("!HH", 0xBEDE, len(ext) // 4) + ext + payload)
+
+
+TWCC_OFF = 12 + 4 + 2 + 1  # the transport-cc value, after the mid element and its header
+
+
+def python_path(tx: pylibsrtp.Session, pkt: bytes, b1: int, seq: int, ts: int, ssrc: int,
+                twcc_seq: int) -> bytes:
+    buf = bytearray(pkt)
+    struct.pack_into("!BHII", buf, 1, b1, seq, ts, ssrc)
+    if twcc_seq >= 0:
+        struct.pack_into("!H", buf, TWCC_OFF, twcc_seq)
+    return bytes(tx.protect(bytes(buf)))
+
+
+@pytest.fixture
+def sockets():
+    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    a.bind(("127.0.0.1", 0))
+    b.bind(("127.0.0.1", 0))
+    b.settimeout(2)
+    yield a, b
+    a.close()
+    b.close()
+
+
+def test_the_compiled_step_is_built() -> None:
+    assert fastpath.ENABLED or os.environ.get("SFU_FASTPATH") == "0", (
+        "sfu._fastpath is not built: run python -m sfu.fastpath_build (scripts/setup.sh does)")
+
+
+@pytest.mark.skipif(not fastpath.ENABLED, reason="SFU_FASTPATH=0: Python path only")
+@pytest.mark.parametrize("twcc_seq", [-1, 0, 0xBEEF])
+def test_same_bytes_as_the_python_path(sockets, twcc_seq: int) -> None:
+    a, b = sockets
+    tx_c, tx_py, rx = (session(pylibsrtp.Policy.SSRC_ANY_OUTBOUND),
+                       session(pylibsrtp.Policy.SSRC_ANY_OUTBOUND),
+                       session(pylibsrtp.Policy.SSRC_ANY_INBOUND))
+    fc = fastpath.connect(tx_c, a, b.getsockname())
+    assert fc is not None
+    conn = fc.ptr
+    for i in range(3):  # successive packets: the SRTP index advances alike
+        pkt = packet(bytes([i]) * (100 + i))
+        b1, seq, ts, ssrc = 0x80 | 111, (65534 + i) & 0xFFFF, 0xFFFFFFF0 + i, 0xCAFEBABE
+        sent = fastpath.send(conn, pkt, len(pkt), b1, seq, ts, ssrc,
+                             TWCC_OFF if twcc_seq >= 0 else 0, twcc_seq)
+        data, src = b.recvfrom(2048)
+        assert src == a.getsockname()
+        assert sent == len(data)
+        assert data == python_path(tx_py, pkt, b1, seq, ts, ssrc, twcc_seq)
+        plain = rx.unprotect(data)
+        assert plain[1] == b1 and struct.unpack_from("!HII", plain, 2) == (seq, ts, ssrc)
+        assert plain[12:TWCC_OFF] == pkt[12:TWCC_OFF]  # extensions untouched...
+        assert plain[TWCC_OFF + 2:] == pkt[TWCC_OFF + 2:]  # ...and the payload
+        want = pkt[TWCC_OFF:TWCC_OFF + 2] if twcc_seq < 0 else struct.pack("!H", twcc_seq)
+        assert plain[TWCC_OFF:TWCC_OFF + 2] == want
+
+
+@pytest.mark.skipif(not fastpath.ENABLED, reason="SFU_FASTPATH=0: Python path only")
+def test_errors_are_reported_not_raised(sockets) -> None:
+    a, b = sockets
+    fc = fastpath.connect(session(pylibsrtp.Policy.SSRC_ANY_OUTBOUND), a, b.getsockname())
+    assert fc is not None
+    conn = fc.ptr
+    assert fastpath.send(conn, b"\x80" * 11, 11, 0, 0, 0, 0, 0, -1) == -1  # too short
+    big = packet(bytes(1600))
+    assert fastpath.send(conn, big, len(big), 0, 0, 0, 0, 0, -1) == -1  # too long
+    port0 = fastpath.connect(session(pylibsrtp.Policy.SSRC_ANY_OUTBOUND), a, ("127.0.0.1", 0))
+    assert port0 is not None
+    pkt = packet()
+    assert fastpath.send(port0.ptr, pkt, len(pkt), 0, 0, 0, 0, 0, -1) == -3  # sendto refused
+    ok = fastpath.send(conn, pkt, len(pkt), 0x80 | 96, 1, 2, 3, 0, -1)
+    assert ok == len(b.recvfrom(2048)[0])  # the connection still works
+
+
+def test_ipv6_addresses_are_encoded() -> None:
+    raw = fastpath._address(("::1", 5004))
+    assert len(raw) == 28 and struct.unpack_from("!H", raw, 2)[0] == 5004
+    raw4 = fastpath._address(("10.0.0.1", 9))
+    assert len(raw4) == 16 and raw4[4:8] == bytes([10, 0, 0, 1])
