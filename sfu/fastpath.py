@@ -24,10 +24,54 @@ if os.environ.get("SFU_FASTPATH", "1") == "0":  # for A/B measurements
     _fastpath = None
 
 ENABLED = _fastpath is not None
-#: sfu_send(conn, packet, len, b1, seq, ts, ssrc, twcc_off, twcc_seq) -> bytes sent, < 0 error
+#: sfu_send(conn, packet, len, b1, seq, ts, ssrc, twcc_off, twcc_seq) -> bytes sent, or
+#: -1 bad length, -2 srtp_protect failed, -3 sendto failed
 send: Any = _fastpath.lib.sfu_send if _fastpath is not None else None
-#: sfu_send's error codes
-ERRORS = {-1: "bad length", -2: "srtp_protect failed", -3: "sendto failed"}
+
+
+class _Topology:
+    """Bumped whenever what the compiled fan-out needs to know may have changed: a
+    selector's current layer, a subscription's activation or transport, a track's
+    subscriptions, a transport's compiled connection. Plans built before are rebuilt."""
+
+    version = 0
+
+
+TOPOLOGY = _Topology()
+
+
+def touch() -> None:
+    TOPOLOGY.version += 1
+
+
+#: sfu_fanout(packet, len, b1, ssrc, ext_seq, ts, now_ms, dests, n) -> how many were left
+#: to Python (their ``status`` is 1)
+fanout: Any = _fastpath.lib.sfu_fanout if _fastpath is not None else None
+
+
+def forwarder_state() -> Any:
+    """A C ``sfu_fwd`` for an RtpForwarder's per-packet fields, or None (Python fields)."""
+    return _fastpath.ffi.new("sfu_fwd *") if _fastpath is not None else None
+
+
+def dest(state: Any, out_ssrc: int) -> Any:
+    """A C ``sfu_dest`` for one subscription (``state`` from :func:`forwarder_state`, kept
+    alive by the caller), or None."""
+    if _fastpath is None or state is None:
+        return None
+    d = _fastpath.ffi.new("sfu_dest *")
+    d.fwd = state
+    d.out_ssrc = out_ssrc
+    d.conn = _fastpath.ffi.NULL
+    return d
+
+
+def dest_array(dests: list[Any]) -> Any:
+    assert _fastpath is not None
+    return _fastpath.ffi.new("sfu_dest *[]", dests)
+
+
+NULL: Any = _fastpath.ffi.NULL if _fastpath is not None else None
 
 
 def _address(addr: tuple[Any, ...]) -> bytes:

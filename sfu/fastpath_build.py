@@ -1,12 +1,15 @@
-"""Build the compiled send step of the forwarding path (``sfu._fastpath``, cffi, C).
+"""Build the compiled steps of the forwarding path (``sfu._fastpath``, cffi, C).
 
     python -m sfu.fastpath_build
 
 ``scripts/setup.sh`` runs it (it needs a C compiler and the Python headers). Without the
 module the server runs the same logic in Python (:mod:`sfu.fastpath`), slower.
 
-What the C does, per forwarded packet and subscriber: copy the packet into the
-connection's buffer, write the rewritten payload type/marker byte, sequence number,
+``sfu_fanout``: one call per ingress packet forwards it to every subscriber of its layer in
+the steady case (same source, no resync, not late: ``RtpForwarder.on_packet``'s arithmetic
+on the forwarder's fields, which live in a C struct), then ``sfu_send`` for each; anything
+else is handed back to Python. ``sfu_send``, per forwarded packet and subscriber: copy the
+packet into the connection's buffer, write the rewritten payload type/marker byte, sequence number,
 timestamp and SSRC (and the transport-wide sequence number, when the subscriber does
 transport-cc), SRTP-protect it with libsrtp (called through the function pointer
 pylibsrtp exposes, so nothing links against libsrtp here), and ``sendto`` it on the ICE
@@ -21,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-CDEF = """
+STRUCTS = """
 typedef struct {
     void *srtp;          /* srtp_t of the sending direction */
     void *protect;       /* srtp_protect */
@@ -31,27 +34,47 @@ typedef struct {
     unsigned char buf[1536];
 } sfu_conn;
 
+typedef struct {         /* RtpForwarder's per-packet fields (sfu.forwarder.ForwarderState) */
+    int64_t source_ssrc;
+    int64_t seq_offset;
+    int64_t ts_offset;
+    int64_t start_ext;
+    int64_t last_out_ext;
+    int64_t last_out_ts;
+    double last_out_ms;
+    int has_last_out;
+    int resync;
+    int64_t forwarded;
+} sfu_fwd;
+
+typedef struct {         /* one subscription */
+    sfu_fwd *fwd;
+    sfu_conn *conn;      /* NULL: this subscriber takes the Python path */
+    uint32_t out_ssrc;
+    int status;          /* after sfu_fanout: 0 sent or failed, 1 left to Python */
+    int64_t packets;
+    int64_t bytes;
+    int64_t errors;
+} sfu_dest;
+"""
+
+CDEF = STRUCTS + """
 int sfu_send(sfu_conn *c, const char *pkt, int len, int b1, int seq,
              unsigned int ts, unsigned int ssrc, int twcc_off, int twcc_seq);
+int sfu_fanout(const char *pkt, int len, int b1, uint32_t ssrc, int64_t ext,
+               uint32_t ts, double now_ms, sfu_dest **dests, int n);
 """
 
 SOURCE = r"""
 #include <errno.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
-
-typedef struct {
-    void *srtp;
-    void *protect;
-    int fd;
-    unsigned int addrlen;
-    unsigned char addr[28];
-    unsigned char buf[1536];
-} sfu_conn;
+""" + STRUCTS + r"""
 
 typedef int (*sfu_protect_fn)(void *ctx, void *rtp_hdr, int *len_ptr);
 
-#define SFU_MAX_IN (1536 - 64)  /* room for the SRTP auth tag and MKI */
+#define SFU_MAX_IN 1500  /* as the Python path; 36 bytes left for the SRTP tag and MKI */
 
 /* >= 0: bytes sent; -1: too long or too short; -2: protect failed; -3: send failed */
 int sfu_send(sfu_conn *c, const char *pkt, int len, int b1, int seq,
@@ -79,6 +102,45 @@ int sfu_send(sfu_conn *c, const char *pkt, int len, int b1, int seq,
                (socklen_t)c->addrlen) < 0)
         return -3;
     return out;
+}
+
+/* One ingress packet to every subscriber of its layer: RtpForwarder.on_packet's steady
+   case (same source, no resync, not late) then sfu_send. Anything else (a source switch,
+   a resync, a late packet, a subscriber without a compiled connection) is left to Python:
+   status 1, state untouched. Returns how many were left to Python. */
+int sfu_fanout(const char *pkt, int len, int b1, uint32_t ssrc, int64_t ext,
+               uint32_t ts, double now_ms, sfu_dest **dests, int n)
+{
+    int i, left = 0;
+    for (i = 0; i < n; i++) {
+        sfu_dest *d = dests[i];
+        sfu_fwd *f = d->fwd;
+        int64_t out_ext, out_ts;
+        if (d->conn == NULL || f->resync || f->source_ssrc != (int64_t)ssrc
+                || ext < f->start_ext) {
+            d->status = 1;
+            left++;
+            continue;
+        }
+        d->status = 0;
+        out_ext = ext + f->seq_offset;
+        out_ts = ((int64_t)ts + f->ts_offset) & 0xFFFFFFFFLL;
+        if (out_ext > f->last_out_ext) {
+            f->last_out_ext = out_ext;
+            f->last_out_ts = out_ts;
+            f->last_out_ms = now_ms;
+            f->has_last_out = 1;
+        }
+        f->forwarded++;
+        if (sfu_send(d->conn, pkt, len, b1, (int)(out_ext & 0xFFFF), (unsigned int)out_ts,
+                     d->out_ssrc, 0, -1) >= 0) {
+            d->packets++;
+            d->bytes += len;
+        } else {
+            d->errors++;
+        }
+    }
+    return left;
 }
 """
 

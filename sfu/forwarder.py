@@ -15,6 +15,7 @@ subscriber can be turned back into the source packet (``lookup``), also across 1
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 SEQ_MASK = 0xFFFF
 TS_MASK = 0xFFFFFFFF
@@ -23,83 +24,127 @@ HALF_SEQ = 1 << 15
 SEGMENT_HISTORY = 8
 
 
-class RtpForwarder:
-    __slots__ = (
-        "out_ssrc",
-        "clock_rate",
-        "source_ssrc",
-        "seq_offset",
-        "ts_offset",
-        "start_ext",
-        "last_out_ext",
-        "last_out_ts",
-        "last_out_ms",
-        "forwarded",
-        "dropped",
-        "switches",
-        "_segments",
-        "_resync",
-    )
+class ForwarderState:
+    """The fields a forwarded packet reads and writes. The compiled fan-out
+    (:mod:`sfu.fastpath`) keeps them in a C struct with the same names instead."""
 
-    def __init__(self, out_ssrc: int, clock_rate: int, first_seq: int = 0, first_ts: int = 0):
-        self.out_ssrc = out_ssrc
-        self.clock_rate = clock_rate
+    __slots__ = ("source_ssrc", "seq_offset", "ts_offset", "start_ext", "last_out_ext",
+                 "last_out_ts", "last_out_ms", "has_last_out", "resync", "forwarded")
+
+    def __init__(self) -> None:
         self.source_ssrc = -1
         self.seq_offset = 0
         self.ts_offset = 0
         self.start_ext = 0
-        # "previous" output so the first packet lands exactly on first_seq / first_ts
-        self.last_out_ext = first_seq - 1
-        self.last_out_ts = (first_ts - 1) & TS_MASK
-        self.last_out_ms: float | None = None
+        self.last_out_ext = 0
+        self.last_out_ts = 0
+        self.last_out_ms = 0.0
+        self.has_last_out = 0
+        self.resync = 1
         self.forwarded = 0
+
+
+class RtpForwarder:
+    __slots__ = ("out_ssrc", "clock_rate", "dropped", "switches", "_segments", "state")
+
+    def __init__(self, out_ssrc: int, clock_rate: int, first_seq: int = 0, first_ts: int = 0,
+                 state: Any = None):
+        """``state``: where the per-packet fields live (a :class:`ForwarderState` unless the
+        compiled fan-out provides its C struct)."""
+        self.out_ssrc = out_ssrc
+        self.clock_rate = clock_rate
+        s = self.state = state if state is not None else ForwarderState()
+        s.source_ssrc = -1
+        s.seq_offset = s.ts_offset = s.start_ext = 0
+        # "previous" output so the first packet lands exactly on first_seq / first_ts
+        s.last_out_ext = first_seq - 1
+        s.last_out_ts = (first_ts - 1) & TS_MASK
+        s.last_out_ms = 0.0
+        s.has_last_out = 0
+        s.forwarded = 0
+        s.resync = 1
         self.dropped = 0
         self.switches = 0
         #: (first output ext seq, source ssrc, seq_offset, ts_offset) per source, newest last
         self._segments: deque[tuple[int, int, int, int]] = deque(maxlen=SEGMENT_HISTORY)
-        self._resync = True
+
+    # the state's fields, read-only from outside
+    @property
+    def source_ssrc(self) -> int:
+        return int(self.state.source_ssrc)
+
+    @property
+    def seq_offset(self) -> int:
+        return int(self.state.seq_offset)
+
+    @property
+    def ts_offset(self) -> int:
+        return int(self.state.ts_offset)
+
+    @property
+    def start_ext(self) -> int:
+        return int(self.state.start_ext)
+
+    @property
+    def last_out_ext(self) -> int:
+        return int(self.state.last_out_ext)
+
+    @property
+    def last_out_ts(self) -> int:
+        return int(self.state.last_out_ts)
+
+    @property
+    def last_out_ms(self) -> float | None:
+        return float(self.state.last_out_ms) if self.state.has_last_out else None
+
+    @property
+    def forwarded(self) -> int:
+        return int(self.state.forwarded)
 
     def resync(self) -> None:
         """Treat the next packet as a new source (after a pause, a mute or a layer switch)."""
-        self._resync = True
+        self.state.resync = 1
 
     def on_packet(self, ssrc: int, ext_seq: int, ts: int, now_ms: float) -> tuple[int, int] | None:
-        if ssrc != self.source_ssrc or self._resync:
+        s = self.state
+        if ssrc != s.source_ssrc or s.resync:
             self._switch(ssrc, ext_seq, ts, now_ms)
-        elif ext_seq < self.start_ext:
+        elif ext_seq < s.start_ext:
             # late packet from before the current segment started: its slot is taken
             self.dropped += 1
             return None
-        out_ext = ext_seq + self.seq_offset
-        out_ts = (ts + self.ts_offset) & TS_MASK
-        if out_ext > self.last_out_ext:
-            self.last_out_ext = out_ext
-            self.last_out_ts = out_ts
-            self.last_out_ms = now_ms
-        self.forwarded += 1
+        out_ext = ext_seq + s.seq_offset
+        out_ts = (ts + s.ts_offset) & TS_MASK
+        if out_ext > s.last_out_ext:
+            s.last_out_ext = out_ext
+            s.last_out_ts = out_ts
+            s.last_out_ms = now_ms
+            s.has_last_out = 1
+        s.forwarded += 1
         return out_ext & SEQ_MASK, out_ts
 
     def _switch(self, ssrc: int, ext_seq: int, ts: int, now_ms: float) -> None:
-        if self.source_ssrc != -1:
+        s = self.state
+        if s.source_ssrc != -1:
             self.switches += 1
-        first_out_ext = self.last_out_ext + 1
-        if self.last_out_ms is None:
+        first_out_ext = s.last_out_ext + 1
+        if not s.has_last_out:
             step = 1
         else:
-            step = max(1, int((now_ms - self.last_out_ms) * self.clock_rate / 1000))
-        first_out_ts = (self.last_out_ts + step) & TS_MASK
-        self.source_ssrc = ssrc
-        self.seq_offset = first_out_ext - ext_seq
-        self.ts_offset = (first_out_ts - ts) & TS_MASK
-        self.start_ext = ext_seq
-        self._resync = False
-        self._segments.append((first_out_ext, ssrc, self.seq_offset, self.ts_offset))
+            step = max(1, int((now_ms - s.last_out_ms) * self.clock_rate / 1000))
+        first_out_ts = (s.last_out_ts + step) & TS_MASK
+        s.source_ssrc = ssrc
+        s.seq_offset = first_out_ext - ext_seq
+        s.ts_offset = (first_out_ts - ts) & TS_MASK
+        s.start_ext = ext_seq
+        s.resync = 0
+        self._segments.append((first_out_ext, ssrc, int(s.seq_offset), int(s.ts_offset)))
 
     def lookup(self, out_seq: int, current_segment: bool = False
                ) -> tuple[int, int, int] | None:
         """Map a NACKed output sequence number to (source ssrc, source ext seq, ts offset).
         ``current_segment``: only packets sent since the last source change or resync."""
-        if self.source_ssrc == -1 or self._resync and current_segment:
+        if self.state.source_ssrc == -1 or self.state.resync and current_segment:
             return None
         last = self.last_out_ext
         diff = (out_seq - last) & SEQ_MASK

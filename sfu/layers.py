@@ -21,15 +21,17 @@ Layers are indexed 0 (lowest) .. n-1; -1 means "nothing".
 
 from __future__ import annotations
 
+from .fastpath import touch
+
 
 class LayerSelector:
     """Current/target layer state machine; ``accept`` is on the per-packet path."""
 
-    __slots__ = ("current", "target", "switches", "_gone")
+    __slots__ = ("_current", "target", "switches", "_gone")
 
     def __init__(self) -> None:
         #: layer being forwarded now; -1 = nothing (paused, not started, or layer gone)
-        self.current = -1
+        self._current = -1
         #: layer wanted; -1 = paused
         self.target = -1
         #: completed switches from one forwarded layer to another (not start/resume)
@@ -89,6 +91,16 @@ class LayerSelector:
         if layer == self.current and layer >= 0:
             self._gone = layer
             self.current = -1
+
+    @property
+    def current(self) -> int:
+        return self._current
+
+    @current.setter
+    def current(self, layer: int) -> None:
+        if layer != self._current:
+            self._current = layer
+            touch()  # the compiled fan-out's plans follow the current layer
 
     def __repr__(self) -> str:
         return f"LayerSelector(current={self.current}, target={self.target})"

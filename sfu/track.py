@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from . import rtcp
+from . import fastpath, rtcp
 from .codecs import AUDIO_LEVEL_ID, TWCC_ID, CodecSpec
 from .forwarder import RtpForwarder
 from .keyframe import KeyframeThrottle
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from .twcc import TwccRecorder
 
 _SEQ_TS = struct.Struct("!HI")
+_fanout = fastpath.fanout
+_TOPOLOGY = fastpath.TOPOLOGY
 #: NACK handling bounds (a NACK is attacker-controlled input)
 MAX_NACK_SEQS = 64
 RESEND_GUARD_MS = 100.0
@@ -103,7 +105,7 @@ class Layer:
     __slots__ = ("track", "index", "rid", "current_ssrc", "trackers", "restarts_seen",
                  "packets", "bytes", "frames", "keyframes", "last_packet_ms", "width",
                  "height", "bitrate_bps", "fps", "_sample", "enabled", "unneeded_since_ms",
-                 "keyframe_throttle")
+                 "keyframe_throttle", "plan")
 
     def __init__(self, track: PublishedTrack, index: int, rid: str | None,
                  keyframe_interval_ms: float) -> None:
@@ -111,6 +113,8 @@ class Layer:
         self.index = index
         self.rid = rid
         self.current_ssrc: int | None = None
+        #: the compiled fan-out's list of this layer's subscribers (see FanoutPlan)
+        self.plan: FanoutPlan | None = None
         self.trackers: dict[int, SequenceTracker] = {}
         self.restarts_seen = 0
         self.packets = 0
@@ -281,13 +285,34 @@ class PublishedTrack:
             for sub in self.subscriptions:
                 if sub.selector.current == index:
                     sub.forwarder.resync()  # output continues without a sequence jump
-        for sub in self.subscriptions:
-            sel = sub.selector
-            if sel.current == index:
-                sub.forward(data, ssrc, ext, ts, now_ms, twcc_off)
-            elif keyframe and sel.target == index and sel.accept(index, True):
-                sub.forwarder.resync()  # continuous seq/ts across the layer switch
-                sub.forward(data, ssrc, ext, ts, now_ms, twcc_off)
+        if _fanout is None:
+            for sub in self.subscriptions:
+                sel = sub.selector
+                if sel.current == index:
+                    sub.forward(data, ssrc, ext, ts, now_ms, twcc_off)
+                elif keyframe and sel.target == index and sel.accept(index, True):
+                    sub.forwarder.resync()  # continuous seq/ts across the layer switch
+                    sub.forward(data, ssrc, ext, ts, now_ms, twcc_off)
+            return
+        # compiled fan-out: one C call forwards to every subscriber of this layer in the
+        # steady case; switches, resyncs, late packets and transport-cc subscribers are
+        # left to the Python path (status 1)
+        plan = layer.plan
+        if plan is None or plan.version != _TOPOLOGY.version:
+            plan = layer.plan = FanoutPlan(self.subscriptions, index)
+        if plan.n and _fanout(data, len(data), data[1], ssrc, ext, ts, now_ms, plan.array,
+                              plan.n):
+            for sub in plan.subs:
+                if sub.dest.status:
+                    sub.forward(data, ssrc, ext, ts, now_ms, twcc_off)
+        for sub in plan.python_subs:
+            sub.forward(data, ssrc, ext, ts, now_ms, twcc_off)
+        if keyframe:
+            for sub in self.subscriptions:
+                sel = sub.selector
+                if sel.current != index and sel.target == index and sel.accept(index, True):
+                    sub.forwarder.resync()  # continuous seq/ts across the layer switch
+                    sub.forward(data, ssrc, ext, ts, now_ms, twcc_off)
 
     def _keyframe(self, data: bytes, layer: Layer) -> bool:
         try:
@@ -379,10 +404,12 @@ class PublishedTrack:
 
     def add_subscription(self, sub: Subscription) -> None:
         self.subscriptions.append(sub)
+        fastpath.touch()
 
     def remove_subscription(self, sub: Subscription) -> None:
         if sub in self.subscriptions:
             self.subscriptions.remove(sub)
+            fastpath.touch()
 
     def set_muted(self, muted: bool, now_ms: float) -> None:
         if muted == self.muted:
@@ -403,14 +430,23 @@ class PublishedTrack:
         self.subscriptions.clear()
 
 
-class SubscriptionStats:
-    __slots__ = ("packets", "bytes", "nacks", "retransmits", "retransmit_misses",
-                 "retransmits_suppressed", "plis", "firs", "fraction_lost", "rtt_ms", "remb_bps",
-                 "bandwidth_pauses")
+class _Sent:
+    __slots__ = ("packets", "bytes")
 
     def __init__(self) -> None:
         self.packets = 0
         self.bytes = 0
+
+
+class SubscriptionStats:
+    __slots__ = ("_sent", "nacks", "retransmits", "retransmit_misses",
+                 "retransmits_suppressed", "plis", "firs", "fraction_lost", "rtt_ms", "remb_bps",
+                 "bandwidth_pauses")
+
+    def __init__(self, sent: Any = None) -> None:
+        """``sent``: where the packet/byte counts live (the compiled fan-out's C struct
+        counts there; default a Python object)."""
+        self._sent = sent if sent is not None else _Sent()
         self.nacks = 0
         self.retransmits = 0
         self.retransmit_misses = 0
@@ -421,6 +457,46 @@ class SubscriptionStats:
         self.rtt_ms: float | None = None
         self.remb_bps = 0
         self.bandwidth_pauses = 0
+
+    @property
+    def packets(self) -> int:
+        return int(self._sent.packets)
+
+    @packets.setter
+    def packets(self, n: int) -> None:
+        self._sent.packets = n
+
+    @property
+    def bytes(self) -> int:
+        return int(self._sent.bytes)
+
+    @bytes.setter
+    def bytes(self, n: int) -> None:
+        self._sent.bytes = n
+
+
+class FanoutPlan:
+    """The subscribers of one layer the compiled fan-out sends to: those forwarding this
+    layer (``selector.current``) and active, in subscription order, each with the compiled
+    connection of its transport (NULL, i.e. the Python path, without one or when the
+    subscriber does transport-cc, whose send history is kept in Python). Valid while
+    ``fastpath.TOPOLOGY.version`` has not moved."""
+
+    __slots__ = ("version", "subs", "array", "n", "python_subs")
+
+    def __init__(self, subscriptions: list[Subscription], index: int) -> None:
+        self.version = _TOPOLOGY.version
+        forwarding = [s for s in subscriptions if s.selector.current == index and s.active]
+        self.subs = [s for s in forwarding if s.dest is not None]
+        #: subscriptions without a C view (none unless made so): always the Python path
+        self.python_subs = [s for s in forwarding if s.dest is None]
+        for s in self.subs:
+            t = s.downstream
+            fast = getattr(t, "fast_connection", None)
+            twcc = getattr(t, "twcc_history", None)
+            s.dest.conn = fast if fast is not None and twcc is None else fastpath.NULL
+        self.array = fastpath.dest_array([s.dest for s in self.subs]) if self.subs else None
+        self.n = len(self.subs)
 
 
 class Subscription:
@@ -439,11 +515,15 @@ class Subscription:
         on_close: Callable[[Subscription], None] | None = None,
     ) -> None:
         self.track = track
-        self.downstream = downstream
+        self._downstream = downstream
         self.out_ssrc = out_ssrc
         self.rtx_ssrc = rtx_ssrc
         self.rtx_pt = rtx_pt
-        self.forwarder = RtpForwarder(out_ssrc, track.codec.clock_rate, first_seq, first_ts)
+        state = fastpath.forwarder_state()
+        self.forwarder = RtpForwarder(out_ssrc, track.codec.clock_rate, first_seq, first_ts,
+                                      state=state)
+        #: the compiled fan-out's view of this subscription (None without it)
+        self.dest = fastpath.dest(state, out_ssrc)
         self.selector = LayerSelector()
         if not track.simulcast:
             # one layer: forwarded from the start (audio is never paused; a single-layer
@@ -455,9 +535,9 @@ class Subscription:
         self.max_layer = len(track.layers) - 1
         #: paused by the allocator for lack of downlink bandwidth (the client was told)
         self.paused_for_bandwidth = False
-        self.stats = SubscriptionStats()
+        self.stats = SubscriptionStats(self.dest)
         self.accepted = False  # the subscriber's answer accepted the m-line and codec
-        self.active = False  # accepted and the subscriber transport is connected
+        self._active = False  # accepted and the subscriber transport is connected
         self.closed = False
         self._rtx_seq = first_seq ^ 0x5A5A
         self._resent_ms: dict[int, float] = {}
@@ -467,6 +547,26 @@ class Subscription:
         #: last SR we sent: compact ntp (middle 32 bits) -> send time in ms
         self.last_sr_ntp: int = 0
         self.last_sr_ms: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        """Accepted and the subscriber transport is connected."""
+        return self._active
+
+    @active.setter
+    def active(self, active: bool) -> None:
+        if active != self._active:
+            self._active = active
+            fastpath.touch()
+
+    @property
+    def downstream(self) -> MediaTransport:
+        return self._downstream
+
+    @downstream.setter
+    def downstream(self, transport: MediaTransport) -> None:
+        self._downstream = transport
+        fastpath.touch()
 
     def forward(self, data: bytes, ssrc: int, ext: int, ts: int, now_ms: float,
                 twcc_off: int = 0) -> None:

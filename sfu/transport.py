@@ -287,6 +287,7 @@ class MediaTransport:
             self._fast_conn = fastpath.connect(
                 session, pair.protocol.transport.get_extra_info("socket"), pair.remote_addr)
             self._fast = self._fast_conn.ptr if self._fast_conn is not None else None
+            fastpath.touch()
 
     async def add_remote_candidate(self, candidate: str | None) -> None:
         if candidate is None:
@@ -314,6 +315,7 @@ class MediaTransport:
                 # make asyncio log a warning per packet (and its fd may be reused)
                 self._sendto = None
                 self._fast = None
+                fastpath.touch()
             try:
                 self._on_state(state)
             except Exception:
@@ -351,6 +353,12 @@ class MediaTransport:
     def enable_twcc(self) -> None:
         if self.twcc_history is None:
             self.twcc_history = SendHistory()
+            fastpath.touch()  # its subscribers leave the compiled fan-out
+
+    @property
+    def fast_connection(self) -> Any:
+        """The compiled send step's ``sfu_conn *`` while connected (None otherwise)."""
+        return self._fast
 
     def send_rewritten(
         self, packet: bytes, b1: int, seq: int, ts: int, ssrc: int, twcc_off: int = 0
@@ -425,6 +433,7 @@ class MediaTransport:
             return
         self._sendto = None
         self._fast = None
+        fastpath.touch()
         self._rx_srtp = None
         self.state = "closed"
         try:

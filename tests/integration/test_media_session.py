@@ -140,3 +140,33 @@ async def test_counters_do_not_go_down_when_participants_leave(server, raw_clien
         status, _ = await http.api("GET", f"/api/rooms/{room}/participants")
     assert await http.metric("sfu_rtp_packets_out_total", kind="audio") >= before
     assert await http.metric("sfu_rtp_packets_in_total", kind="audio") >= before_in
+
+
+async def test_answers_past_the_candidate_cap_are_accepted(server, raw_client) -> None:  # type: ignore[no-untyped-def]
+    """A client that repeats its ICE candidates in every subscriber answer (non-trickle, like
+    this raw client) renegotiates once per new track. More answers than the cap on remote
+    candidates per connection (32) must all be accepted and every track delivered: the
+    candidates of an answer on a running ICE session are the ones it already has."""
+    room = unique("reneg")
+    sub = raw_client(room, "sub")
+    await sub.connect()
+    tracks = []
+    for i in range(34):  # one publisher at a time: one subscriber offer and answer each
+        pub = raw_client(room, f"pub{i}")
+        await pub.connect()
+        tracks.append((pub, (await pub.publish(video=False))["a"]))
+        n = i + 1
+        await wait_until(lambda n=n: len(sub.offer_tracks) >= n,  # type: ignore[misc]
+                         what=lambda n=n: f"offer {n}; errors {sub.errors[-2:]}")
+    await wait_until(lambda: sub.sub_offers >= 34)
+    for pub, _ in tracks:
+        pub.send_packet(pub.build_packet("audio", os.urandom(80)))
+
+    def missing() -> list[str]:
+        for pub, _ in tracks:  # UDP: resend until each track has arrived
+            pub.send_packet(pub.build_packet("audio", os.urandom(80)))
+        return [t for _, t in tracks if sub.received_for_track(t) is None]
+
+    await wait_until(lambda: not missing(), what=lambda: f"tracks {missing()}; "
+                     f"errors {sub.errors[-2:]}")
+    assert sub.errors == []
