@@ -8,6 +8,7 @@ chromium).
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import statistics
@@ -53,3 +54,13 @@ def run_many(test: str, patterns: list[re.Pattern[str]], columns: list[tuple[str
     print(f"\nruns passing the test's assertions: {passed}/{len(results)}")
     if json_path:
         json_path.write_text(json.dumps({"runs": results, "medians": medians}, indent=2))
+
+
+def main(test: str, patterns: list[re.Pattern[str]], columns: list[tuple[str, str]],
+         doc: str) -> None:
+    """The command line of a browser-test bench: ``--runs N``, ``--json FILE``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    run_many(test, patterns, columns, args.runs, args.json)

@@ -16,13 +16,14 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from benches.server_process import drain_in_background, terminate
 
 LIB = Path("/usr/lib/x86_64-linux-gnu/janus")
 ROOM = 1234
@@ -122,14 +123,7 @@ async def start(interface: str, *, publishers: int = 100, timeout: float = 20.0
     proc = subprocess.Popen([binary, "-F", str(folder), "-C", str(cfg)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     server = JanusServer(proc, f"http://127.0.0.1:{port}/janus", folder)
-
-    def drain() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            server.log.append(line)
-            del server.log[:-2000]
-
-    threading.Thread(target=drain, daemon=True).start()
+    drain_in_background(proc, server.log, keep=2000)
     try:
         await _create_room(server, publishers, timeout)
     except BaseException:
@@ -167,12 +161,7 @@ async def _create_room(server: JanusServer, publishers: int, timeout: float) -> 
 
 
 def stop(server: JanusServer) -> None:
-    server.proc.terminate()
-    try:
-        server.proc.wait(10)
-    except subprocess.TimeoutExpired:
-        server.proc.kill()
-        server.proc.wait(5)
+    terminate(server.proc)
     shutil.rmtree(server.folder, ignore_errors=True)
 
 

@@ -122,10 +122,13 @@ async def _run(conn: Any, target: dict[str, Any], scenario: Scenario, names: lis
             cmd, arg = await commands.get()
             if cmd == "join":
                 ids = await asyncio.gather(*(c.join() for c in clients))
+                layers: dict[str, media.Media] = {}  # each layer read and packetized once
                 for c in clients:
                     if c.p.publishes:
-                        tasks.append(asyncio.ensure_future(
-                            _pace(c, media.load(c.p.video or "180p"), stats)))
+                        layer = c.p.video or "180p"
+                        if layer not in layers:
+                            layers[layer] = media.load(layer)
+                        tasks.append(asyncio.ensure_future(_pace(c, layers[layer], stats)))
                 conn.send(("joined", {c.p.name: i for c, i in zip(clients, ids)}))
             elif cmd == "subscribe":
                 await asyncio.gather(*(c.subscribe(arg) for c in clients

@@ -16,9 +16,9 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 _SEQ = struct.Struct("!H").unpack_from
 _SSRC = struct.Struct("!I").unpack_from
-_SENT = struct.Struct("!Q").unpack_from
 #: every media payload the bench publishers send ends with their send time (ns, monotonic)
 STAMP = struct.Struct("!Q")
+_SENT = STAMP.unpack_from
 
 
 # -- /proc ---------------------------------------------------------------------------

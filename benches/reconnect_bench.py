@@ -11,11 +11,9 @@ each run and the medians, as a Markdown table and JSON. Needs root and Debian ch
 
 from __future__ import annotations
 
-import argparse
 import re
-from pathlib import Path
 
-from benches.e2e_runs import run_many
+from benches.e2e_runs import main
 
 FIGURES = re.compile(
     r"8 s cut noticed by the other page after (?P<noticed_s>[\d.]+) s; after restore, media "
@@ -28,13 +26,5 @@ COLUMNS = [("noticed_s", "8 s cut: other page shows 'reconnecting' after (s)"),
            ("restart_media_s", "15 s cut (media path replaced): restore -> media both ways (s)")]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
-    run_many("tests/e2e/test_network_blip.py", [FIGURES, RESTART], COLUMNS, args.runs, args.json)
-
-
 if __name__ == "__main__":
-    main()
+    main("tests/e2e/test_network_blip.py", [FIGURES, RESTART], COLUMNS, __doc__ or "")

@@ -68,22 +68,35 @@ def start_server(extra_env: dict[str, str] | None = None, *, host: str = "127.0.
         proc.stdout.close()
         raise RuntimeError("server did not start:\n" + "".join(log))
     server = ServerProcess(url, proc, log)
+    drain_in_background(proc, log)
+    return server
+
+
+def drain_in_background(proc: subprocess.Popen[str], log: list[str],
+                        keep: int | None = None) -> None:
+    """A thread appends every line ``proc`` prints to ``log`` (the last ``keep`` only)."""
 
     def drain() -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
             log.append(line)
+            if keep is not None:
+                del log[:-keep]
 
     threading.Thread(target=drain, daemon=True).start()
-    return server
+
+
+def terminate(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM, then SIGKILL after 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 def stop_server(server: ServerProcess) -> None:
-    server.proc.terminate()
-    try:
-        server.proc.wait(10)
-    except subprocess.TimeoutExpired:
-        server.proc.kill()
-        server.proc.wait(5)
+    terminate(server.proc)
     if server.proc.stdout is not None:
         server.proc.stdout.close()

@@ -11,11 +11,9 @@ Needs root (network namespaces) and Debian chromium, like the test suite.
 
 from __future__ import annotations
 
-import argparse
 import re
-from pathlib import Path
 
-from benches.e2e_runs import run_many
+from benches.e2e_runs import main
 
 FIGURES = re.compile(
     r"cap_low=(?P<cap_low>\d+) kbit/s -> low layer in (?P<low_s>[\d.]+) s; cap (?P<cap_pause>\d+)"
@@ -40,14 +38,5 @@ COLUMNS = [("low_s", "low layer after cut to 250 kbit/s (s)"),
            ("on_s", "dynacast: top layer decoded after a new subscriber (s)")]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
-    run_many("tests/e2e/test_simulcast.py", [FIGURES, PHASES, DYNACAST], COLUMNS, args.runs,
-             args.json)
-
-
 if __name__ == "__main__":
-    main()
+    main("tests/e2e/test_simulcast.py", [FIGURES, PHASES, DYNACAST], COLUMNS, __doc__ or "")
