@@ -2,10 +2,12 @@
 
     python -m benches.harness --server ours --scenario lecture --students 20
     python -m benches.harness --server janus --scenario classroom --students 10
+    python -m benches.harness --server relay --scenario lecture --students 5
 
-``--server janus`` (and ``--netns``) runs everything inside a private network namespace
-(:mod:`benches.netns`; needs root). See benches/README.md for what is measured and why;
-:mod:`benches.compare` runs the standard comparison.
+``--server relay`` is the naive decode + re-encode baseline (:mod:`benches.naive_relay`).
+``--server janus`` and ``--server relay`` (and ``--netns``) run everything inside a private
+network namespace (:mod:`benches.netns`; needs root). See benches/README.md for what is
+measured and why; :mod:`benches.compare` runs the standard comparison.
 
 A run: start the server; the workers (:mod:`benches.load_worker`) join every participant and
 the publishers start sending; after ``--warmup``, the **idle window** (publishers only, no
@@ -28,11 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benches import janus_server, load_worker, media, netns, server_process
+from benches import janus_server, load_worker, media, naive_relay, netns, server_process
 from benches.measure import git_state, machine_info, percentile, proc_cpu_s, proc_rss, proc_times
 from benches.scenario import Scenario, load
 
-SERVERS = ("ours", "janus")
+SERVERS = ("ours", "janus", "relay")
+#: servers that can only run inside the bench network namespace
+NETNS_ONLY = ("janus", "relay")
 
 
 # -- the server under test -----------------------------------------------------------
@@ -67,6 +71,10 @@ async def start_target(kind: str, address: str, participants: int) -> Target:
         j = await janus_server.start(netns.INTERFACE, publishers=participants + 10)
         return Target(kind, j.pid, {"kind": kind, "http_url": j.http_url, "room": j.room},
                       lambda: janus_server.stop(j), j.log)
+    if kind == "relay":
+        r = naive_relay.start(address)
+        return Target(kind, r.pid, {"kind": kind, "http_url": r.http_url, "stamps": False},
+                      lambda: naive_relay.stop(r), r.log)
     raise ValueError(f"unknown server {kind!r}; have {SERVERS}")
 
 
@@ -111,7 +119,7 @@ class Worker:
 
 @dataclass
 class Snap:
-    streams: dict[str, dict[int, tuple[int, int, int]]] = field(default_factory=dict)
+    streams: dict[str, dict[int, tuple[int, int, int, int]]] = field(default_factory=dict)
     latencies_us: list[float] = field(default_factory=list)
     first_ms: dict[str, float] = field(default_factory=dict)
     sent: int = 0
@@ -134,16 +142,17 @@ async def snap_all(workers: list[Worker]) -> Snap:
 # -- windows -------------------------------------------------------------------------
 
 
-def _delta(a: dict[int, tuple[int, int, int]], b: dict[int, tuple[int, int, int]]
+def _delta(a: dict[int, tuple[int, int, int, int]], b: dict[int, tuple[int, int, int, int]]
            ) -> dict[str, int]:
-    received = expected = streams = 0
-    for ssrc, (n1, base, max1) in b.items():
-        n0, _, max0 = a.get(ssrc, (0, base, base - 1))
+    received = expected = streams = frames = 0
+    for ssrc, (n1, base, max1, m1) in b.items():
+        n0, _, max0, m0 = a.get(ssrc, (0, base, base - 1, 0))
         received += n1 - n0
         expected += max1 - max0
         streams += n1 > n0
+        frames += m1 - m0
     return {"received": received, "expected": expected, "lost": max(0, expected - received),
-            "streams": streams}
+            "streams": streams, "frames": frames}
 
 
 async def measure(seconds: float, target: Target, workers: list[Worker]) -> dict[str, Any]:
@@ -248,8 +257,15 @@ def summarize(kind: str, scenario: Scenario, seconds: float, n_workers: int,
         failures.append(f"{len(missing)} subscriber(s) did not receive every stream in the "
                         f"window: {missing[:8]}")
     loss_pct = 100.0 * lost / expected if expected else 100.0
+    people = scenario.by_name()
+    fps = [per_sub[p.name]["frames"] / steady["seconds"] / videos for p in subs
+           if p.name in per_sub and (videos := sum(1 for n in p.sees if people[n].video))]
     if loss_pct > 1.0:
         failures.append(f"loss {loss_pct:.2f} % > 1 %")
+    sent_fps = media.FPS
+    if fps and min(fps) < 0.9 * sent_fps:
+        failures.append(f"video at {min(fps):.1f} frames/s (worst subscriber) of the "
+                        f"{sent_fps} sent")
     if not fwd:
         failures.append("nothing forwarded")
     secs = steady["seconds"]
@@ -282,6 +298,8 @@ def summarize(kind: str, scenario: Scenario, seconds: float, n_workers: int,
             "ingress_pps": r2(steady["sent"] / secs),
             "forwarded_pps": r2(fwd / secs),
             "loss_pct": round(loss_pct, 3),
+            "video_fps_mean": r2(sum(fps) / len(fps)) if fps else None,
+            "video_fps_min": r2(min(fps)) if fps else None,
             "latency_p50_ms": r2(percentile(lat, 50) / 1000) if lat else None,
             "latency_p99_ms": r2(percentile(lat, 99) / 1000) if lat else None,
             "join_to_first_packet_p50_ms": r2(percentile(first, 50)),
@@ -306,6 +324,7 @@ ROWS = [
     ("server CPU, % of one core (idle phase)", "idle_server_cpu_pct", "{:.1f}"),
     ("server CPU, % of one core (of which kernel)", None, None),
     ("loss (%)", "loss_pct", "{:.3f}"),
+    ("video frames/s received per video, mean / worst subscriber", None, None),
     ("added latency p50 / p99 (ms)", None, None),
     ("join to first packet p50 / max (ms)", None, None),
     ("server RSS (MB); per subscriber (KB)", None, None),
@@ -322,6 +341,8 @@ def _cell(f: dict[str, Any], key: str | None, fmt: str | None, label: str) -> st
         return v(key, fmt)
     if label.startswith("server CPU, % of one core (of"):
         return f"{v('server_cpu_pct', '{:.1f}')} ({v('server_sys_pct', '{:.1f}')})"
+    if label.startswith("video frames"):
+        return f"{v('video_fps_mean', '{:.1f}')} / {v('video_fps_min', '{:.1f}')}"
     if label.startswith("added latency"):
         return f"{v('latency_p50_ms')} / {v('latency_p99_ms')}"
     if label.startswith("join"):
@@ -356,10 +377,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=0, help="client processes (default: one "
                     "per 6 participants, at most 8)")
     ap.add_argument("--netns", action="store_true", help="run in a private network "
-                    "namespace (always for janus)")
+                    "namespace (always for janus and relay)")
     ap.add_argument("--json", help="write the result here")
     args = ap.parse_args(argv)
-    if (args.netns or args.server == "janus") and not netns.inside():
+    if (args.netns or args.server in NETNS_ONLY) and not netns.inside():
         return netns.reexec_inside("benches.harness", sys.argv[1:] if argv is None else argv)
     scenario = load(args.scenario, args.students)
     address = netns.ADDRESS if netns.inside() else "127.0.0.1"

@@ -9,6 +9,8 @@ writes its own SDP (:mod:`benches.rawclient`); only the signalling differs:
 * ``janus``: the VideoRoom plugin over Janus's HTTP transport, non-trickle. A publisher joins
   and publishes; a subscriber joins one multistream subscription with the feeds (all of a
   feed it sees, only the audio of the others).
+* ``relay``: the naive decode + re-encode baseline (:mod:`benches.naive_relay`), over its
+  small HTTP API, non-trickle, subscribing like a Janus subscriber.
 
 A subscriber's packets are counted in its UDP socket callback before SRTP
 (:func:`benches.measure.hook_transport`); it neither decodes nor sends feedback.
@@ -31,6 +33,12 @@ from sfu import sdp as sdp_mod
 from sfu.transport import MediaTransport
 
 OURS_ROOM = "bench"
+
+
+def video_pts(offer: sdp_mod.SessionDescription) -> set[int]:
+    """The payload types of the offer's video sections (what a frame count looks at)."""
+    return {int(pt) for m in offer.media if m.kind == "video" for pt in m.formats
+            if pt.isdigit()}
 
 
 class BenchClient:
@@ -74,9 +82,11 @@ class _DeferredClient(RawClient):
     """A RawClient that holds the subscriber offer until :meth:`allow`, then hides the
     videos its participant does not see."""
 
-    def __init__(self, *args: Any, sees: tuple[str, ...], **kw: Any) -> None:
+    def __init__(self, *args: Any, sees: tuple[str, ...], counter: StreamCounter,
+                 **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.sees = set(sees)
+        self.counter = counter
         self.allowed = False
         self.pending: dict[str, Any] | None = None
         self.hidden: set[str] = set()
@@ -86,6 +96,7 @@ class _DeferredClient(RawClient):
             self.pending = msg
             return
         await super()._answer(msg)
+        self.counter.video_pts |= video_pts(sdp_mod.parse(msg["sdp"]))
         names = {p["id"]: p["identity"] for p in self.joined.get("participants", [])}
         names.update({m["participant"]["id"]: m["participant"]["identity"] for m in self.log
                       if m.get("type") == "participant_joined"})
@@ -114,6 +125,7 @@ class OursClient(BenchClient):
                             role=p.role)
         self.client = _DeferredClient(ws_url, token, certificate=certificate,
                                       addresses=(address,), sees=p.sees,
+                                      counter=self.counter,
                                       on_packet=self.counter.on_plain,
                                       on_sub_transport=self._hook)
 
@@ -144,20 +156,19 @@ class OursClient(BenchClient):
         await self.client.close()
 
 
-# -- janus ---------------------------------------------------------------------------
+# -- servers signalled over HTTP, non-trickle (Janus, the naive relay) -------------------
 
 
-class JanusClient(BenchClient):
+class _HttpSignalledClient(BenchClient):
+    """A raw publisher transport (we offer) and a raw subscriber transport (the server
+    offers); subclasses only carry the SDPs to and from their server."""
+
     def __init__(self, p: Participant, scenario: Scenario, address: str,
-                 certificate: RTCCertificate, session: janus_server.JanusSession,
-                 room: int) -> None:
+                 certificate: RTCCertificate) -> None:
         super().__init__(p, scenario, address, certificate)
-        self.session = session
-        self.room = room
         self.source = RtpSource()
         self.publisher: MediaTransport | None = None
         self.subscriber: MediaTransport | None = None
-        self.handles: list[int] = []
 
     @property
     def rtp(self) -> RtpSource:
@@ -167,9 +178,77 @@ class JanusClient(BenchClient):
         assert self.publisher is not None
         return self.publisher.send_rtp(packet)
 
+    async def _exchange_offer(self, offer: str) -> tuple[str, str]:
+        """Send our publisher offer; returns (feed id, the server's answer)."""
+        raise NotImplementedError
+
+    async def _request_offer(self, feeds: list[tuple[str, bool]]) -> tuple[Any, str]:
+        """Ask for the (feed id, with video) streams; returns (a key, the server's offer)."""
+        raise NotImplementedError
+
+    async def _send_answer(self, key: Any, answer: str) -> None:
+        raise NotImplementedError
+
     async def join(self) -> str:
         if not self.p.publishes:
             return ""
+        connected = asyncio.Event()
+        self.publisher = MediaTransport(
+            self.certificate, [self.address], controlling=True, on_rtp=lambda d, t: None,
+            on_rtcp=lambda d: None,
+            on_state=lambda st: connected.set() if st == "connected" else None,
+            name=f"{type(self).__name__}-pub")
+        await self.publisher.gather()
+        offer = publisher_offer(self.publisher.local(), self.source.audio_ssrc,
+                                self.source.video_ssrc, audio=self.p.audio,
+                                video=bool(self.p.video))
+        feed, answer = await self._exchange_offer(offer)
+        await _start(self.publisher, sdp_mod.parse(answer), "server")
+        await asyncio.wait_for(connected.wait(), 15)
+        return feed
+
+    async def subscribe(self, directory: dict[str, str]) -> None:
+        self.subscribe_started_ns = time.monotonic_ns()
+        others = self.scenario.by_name()
+        feeds: list[tuple[str, bool]] = []  # all of a feed it sees, the audio of the others
+        for name, feed in directory.items():
+            q = others[name]
+            if name == self.p.name or not feed:
+                continue
+            if name in self.p.sees and q.video:
+                feeds.append((feed, True))
+            elif q.audio:
+                feeds.append((feed, False))
+        if not feeds:
+            return
+        key, offer_sdp = await self._request_offer(feeds)
+        offer = sdp_mod.parse(offer_sdp)
+        self.counter.video_pts |= video_pts(offer)
+        self.subscriber = MediaTransport(
+            self.certificate, [self.address], controlling=False,
+            on_rtp=self.counter.on_plain, on_rtcp=lambda d: None, on_state=lambda st: None,
+            name=f"{type(self).__name__}-sub")
+        await self.subscriber.gather()
+        self._hook(self.subscriber)
+        await self._send_answer(key, subscriber_answer(offer, self.subscriber.local()))
+        await _start(self.subscriber, offer, "client")
+
+    async def close(self) -> None:
+        for t in (self.publisher, self.subscriber):
+            if t is not None:
+                await t.close()
+
+
+class JanusClient(_HttpSignalledClient):
+    def __init__(self, p: Participant, scenario: Scenario, address: str,
+                 certificate: RTCCertificate, session: janus_server.JanusSession,
+                 room: int) -> None:
+        super().__init__(p, scenario, address, certificate)
+        self.session = session
+        self.room = room
+        self.handles: list[int] = []
+
+    async def _exchange_offer(self, offer: str) -> tuple[str, str]:
         s = self.session
         handle = await s.attach()
         self.handles.append(handle)
@@ -177,65 +256,72 @@ class JanusClient(BenchClient):
                                  "display": self.p.name})
         joined = await s.event(handle, "id")
         feed = joined["plugindata"]["data"]["id"]
-        connected = asyncio.Event()
-        self.publisher = MediaTransport(
-            self.certificate, [self.address], controlling=True, on_rtp=lambda d, t: None,
-            on_rtcp=lambda d: None,
-            on_state=lambda st: connected.set() if st == "connected" else None,
-            name="janus-pub")
-        await self.publisher.gather()
-        offer = publisher_offer(self.publisher.local(), self.source.audio_ssrc,
-                                self.source.video_ssrc, audio=self.p.audio,
-                                video=bool(self.p.video))
         await s.message(handle, {"request": "publish", "audio": self.p.audio,
                                  "video": bool(self.p.video)},
                         {"type": "offer", "sdp": offer, "trickle": False})
         ev = await s.event(handle, "configured")
-        answer = sdp_mod.parse(ev["jsep"]["sdp"])
-        await _start(self.publisher, answer, "server")
-        await asyncio.wait_for(connected.wait(), 15)
-        return str(feed)
+        return str(feed), ev["jsep"]["sdp"]
 
-    async def subscribe(self, directory: dict[str, str]) -> None:
-        self.subscribe_started_ns = time.monotonic_ns()
-        others = self.scenario.by_name()
-        streams: list[dict[str, Any]] = []
-        for name, feed in directory.items():
-            q = others[name]
-            if name == self.p.name or not feed:
-                continue
-            if name in self.p.sees and q.video:
-                streams.append({"feed": int(feed)})  # audio and video
-            elif q.audio:
-                streams.append({"feed": int(feed), "mid": "a"})
-        if not streams:
-            return
+    async def _request_offer(self, feeds: list[tuple[str, bool]]) -> tuple[Any, str]:
+        streams = [{"feed": int(f)} if video else {"feed": int(f), "mid": "a"}
+                   for f, video in feeds]
         s = self.session
         handle = await s.attach()
         self.handles.append(handle)
         await s.message(handle, {"request": "join", "ptype": "subscriber", "room": self.room,
                                  "streams": streams})
         ev = await s.event(handle, "streams")
-        offer = sdp_mod.parse(ev["jsep"]["sdp"])
-        self.subscriber = MediaTransport(
-            self.certificate, [self.address], controlling=False,
-            on_rtp=self.counter.on_plain, on_rtcp=lambda d: None, on_state=lambda st: None,
-            name="janus-sub")
-        await self.subscriber.gather()
-        self._hook(self.subscriber)
-        answer = subscriber_answer(offer, self.subscriber.local())
-        await s.message(handle, {"request": "start"},
-                        {"type": "answer", "sdp": answer, "trickle": False})
-        await _start(self.subscriber, offer, "client")
+        return handle, ev["jsep"]["sdp"]
+
+    async def _send_answer(self, key: Any, answer: str) -> None:
+        await self.session.message(key, {"request": "start"},
+                                   {"type": "answer", "sdp": answer, "trickle": False})
 
     async def close(self) -> None:
-        for t in (self.publisher, self.subscriber):
-            if t is not None:
-                await t.close()
+        await super().close()
         for h in self.handles:
             try:
                 await self.session.message(h, {"request": "leave"})
             except (aiohttp.ClientError, janus_server.JanusError):
+                pass
+
+
+class RelayClient(_HttpSignalledClient):
+    def __init__(self, p: Participant, scenario: Scenario, address: str,
+                 certificate: RTCCertificate, http: aiohttp.ClientSession,
+                 http_url: str) -> None:
+        super().__init__(p, scenario, address, certificate)
+        self.counter.sample_every = 0  # re-encoded payloads carry no send time
+        self.http = http
+        self.url = http_url
+        self.ids: list[str] = []
+
+    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        async with self.http.post(self.url + path, json=body) as resp:
+            resp.raise_for_status()
+            out: dict[str, Any] = await resp.json()
+            return out
+
+    async def _exchange_offer(self, offer: str) -> tuple[str, str]:
+        resp = await self._post("/publish", {"sdp": offer})
+        self.ids.append(resp["id"])
+        return str(resp["id"]), resp["sdp"]
+
+    async def _request_offer(self, feeds: list[tuple[str, bool]]) -> tuple[Any, str]:
+        wanted = {f: ["audio", "video"] if video else ["audio"] for f, video in feeds}
+        resp = await self._post("/subscribe", {"feeds": wanted})
+        self.ids.append(resp["id"])
+        return resp["id"], resp["sdp"]
+
+    async def _send_answer(self, key: Any, answer: str) -> None:
+        await self._post(f"/answer/{key}", {"sdp": answer})
+
+    async def close(self) -> None:
+        await super().close()
+        for i in self.ids:
+            try:
+                await self._post(f"/close/{i}", {})
+            except aiohttp.ClientError:
                 pass
 
 

@@ -45,10 +45,12 @@ def main(conn: Any, target: dict[str, Any], scenario: Scenario, names: list[str]
         conn.close()
 
 
-async def _pace(client: Any, media: Any, stats: dict[str, int]) -> None:
-    """Send one participant's media in real time until cancelled."""
+async def _pace(client: Any, media: Any, stats: dict[str, int], stamps: bool = True) -> None:
+    """Send one participant's media in real time until cancelled (``stamps``: each payload
+    ends with its send time; off for a server that decodes, as it corrupts the media)."""
     loop = asyncio.get_running_loop()
-    rtp, send, stamp, now_ns = client.rtp, client.send, STAMP.pack, time.monotonic_ns
+    rtp, send, now_ns = client.rtp, client.send, time.monotonic_ns
+    stamp = STAMP.pack if stamps else (lambda _: b"")
     audio, video = media.audio if client.p.audio else None, \
         media.video if client.p.video else None
     fps = media.meta["fps"]
@@ -112,6 +114,10 @@ async def _run(conn: Any, target: dict[str, Any], scenario: Scenario, names: lis
             for n in names:
                 clients.append(load_clients.JanusClient(people[n], scenario, address, cert,
                                                         session, target["room"]))
+        elif target["kind"] == "relay":
+            for n in names:
+                clients.append(load_clients.RelayClient(people[n], scenario, address, cert,
+                                                        http, target["http_url"]))
         else:
             for n in names:
                 clients.append(load_clients.OursClient(people[n], scenario, address, cert,
@@ -128,7 +134,8 @@ async def _run(conn: Any, target: dict[str, Any], scenario: Scenario, names: lis
                         layer = c.p.video or "180p"
                         if layer not in layers:
                             layers[layer] = media.load(layer)
-                        tasks.append(asyncio.ensure_future(_pace(c, layers[layer], stats)))
+                        tasks.append(asyncio.ensure_future(
+                            _pace(c, layers[layer], stats, target.get("stamps", True))))
                 conn.send(("joined", {c.p.name: i for c, i in zip(clients, ids)}))
             elif cmd == "subscribe":
                 await asyncio.gather(*(c.subscribe(arg) for c in clients

@@ -83,21 +83,25 @@ def percentile(values: list[float], q: float) -> float | None:
 
 class StreamCounter:
     """One subscriber's packets per SSRC, read from the clear RTP header (SRTP encrypts only
-    the payload), plus a latency sample every ``sample_every`` packets.
+    the payload), plus a latency sample every ``sample_every`` packets (0: none). Marker bits
+    of the payload types in ``video_pts`` are counted too: one per video frame.
 
     ``hook`` returns True for a packet it consumed (counted and dropped) and False for one
     that must also go the full way (SRTP unprotect): the sampled ones, whose decrypted
     payload ends with the publisher's send time; ``on_plain`` reads it.
     """
 
-    __slots__ = ("streams", "first_ns", "latencies_us", "sample_every", "_n", "_arrival")
+    __slots__ = ("streams", "first_ns", "latencies_us", "sample_every", "video_pts", "_n",
+                 "_arrival")
 
     def __init__(self, sample_every: int = 16) -> None:
-        #: ssrc -> [packets, base ext seq, max ext seq]
+        #: ssrc -> [packets, base ext seq, max ext seq, video frames (marked packets)]
         self.streams: dict[int, list[int]] = {}
         self.first_ns = 0
         self.latencies_us: list[float] = []
         self.sample_every = sample_every
+        #: payload types of video (from the offers the subscriber answered)
+        self.video_pts: set[int] = set()
         self._n = 0
         self._arrival = 0
 
@@ -106,7 +110,7 @@ class StreamCounter:
         ssrc = _SSRC(data, 8)[0]
         s = self.streams.get(ssrc)
         if s is None:
-            self.streams[ssrc] = [1, seq, seq]
+            s = self.streams[ssrc] = [1, seq, seq, 0]
             if not self.first_ns:
                 self.first_ns = time.monotonic_ns()
         else:
@@ -114,8 +118,11 @@ class StreamCounter:
             diff = (seq - s[2]) & 0xFFFF
             if diff < 0x8000:
                 s[2] += diff
+        b1 = data[1]
+        if b1 & 0x80 and b1 & 0x7F in self.video_pts:
+            s[3] += 1
         self._n += 1
-        if self._n % self.sample_every:
+        if not self.sample_every or self._n % self.sample_every:
             return True
         self._arrival = time.monotonic_ns()
         return False
@@ -128,8 +135,9 @@ class StreamCounter:
                 self.latencies_us.append((self._arrival - sent) / 1000)
         self._arrival = 0
 
-    def snapshot(self) -> dict[int, tuple[int, int, int]]:
-        return {ssrc: (s[0], s[1], s[2]) for ssrc, s in self.streams.items()}
+    def snapshot(self) -> dict[int, tuple[int, int, int, int]]:
+        """ssrc -> (packets, base ext seq, max ext seq, marked packets)."""
+        return {ssrc: (s[0], s[1], s[2], s[3]) for ssrc, s in self.streams.items()}
 
     def take_latencies(self) -> list[float]:
         out, self.latencies_us = self.latencies_us, []
