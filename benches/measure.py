@@ -144,22 +144,20 @@ class StreamCounter:
         return out
 
 
-def hook_transport(transport: Any, counter: StreamCounter) -> int:
-    """Count RTP datagrams of a :class:`sfu.transport.MediaTransport` in its UDP protocols,
-    before aioice/DTLS/SRTP; only the latency samples go on. STUN (consent checks), DTLS and
-    RTCP still go the normal way. Uses aioice internals (``Connection._protocols``,
-    ``StunProtocol.datagram_received``); bench-only. Returns how many sockets were hooked.
+def hook_transport(transport: Any, counter: StreamCounter) -> None:
+    """Count the RTP datagrams of a :class:`sfu.transport.MediaTransport` before SRTP: only
+    the latency samples go on to be unprotected. STUN (consent checks), DTLS and RTCP go the
+    normal way. Wraps the transport's datagram entry point (``_datagram_received``, what
+    aioice's ``Connection.data_received`` and, once keyed, the transport's own STUN-parse
+    bypass call), so it must be called before the transport starts; bench-only.
     """
-    hooked = 0
-    for proto in transport._ice._connection._protocols:
-        orig = proto.datagram_received
+    orig = transport._datagram_received
 
-        def hook(data: bytes, addr: Any, _orig: Any = orig) -> None:
-            if (len(data) >= 12 and 127 < data[0] < 192 and not 191 < data[1] < 224
-                    and counter.hook(data)):
-                return
-            _orig(data, addr)
+    def hook(data: bytes, component: int) -> None:
+        if (len(data) >= 12 and 127 < data[0] < 192 and not 191 < data[1] < 224
+                and counter.hook(data)):
+            return
+        orig(data, component)
 
-        proto.datagram_received = hook
-        hooked += 1
-    return hooked
+    transport._datagram_received = hook
+    transport._ice._connection.data_received = hook

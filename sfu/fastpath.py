@@ -1,7 +1,9 @@
-"""The compiled send step of the forwarding path, when it is built (``sfu.fastpath_build``).
+"""The compiled steps of the forwarding path, when they are built (``sfu.fastpath_build``).
 
 :func:`connect` binds one SRTP session, ICE socket and peer address into a C struct;
-:data:`send` (``sfu_send``) then rewrites, protects and sends one packet in one call.
+:data:`send` (``sfu_send``) then rewrites, protects and sends one packet in one call;
+:data:`fanout` does that for every subscriber of a layer. :func:`receiver` unprotects
+received SRTP packets in one call.
 Without the compiled module :data:`ENABLED` is False and :class:`sfu.transport.
 MediaTransport` keeps its Python send path (same bytes on the wire, more CPU).
 """
@@ -96,6 +98,43 @@ class Connection:
         self._session = session
 
 
+class Receiver:
+    """A ``sfu_rx`` for unprotecting with one pylibsrtp session (kept alive with it):
+    :meth:`unprotect` returns the clear packet, or None when it does not authenticate."""
+
+    __slots__ = ("ptr", "_buf", "_session", "_call", "_unpack")
+
+    def __init__(self, ptr: Any, session: Any) -> None:
+        assert _fastpath is not None
+        self.ptr = ptr
+        self._buf = _fastpath.ffi.cast("char *", ptr.buf)
+        self._session = session
+        self._call = _fastpath.lib.sfu_unprotect
+        self._unpack = _fastpath.ffi.unpack
+
+    def unprotect(self, data: bytes) -> bytes | None:
+        n = self._call(self.ptr, data, len(data))
+        return self._unpack(self._buf, n) if n >= 0 else None
+
+
+def receiver(session: Any) -> Receiver | None:
+    """A :class:`Receiver` for ``session`` (a keyed inbound pylibsrtp.Session); None if the
+    compiled module is not built."""
+    if _fastpath is None:
+        return None
+    rx = _fastpath.ffi.new("sfu_rx *")
+    rx.srtp = _fastpath.ffi.cast("void *", int(_srtp_ffi.cast("uintptr_t", session._srtp[0])))
+    rx.unprotect = _function_pointer("srtp_unprotect")
+    return Receiver(rx, session)
+
+
+def _function_pointer(name: str) -> Any:
+    """A libsrtp function, as the ``void *`` the compiled steps call it through."""
+    assert _fastpath is not None
+    return _fastpath.ffi.cast("void *", int(_srtp_ffi.cast(
+        "uintptr_t", _srtp_ffi.addressof(_srtp_lib, name))))
+
+
 def connect(session: Any, sock: Any, remote_addr: tuple[Any, ...]) -> Connection | None:
     """A connection for sending with ``session`` (a pylibsrtp.Session) on ``sock`` (the ICE
     socket, anything with ``fileno()``) to ``remote_addr``; None if not built."""
@@ -104,8 +143,7 @@ def connect(session: Any, sock: Any, remote_addr: tuple[Any, ...]) -> Connection
     ffi = _fastpath.ffi
     conn = ffi.new("sfu_conn *")
     conn.srtp = ffi.cast("void *", int(_srtp_ffi.cast("uintptr_t", session._srtp[0])))
-    conn.protect = ffi.cast("void *", int(_srtp_ffi.cast(
-        "uintptr_t", _srtp_ffi.addressof(_srtp_lib, "srtp_protect"))))
+    conn.protect = _function_pointer("srtp_protect")
     conn.fd = sock.fileno()
     raw = _address(remote_addr)
     conn.addrlen = len(raw)

@@ -17,7 +17,10 @@ pinned by the version ranges in pyproject.toml and covered by tests/integration:
 * ``aioice.Connection.data_received`` replaced: once SRTP is keyed, SRTP/SRTCP datagrams are
   unprotected and dispatched synchronously from the socket callback (bypassing aioice's queue
   and aiortc's receive coroutine); DTLS still goes through aiortc; empty datagrams are
-  dropped (aiortc's receive loop reads ``data[0]`` and dies on one).
+  dropped (aiortc's receive loop reads ``data[0]`` and dies on one);
+* ``StunProtocol.datagram_received`` (``Connection._protocols``) wrapped per socket once SRTP
+  is keyed: an RTP/RTCP datagram (first byte 128..191, never STUN) skips aioice's STUN parse
+  attempt (an exception raised and caught per packet) and comes straight here.
 """
 
 from __future__ import annotations
@@ -121,6 +124,7 @@ class MediaTransport:
         self._stun_request_received = conn.request_received
         conn.request_received = self._request_received  # type: ignore[method-assign]
         self._rx_srtp: Any = None  # set once DTLS has keyed SRTP
+        self._rx_fast: fastpath.Receiver | None = None  # its compiled unprotect step
         self._dtls = _SfuDtlsTransport(self._ice, [certificate])
         self._dtls._owner = self
         self._start_task: asyncio.Task[None] | None = None
@@ -259,11 +263,19 @@ class MediaTransport:
             self.last_rx_ms = _monotonic() * 1000.0
             self._deliver_rtcp(plain)
         else:
-            try:
-                plain = rx.unprotect(data)
-            except pylibsrtp.Error:
-                self.stats.srtp_auth_failures += 1
-                return
+            fast = self._rx_fast
+            if fast is not None:
+                clear = fast.unprotect(data)
+                if clear is None:
+                    self.stats.srtp_auth_failures += 1
+                    return
+                plain = clear
+            else:
+                try:
+                    plain = rx.unprotect(data)
+                except pylibsrtp.Error:
+                    self.stats.srtp_auth_failures += 1
+                    return
             now = self.last_rx_ms = _monotonic() * 1000.0
             self._deliver_rtp(plain, now)
 
@@ -276,6 +288,8 @@ class MediaTransport:
 
     def _enable_fast_path(self) -> None:
         self._rx_srtp = self._dtls._rx_srtp
+        self._rx_fast = fastpath.receiver(self._rx_srtp)
+        self._bypass_stun_parse()
         session = self._dtls._tx_srtp
         self._srtp_ptr = session._srtp[0]
         self._cdata = session._cdata
@@ -288,6 +302,21 @@ class MediaTransport:
                 session, pair.protocol.transport.get_extra_info("socket"), pair.remote_addr)
             self._fast = self._fast_conn.ptr if self._fast_conn is not None else None
             fastpath.touch()
+
+    def _bypass_stun_parse(self) -> None:
+        """RTP and RTCP datagrams go from each ICE socket straight to
+        :meth:`_datagram_received`; everything else (STUN, DTLS) through aioice as before."""
+        mine = self._datagram_received
+        for proto in self._ice._connection._protocols:
+            stun_first = proto.datagram_received
+
+            def datagram_received(data: bytes, addr: Any, _aioice: Any = stun_first) -> None:
+                if data and 127 < data[0] < 192:
+                    mine(data, 1)
+                else:
+                    _aioice(data, addr)
+
+            proto.datagram_received = datagram_received  # type: ignore[method-assign,assignment]
 
     async def add_remote_candidate(self, candidate: str | None) -> None:
         if candidate is None:
@@ -435,6 +464,7 @@ class MediaTransport:
         self._fast = None
         fastpath.touch()
         self._rx_srtp = None
+        self._rx_fast = None
         self.state = "closed"
         try:
             await self._dtls.stop()
