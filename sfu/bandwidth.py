@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
-from .twcc import SendHistory, TwccFeedback
+from .twcc import SentPackets, TwccFeedback
 
 BandwidthUsage = Literal["normal", "overusing", "underusing"]
 NORMAL: Final = "normal"
@@ -355,7 +355,7 @@ class DownlinkEstimator:
 
     # --- inputs --------------------------------------------------------------------------
 
-    def on_twcc(self, feedback: TwccFeedback, history: SendHistory, now_ms: float) -> None:
+    def on_twcc(self, feedback: TwccFeedback, history: SentPackets, now_ms: float) -> None:
         """One transport-wide feedback from the subscriber, about packets in ``history``.
 
         Packets not in the history (never sent, too old, or garbage) and packets already

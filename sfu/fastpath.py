@@ -26,8 +26,9 @@ if os.environ.get("SFU_FASTPATH", "1") == "0":  # for A/B measurements
     _fastpath = None
 
 ENABLED = _fastpath is not None
-#: sfu_send(conn, packet, len, b1, seq, ts, ssrc, twcc_off, twcc_seq) -> bytes sent, or
-#: -1 bad length, -2 srtp_protect failed, -3 sendto failed
+#: sfu_send(conn, packet, len, b1, seq, ts, ssrc, twcc_off) -> bytes sent, or -1 bad
+#: length, -2 srtp_protect failed, -3 sendto failed (with transport-cc on the connection and
+#: ``twcc_off`` > 0: the next transport-wide number is written there and recorded)
 send: Any = _fastpath.lib.sfu_send if _fastpath is not None else None
 
 
@@ -46,8 +47,8 @@ def touch() -> None:
     TOPOLOGY.version += 1
 
 
-#: sfu_fanout(packet, len, b1, ssrc, ext_seq, ts, now_ms, dests, n) -> how many were left
-#: to Python (their ``status`` is 1)
+#: sfu_fanout(packet, len, b1, ssrc, ext_seq, ts, now_ms, twcc_off, dests, n) -> how many
+#: were left to Python (their ``status`` is 1)
 fanout: Any = _fastpath.lib.sfu_fanout if _fastpath is not None else None
 
 
@@ -87,15 +88,58 @@ def _address(addr: tuple[Any, ...]) -> bytes:
                 + socket.inet_pton(socket.AF_INET6, host) + struct.pack("=I", 0))
 
 
+class TwccHistory:
+    """The send history of a connection doing transport-cc, kept by the compiled send step
+    (``sfu_twcc``): the same answers as :class:`sfu.twcc.SendHistory`, which the Python
+    send path keeps instead."""
+
+    __slots__ = ("_t",)
+    SIZE = 8192
+
+    def __init__(self, twcc: Any) -> None:
+        self._t = twcc
+
+    @property
+    def last_assigned(self) -> int:
+        """The last transport-wide sequence number written in a packet (0 before any)."""
+        return int(self._t.assigned)
+
+    def lookup(self, seq: int) -> tuple[float, int] | None:
+        """(send time ms, size bytes), or None if never sent or no longer remembered."""
+        seq &= 0xFFFF
+        t = self._t
+        last = t.last_recorded
+        if last < 0 or ((last - seq) & 0xFFFF) >= self.SIZE:
+            return None
+        i = seq & (self.SIZE - 1)
+        if t.seqs[i] != seq:
+            return None
+        return float(t.times[i]), int(t.sizes[i])
+
+
 class Connection:
     """A ``sfu_conn`` (``ptr``, what :data:`send` takes) and the pylibsrtp session it
-    points into, kept alive with it."""
+    points into, kept alive with it; :meth:`enable_twcc` adds a send history."""
 
-    __slots__ = ("ptr", "_session")
+    __slots__ = ("ptr", "_session", "_twcc")
 
     def __init__(self, ptr: Any, session: Any) -> None:
         self.ptr = ptr
         self._session = session
+        self._twcc: Any = None
+
+    def enable_twcc(self, last_assigned: int = 0) -> TwccHistory:
+        """From now on, packets sent with a transport-cc element get transport-wide sequence
+        numbers (continuing after ``last_assigned``), recorded in the returned history."""
+        assert _fastpath is not None
+        if self._twcc is None:
+            self._twcc = _fastpath.ffi.new("sfu_twcc *")
+            self._twcc.assigned = last_assigned & 0xFFFF
+            self._twcc.last_recorded = -1
+            _fastpath.ffi.memmove(self._twcc.seqs, b"\xff" * (4 * TwccHistory.SIZE),
+                                  4 * TwccHistory.SIZE)  # every slot -1: never sent
+            self.ptr.twcc = self._twcc
+        return TwccHistory(self._twcc)
 
 
 class Receiver:

@@ -8,13 +8,16 @@ module the server runs the same logic in Python (:mod:`sfu.fastpath`), slower.
 ``sfu_fanout``: one call per ingress packet forwards it to every subscriber of its layer in
 the steady case (same source, no resync, not late: ``RtpForwarder.on_packet``'s arithmetic
 on the forwarder's fields, which live in a C struct), then ``sfu_send`` for each; anything
-else is handed back to Python. ``sfu_send``, per forwarded packet and subscriber: copy the
-packet into the connection's buffer, write the rewritten payload type/marker byte, sequence number,
-timestamp and SSRC (and the transport-wide sequence number, when the subscriber does
-transport-cc), SRTP-protect it with libsrtp (called through the function pointer
-pylibsrtp exposes, so nothing links against libsrtp here), and ``sendto`` it on the ICE
-socket. One call from Python instead of a buffer copy, a struct write, a libsrtp call, a
-bytes slice and an event-loop ``sendto``.
+else is handed back to Python.
+
+``sfu_send``, per forwarded packet and subscriber: copy the packet into the connection's
+buffer; write the rewritten payload type/marker byte, sequence number, timestamp and SSRC
+(and, when the subscriber does transport-cc, the next transport-wide sequence number,
+recorded with the size and send time in the connection's send history, ``sfu_twcc``, which
+:class:`sfu.fastpath.TwccHistory` reads); SRTP-protect it with libsrtp (called through the
+function pointer pylibsrtp exposes, so nothing links against libsrtp here); ``sendto`` it
+on the ICE socket. One call from Python instead of a buffer copy, a struct write, a libsrtp
+call, a bytes slice and an event-loop ``sendto``.
 
 ``sfu_unprotect``, per received SRTP packet: copy it into the receiver's buffer and
 ``srtp_unprotect`` it there (the Python side then takes the clear bytes in one call), instead
@@ -29,12 +32,21 @@ import tempfile
 from pathlib import Path
 
 STRUCTS = """
+typedef struct {         /* transport-wide congestion control of one sending connection */
+    int32_t assigned;    /* the last transport-wide sequence number written (0 at first) */
+    int32_t last_recorded;          /* -1: nothing sent yet */
+    int32_t seqs[8192];  /* sfu.twcc.SendHistory's ring: seq, clear size, send time (ms) */
+    int32_t sizes[8192];
+    double times[8192];
+} sfu_twcc;
+
 typedef struct {
     void *srtp;          /* srtp_t of the sending direction */
     void *protect;       /* srtp_protect */
     int fd;              /* the ICE socket */
     unsigned int addrlen;
     unsigned char addr[28];  /* struct sockaddr_in or sockaddr_in6 of the peer */
+    sfu_twcc *twcc;      /* NULL: the peer did not negotiate transport-cc */
     unsigned char buf[1536];
 } sfu_conn;
 
@@ -70,9 +82,9 @@ typedef struct {         /* one subscription */
 
 CDEF = STRUCTS + """
 int sfu_send(sfu_conn *c, const char *pkt, int len, int b1, int seq,
-             unsigned int ts, unsigned int ssrc, int twcc_off, int twcc_seq);
+             unsigned int ts, unsigned int ssrc, int twcc_off);
 int sfu_fanout(const char *pkt, int len, int b1, uint32_t ssrc, int64_t ext,
-               uint32_t ts, double now_ms, sfu_dest **dests, int n);
+               uint32_t ts, double now_ms, int twcc_off, sfu_dest **dests, int n);
 int sfu_unprotect(sfu_rx *rx, const char *pkt, int len);
 """
 
@@ -81,18 +93,31 @@ SOURCE = r"""
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 """ + STRUCTS + r"""
 
 typedef int (*sfu_protect_fn)(void *ctx, void *rtp_hdr, int *len_ptr);
 
 #define SFU_MAX_IN 1500  /* as the Python path; 36 bytes left for the SRTP tag and MKI */
+#define SFU_TWCC_MASK 8191
 
-/* >= 0: bytes sent; -1: too long or too short; -2: protect failed; -3: send failed */
+static double sfu_monotonic_ms(void)  /* Python's time.monotonic() * 1000 */
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1000.0 + (double)t.tv_nsec / 1e6;
+}
+
+/* >= 0: bytes sent; -1: too long or too short; -2: protect failed; -3: send failed.
+   When the connection does transport-cc and the packet has the element (at twcc_off, > 0),
+   the next transport-wide sequence number is written there and, once sent, recorded with
+   the clear size and the send time (as MediaTransport.send_rewritten and SendHistory). */
 int sfu_send(sfu_conn *c, const char *pkt, int len, int b1, int seq,
-             unsigned int ts, unsigned int ssrc, int twcc_off, int twcc_seq)
+             unsigned int ts, unsigned int ssrc, int twcc_off)
 {
     unsigned char *b = c->buf;
-    int out;
+    sfu_twcc *t = c->twcc;
+    int out, twcc_seq = -1;
     if (len < 12 || len > SFU_MAX_IN)
         return -1;
     memcpy(b, pkt, (size_t)len);
@@ -102,7 +127,8 @@ int sfu_send(sfu_conn *c, const char *pkt, int len, int b1, int seq,
     b[6] = (unsigned char)(ts >> 8);  b[7] = (unsigned char)ts;
     b[8] = (unsigned char)(ssrc >> 24); b[9] = (unsigned char)(ssrc >> 16);
     b[10] = (unsigned char)(ssrc >> 8); b[11] = (unsigned char)ssrc;
-    if (twcc_off > 0 && twcc_off + 2 <= len) {
+    if (t != NULL && twcc_off > 0 && twcc_off + 2 <= len) {
+        twcc_seq = t->assigned = (t->assigned + 1) & 0xFFFF;
         b[twcc_off] = (unsigned char)(twcc_seq >> 8);
         b[twcc_off + 1] = (unsigned char)twcc_seq;
     }
@@ -112,6 +138,13 @@ int sfu_send(sfu_conn *c, const char *pkt, int len, int b1, int seq,
     if (sendto(c->fd, b, (size_t)out, 0, (const struct sockaddr *)c->addr,
                (socklen_t)c->addrlen) < 0)
         return -3;
+    if (twcc_seq >= 0) {
+        int i = twcc_seq & SFU_TWCC_MASK;
+        t->seqs[i] = twcc_seq;
+        t->sizes[i] = len;
+        t->times[i] = sfu_monotonic_ms();
+        t->last_recorded = twcc_seq;
+    }
     return out;
 }
 
@@ -133,7 +166,7 @@ int sfu_unprotect(sfu_rx *rx, const char *pkt, int len)
    a resync, a late packet, a subscriber without a compiled connection) is left to Python:
    status 1, state untouched. Returns how many were left to Python. */
 int sfu_fanout(const char *pkt, int len, int b1, uint32_t ssrc, int64_t ext,
-               uint32_t ts, double now_ms, sfu_dest **dests, int n)
+               uint32_t ts, double now_ms, int twcc_off, sfu_dest **dests, int n)
 {
     int i, left = 0;
     for (i = 0; i < n; i++) {
@@ -157,7 +190,7 @@ int sfu_fanout(const char *pkt, int len, int b1, uint32_t ssrc, int64_t ext,
         }
         f->forwarded++;
         if (sfu_send(d->conn, pkt, len, b1, (int)(out_ext & 0xFFFF), (unsigned int)out_ts,
-                     d->out_ssrc, 0, -1) >= 0) {
+                     d->out_ssrc, twcc_off) >= 0) {
             d->packets++;
             d->bytes += len;
         } else {

@@ -295,13 +295,13 @@ class PublishedTrack:
                     sub.forward(data, ssrc, ext, ts, now_ms, twcc_off)
             return
         # compiled fan-out: one C call forwards to every subscriber of this layer in the
-        # steady case; switches, resyncs, late packets and transport-cc subscribers are
-        # left to the Python path (status 1)
+        # steady case; switches, resyncs and late packets are left to the Python path
+        # (status 1)
         plan = layer.plan
         if plan is None or plan.version != _TOPOLOGY.version:
             plan = layer.plan = FanoutPlan(self.subscriptions, index)
-        if plan.n and _fanout(data, len(data), data[1], ssrc, ext, ts, now_ms, plan.array,
-                              plan.n):
+        if plan.n and _fanout(data, len(data), data[1], ssrc, ext, ts, now_ms, twcc_off,
+                              plan.array, plan.n):
             for sub in plan.subs:
                 if sub.dest.status:
                     sub.forward(data, ssrc, ext, ts, now_ms, twcc_off)
@@ -478,8 +478,7 @@ class SubscriptionStats:
 class FanoutPlan:
     """The subscribers of one layer the compiled fan-out sends to: those forwarding this
     layer (``selector.current``) and active, in subscription order, each with the compiled
-    connection of its transport (NULL, i.e. the Python path, without one or when the
-    subscriber does transport-cc, whose send history is kept in Python). Valid while
+    connection of its transport (NULL, i.e. the Python path, without one). Valid while
     ``fastpath.TOPOLOGY.version`` has not moved."""
 
     __slots__ = ("version", "subs", "array", "n", "python_subs")
@@ -493,8 +492,7 @@ class FanoutPlan:
         for s in self.subs:
             t = s.downstream
             fast = getattr(t, "fast_connection", None)
-            twcc = getattr(t, "twcc_history", None)
-            s.dest.conn = fast if fast is not None and twcc is None else fastpath.NULL
+            s.dest.conn = fast if fast is not None else fastpath.NULL
         self.array = fastpath.dest_array([s.dest for s in self.subs]) if self.subs else None
         self.n = len(self.subs)
 

@@ -143,8 +143,8 @@ class MediaTransport:
         #: transport-wide congestion control on what we send: set when the peer negotiated
         #: the transport-cc extension; every sent packet carrying the element gets our own
         #: sequence number and is remembered for the feedback
-        self.twcc_history: SendHistory | None = None
-        self._twcc_seq = 0
+        self.twcc_history: SendHistory | fastpath.TwccHistory | None = None
+        self._twcc_seq = 0  # the Python send path's last transport-wide number
         #: the peer's ICE ufrag/pwd this transport was started with (new ones = ICE restart)
         self.remote_ice: tuple[str, str] | None = None
         #: when the last authenticated RTP/RTCP packet arrived (monotonic ms)
@@ -301,6 +301,10 @@ class MediaTransport:
             self._fast_conn = fastpath.connect(
                 session, pair.protocol.transport.get_extra_info("socket"), pair.remote_addr)
             self._fast = self._fast_conn.ptr if self._fast_conn is not None else None
+            if self._fast_conn is not None and self.twcc_history is not None:
+                # from now on the compiled send step numbers and records (nothing was sent
+                # before: there was no connection)
+                self.twcc_history = self._fast_conn.enable_twcc(self.twcc_last_seq)
             fastpath.touch()
 
     def _bypass_stun_parse(self) -> None:
@@ -377,12 +381,16 @@ class MediaTransport:
     @property
     def twcc_last_seq(self) -> int:
         """The last transport-wide sequence number sent."""
+        history = self.twcc_history
+        if isinstance(history, fastpath.TwccHistory):
+            return history.last_assigned
         return self._twcc_seq
 
     def enable_twcc(self) -> None:
         if self.twcc_history is None:
-            self.twcc_history = SendHistory()
-            fastpath.touch()  # its subscribers leave the compiled fan-out
+            conn = self._fast_conn
+            self.twcc_history = (conn.enable_twcc(self._twcc_seq) if conn is not None
+                                 else SendHistory())
 
     @property
     def fast_connection(self) -> Any:
@@ -396,41 +404,44 @@ class MediaTransport:
 
         The hot path: one memcpy, one struct write, one libsrtp call, one sendto; plus, when
         the peer does transport-cc and the packet has the element (at ``twcc_off``), our
-        transport-wide sequence number written there and recorded.
+        transport-wide sequence number written there and recorded (by the compiled step,
+        when there is one).
         """
         sendto = self._sendto
         n = len(packet)
         if sendto is None or n > SRTP_MAX_PACKET:
             return False
+        fast = self._fast
+        if fast is not None:
+            out_len = _fast_send(fast, packet, n, b1, seq, ts, ssrc, twcc_off)
+            if out_len < 0:
+                self.stats.send_errors += 1
+                return False
+            stats = self.stats
+            stats.rtp_out += 1
+            stats.rtp_out_bytes += out_len
+            return True
         history = self.twcc_history
         tseq = -1
         if twcc_off and history is not None:
             tseq = self._twcc_seq = (self._twcc_seq + 1) & 0xFFFF
-        fast = self._fast
-        if fast is not None:
-            out_len = _fast_send(fast, packet, n, b1, seq, ts, ssrc,
-                                 twcc_off if tseq >= 0 else 0, tseq)
-            if out_len < 0:
-                self.stats.send_errors += 1
-                return False
-        else:
-            cbuf = self._cbuf
-            cbuf[0:n] = packet
-            _PACK_B1_SEQ_TS_SSRC(cbuf, 1, b1, seq, ts, ssrc)
-            if tseq >= 0:
-                _PACK_H(cbuf, twcc_off, tseq)
-            len_p = self._len_p
-            len_p[0] = n
-            if lib.srtp_protect(self._srtp_ptr, self._cdata, len_p) != 0:
-                self.stats.send_errors += 1
-                return False
-            out_len = len_p[0]
-            try:
-                sendto(cbuf[0:out_len], self._addr)
-            except OSError:
-                self.stats.send_errors += 1
-                return False
-        if tseq >= 0 and history is not None:
+        cbuf = self._cbuf
+        cbuf[0:n] = packet
+        _PACK_B1_SEQ_TS_SSRC(cbuf, 1, b1, seq, ts, ssrc)
+        if tseq >= 0:
+            _PACK_H(cbuf, twcc_off, tseq)
+        len_p = self._len_p
+        len_p[0] = n
+        if lib.srtp_protect(self._srtp_ptr, self._cdata, len_p) != 0:
+            self.stats.send_errors += 1
+            return False
+        out_len = len_p[0]
+        try:
+            sendto(cbuf[0:out_len], self._addr)
+        except OSError:
+            self.stats.send_errors += 1
+            return False
+        if tseq >= 0 and isinstance(history, SendHistory):
             history.record(tseq, n, _monotonic() * 1000.0)
         stats = self.stats
         stats.rtp_out += 1

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Protocol
 
 RTPFB = 205
 FMT_TWCC = 15
@@ -135,6 +136,13 @@ def parse_feedback(fci: bytes) -> TwccFeedback:
             pos += 2
         append((seq, ticks / _TICKS_PER_MS))
     return TwccFeedback(base, fb_count, ref * 64.0, packets)
+
+
+class SentPackets(Protocol):
+    """What a transport-wide feedback is matched against: :class:`SendHistory` (the Python
+    send path) or :class:`sfu.fastpath.TwccHistory` (the compiled one)."""
+
+    def lookup(self, seq: int) -> tuple[float, int] | None: ...
 
 
 class SendHistory:

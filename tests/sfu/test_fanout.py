@@ -43,7 +43,7 @@ class WireTransport:
                        twcc_off: int = 0) -> bool:
         self.python_sends += 1
         return fastpath.send(self.fast_connection, packet, len(packet), b1, seq, ts, ssrc,
-                             0, -1) > 0
+                             twcc_off) > 0
 
     def send_rtcp(self, packet: bytes) -> bool:
         return True
@@ -56,10 +56,11 @@ class WireTransport:
         self.inp.close()
 
 
-def make(down: object) -> tuple[PublishedTrack, Subscription]:
+def make(down: object, ext_map: dict[int, int] | None = None
+         ) -> tuple[PublishedTrack, Subscription]:
     track = PublishedTrack(
         track_id="TR", participant_id="PA", kind="audio", source="microphone", mid="0",
-        codec=codecs.OPUS, publisher_pt=111, ext_map={}, ssrc=1111, rtx_ssrc=None,
+        codec=codecs.OPUS, publisher_pt=111, ext_map=ext_map or {}, ssrc=1111, rtx_ssrc=None,
         upstream=FakeTransport(), receiver_ssrc=1, keyframe_interval_ms=500)  # type: ignore[arg-type]
     sub = Subscription(track, down, out_ssrc=0xAAAA, rtx_ssrc=0xBBBB, rtx_pt=None,  # type: ignore[arg-type]
                        first_seq=65530, first_ts=0xFFFFFF00)
@@ -140,5 +141,30 @@ def test_plans_follow_the_topology() -> None:
         wire.inp.settimeout(0.2)
         with pytest.raises(TimeoutError):
             wire.inp.recvfrom(2048)
+    finally:
+        wire.close()
+
+
+def test_transport_cc_subscribers_stay_in_the_compiled_loop() -> None:
+    """A subscriber doing transport-cc (every browser) is served by the C loop too: each
+    packet gets the connection's next transport-wide number, recorded for the feedback."""
+    wire = WireTransport()
+    try:
+        history = wire.conn.enable_twcc()
+        wire.twcc_history = history
+        track, sub = make(wire, ext_map={5: codecs.TWCC_ID})  # the publisher's id 5
+        n = 30
+        for s in range(n):
+            ext = bytes([(5 << 4) | 1, 0xAB, 0xCD, 0])  # transport-cc, 2 bytes, padding
+            pkt = (struct.pack("!BBHII", 0x90, 111, s, s * 960, 1111)
+                   + struct.pack("!HH", 0xBEDE, 1) + ext + bytes([s]) * 50)
+            track.on_rtp(pkt, 1111, s, s * 960, s * 20.0)
+        got = wire.received(n)
+        twcc_off = 12 + 4 + 1
+        assert [struct.unpack_from("!H", p, twcc_off)[0] for p in got] == list(range(1, n + 1))
+        assert all(p[twcc_off - 1] >> 4 == codecs.TWCC_ID for p in got)  # id rewritten
+        assert history.last_assigned == n
+        assert all(history.lookup(k)[1] == len(got[0]) for k in range(1, n + 1))
+        assert wire.python_sends <= 1  # the first packet (the forwarder's start) at most
     finally:
         wire.close()

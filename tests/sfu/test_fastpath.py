@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import time
 
 import pylibsrtp
 import pytest
@@ -56,8 +57,8 @@ def test_the_compiled_step_is_built() -> None:
 
 
 @pytest.mark.skipif(not fastpath.ENABLED, reason="SFU_FASTPATH=0: Python path only")
-@pytest.mark.parametrize("twcc_seq", [-1, 0, 0xBEEF])
-def test_same_bytes_as_the_python_path(sockets, twcc_seq: int) -> None:
+@pytest.mark.parametrize("twcc", [False, True])
+def test_same_bytes_as_the_python_path(sockets, twcc: bool) -> None:
     a, b = sockets
     tx_c, tx_py, rx = (session(pylibsrtp.Policy.SSRC_ANY_OUTBOUND),
                        session(pylibsrtp.Policy.SSRC_ANY_OUTBOUND),
@@ -65,11 +66,14 @@ def test_same_bytes_as_the_python_path(sockets, twcc_seq: int) -> None:
     fc = fastpath.connect(tx_c, a, b.getsockname())
     assert fc is not None
     conn = fc.ptr
+    history = fc.enable_twcc(0xFFFE) if twcc else None  # numbering wraps after one packet
     for i in range(3):  # successive packets: the SRTP index advances alike
         pkt = packet(bytes([i]) * (100 + i))
         b1, seq, ts, ssrc = 0x80 | 111, (65534 + i) & 0xFFFF, 0xFFFFFFF0 + i, 0xCAFEBABE
-        sent = fastpath.send(conn, pkt, len(pkt), b1, seq, ts, ssrc,
-                             TWCC_OFF if twcc_seq >= 0 else 0, twcc_seq)
+        before = time.monotonic() * 1000.0
+        sent = fastpath.send(conn, pkt, len(pkt), b1, seq, ts, ssrc, TWCC_OFF)
+        after = time.monotonic() * 1000.0
+        twcc_seq = (0xFFFF + i) & 0xFFFF if twcc else -1
         data, src = b.recvfrom(2048)
         assert src == a.getsockname()
         assert sent == len(data)
@@ -80,6 +84,13 @@ def test_same_bytes_as_the_python_path(sockets, twcc_seq: int) -> None:
         assert plain[TWCC_OFF + 2:] == pkt[TWCC_OFF + 2:]  # ...and the payload
         want = pkt[TWCC_OFF:TWCC_OFF + 2] if twcc_seq < 0 else struct.pack("!H", twcc_seq)
         assert plain[TWCC_OFF:TWCC_OFF + 2] == want
+        if history is not None:  # recorded as sfu.twcc.SendHistory would: time, clear size
+            assert history.last_assigned == twcc_seq
+            sent_ms, size = history.lookup(twcc_seq)
+            assert before <= sent_ms <= after and size == len(pkt)
+    if history is not None:
+        assert history.lookup(0xFFFE) is None  # before the first one: never sent
+        assert history.lookup(2) is None
 
 
 @pytest.mark.skipif(not fastpath.ENABLED, reason="SFU_FASTPATH=0: Python path only")
@@ -88,14 +99,14 @@ def test_errors_are_reported_not_raised(sockets) -> None:
     fc = fastpath.connect(session(pylibsrtp.Policy.SSRC_ANY_OUTBOUND), a, b.getsockname())
     assert fc is not None
     conn = fc.ptr
-    assert fastpath.send(conn, b"\x80" * 11, 11, 0, 0, 0, 0, 0, -1) == -1  # too short
+    assert fastpath.send(conn, b"\x80" * 11, 11, 0, 0, 0, 0, 0) == -1  # too short
     big = packet(bytes(1600))
-    assert fastpath.send(conn, big, len(big), 0, 0, 0, 0, 0, -1) == -1  # too long
+    assert fastpath.send(conn, big, len(big), 0, 0, 0, 0, 0) == -1  # too long
     port0 = fastpath.connect(session(pylibsrtp.Policy.SSRC_ANY_OUTBOUND), a, ("127.0.0.1", 0))
     assert port0 is not None
     pkt = packet()
-    assert fastpath.send(port0.ptr, pkt, len(pkt), 0, 0, 0, 0, 0, -1) == -3  # sendto refused
-    ok = fastpath.send(conn, pkt, len(pkt), 0x80 | 96, 1, 2, 3, 0, -1)
+    assert fastpath.send(port0.ptr, pkt, len(pkt), 0, 0, 0, 0, 0) == -3  # sendto refused
+    ok = fastpath.send(conn, pkt, len(pkt), 0x80 | 96, 1, 2, 3, 0)
     assert ok == len(b.recvfrom(2048)[0])  # the connection still works
 
 
