@@ -52,6 +52,16 @@ def touch() -> None:
 fanout: Any = _fastpath.lib.sfu_fanout if _fastpath is not None else None
 
 
+#: sfu_rewrite(packet, len, id_map, a_id, b_id, pt, out) -> offsets: rewrite_extension_ids
+#: and the payload type on a copy written to ``out`` (``SCRATCH``)
+rewrite: Any = _fastpath.lib.sfu_rewrite if _fastpath is not None else None
+#: sfu_vp8_keyframe(packet, len) -> 1 if the packet starts a VP8 keyframe
+vp8_keyframe: Any = _fastpath.lib.sfu_vp8_keyframe if _fastpath is not None else None
+#: where :data:`rewrite` writes (one event loop per process: one buffer), and how to read it
+SCRATCH: Any = _fastpath.ffi.new("char[1536]") if _fastpath is not None else None
+unpack: Any = _fastpath.ffi.unpack if _fastpath is not None else None
+
+
 def forwarder_state() -> Any:
     """A C ``sfu_fwd`` for an RtpForwarder's per-packet fields, or None (Python fields)."""
     return _fastpath.ffi.new("sfu_fwd *") if _fastpath is not None else None

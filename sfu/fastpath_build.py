@@ -88,6 +88,9 @@ int sfu_send(sfu_conn *c, const char *pkt, int len, int b1, int seq,
 int sfu_fanout(const char *pkt, int len, int b1, uint32_t ssrc, int64_t ext,
                uint32_t ts, double now_ms, int twcc_off, sfu_dest **dests, int n);
 int sfu_unprotect(sfu_rx *rx, const char *pkt, int len);
+long sfu_rewrite(const char *pkt, int len, const char *id_map, int a_id, int b_id, int pt,
+                 char *out);
+int sfu_vp8_keyframe(const char *pkt, int len);
 """
 
 SOURCE = r"""
@@ -162,6 +165,124 @@ int sfu_unprotect(sfu_rx *rx, const char *pkt, int len)
     if (((sfu_protect_fn)rx->unprotect)(rx->srtp, rx->buf, &out) != 0)
         return -2;
     return out;
+}
+
+/* sfu.rtp_header.rewrite_extension_ids on a copy: pkt (len <= 1500, a valid RTP header)
+   is copied to out, header extension ids are rewritten through id_map (256 bytes, 0 =
+   blank the element with zero bytes), the payload type byte is set to pt (marker kept),
+   and a_off | b_off << 16 is returned: where the values of the elements now numbered a_id
+   (2 bytes long only) and b_id start (first of each; 0 if absent). -1: bad length. */
+long sfu_rewrite(const char *pkt, int len, const char *id_map_s, int a_id, int b_id, int pt,
+                 char *out_s)
+{
+    const unsigned char *id_map = (const unsigned char *)id_map_s;
+    unsigned char *out = (unsigned char *)out_s;
+    long found = 0;
+    int start, end, i, profile;
+    if (len < 12 || len > SFU_MAX_IN)
+        return -1;
+    memcpy(out, pkt, (size_t)len);
+    out[1] = (unsigned char)((out[1] & 0x80) | (pt & 0x7F));
+    if (!(out[0] & 0x10))
+        return 0;
+    start = 12 + 4 * (out[0] & 0x0F);
+    if (len < start + 4)
+        return 0;
+    profile = (out[start] << 8) | out[start + 1];
+    end = start + 4 + 4 * ((out[start + 2] << 8) | out[start + 3]);
+    if (end > len)
+        end = len;
+    i = start + 4;
+    if (profile == 0xBEDE) {
+        while (i < end) {
+            int b = out[i], ext_id, length, new_id;
+            if (b == 0) { i++; continue; }
+            ext_id = b >> 4;
+            length = (b & 0x0F) + 1;
+            if (ext_id == 15)
+                return found;
+            if (i + 1 + length > end) {
+                memset(out + i, 0, (size_t)(end - i));
+                return found;
+            }
+            new_id = id_map[ext_id];
+            if (new_id == 0) {
+                memset(out + i, 0, (size_t)(1 + length));
+            } else {
+                if (new_id != ext_id)
+                    out[i] = (unsigned char)((new_id << 4) | (b & 0x0F));
+                if (new_id == a_id) {
+                    if (length == 2 && !(found & 0xFFFF))
+                        found |= i + 1;
+                } else if (new_id == b_id && !(found >> 16)) {
+                    found |= (long)(i + 1) << 16;
+                }
+            }
+            i += 1 + length;
+        }
+    } else if ((profile >> 4) == 0x100) {
+        while (i + 1 < end) {
+            int ext_id = out[i], length, new_id;
+            if (ext_id == 0) { i++; continue; }
+            length = out[i + 1];
+            if (i + 2 + length > end) {
+                memset(out + i, 0, (size_t)(end - i));
+                return found;
+            }
+            new_id = id_map[ext_id];
+            if (new_id == 0) {
+                memset(out + i, 0, (size_t)(2 + length));
+            } else {
+                out[i] = (unsigned char)new_id;
+                if (new_id == a_id) {
+                    if (length == 2 && !(found & 0xFFFF))
+                        found |= i + 2;
+                } else if (new_id == b_id && length && !(found >> 16)) {
+                    found |= (long)(i + 2) << 16;
+                }
+            }
+            i += 2 + length;
+        }
+    }
+    return found;
+}
+
+/* sfu.payload.vp8_keyframe at the payload of an RTP packet: 1 if it starts a VP8 keyframe
+   (S=1, PID=0, frame tag P bit 0), 0 otherwise (also for short or bad input). */
+int sfu_vp8_keyframe(const char *pkt_s, int len)
+{
+    const unsigned char *pkt = (const unsigned char *)pkt_s;
+    int off, i, b;
+    if (len < 12 || (pkt[0] >> 6) != 2)
+        return 0;
+    off = 12 + 4 * (pkt[0] & 0x0F);
+    if (pkt[0] & 0x10) {
+        if (len < off + 4)
+            return 0;
+        off += 4 + 4 * ((pkt[off + 2] << 8) | pkt[off + 3]);
+    }
+    if (off >= len)
+        return 0;
+    b = pkt[off];
+    if (!(b & 0x10) || (b & 0x07))
+        return 0;
+    i = off + 1;
+    if (b & 0x80) {
+        int ext;
+        if (i >= len)
+            return 0;
+        ext = pkt[i++];
+        if (ext & 0x80) {
+            if (i >= len)
+                return 0;
+            i += (pkt[i] & 0x80) ? 2 : 1;
+        }
+        if (ext & 0x40)
+            i++;
+        if (ext & (0x20 | 0x10))
+            i++;
+    }
+    return i < len && !(pkt[i] & 0x01);
 }
 
 /* One ingress packet to every subscriber of its layer: RtpForwarder.on_packet's steady

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 _SEQ_TS = struct.Struct("!HI")
 _fanout = fastpath.fanout
 _TOPOLOGY = fastpath.TOPOLOGY
+_rewrite = fastpath.rewrite
+_SCRATCH = fastpath.SCRATCH
+_unpack = fastpath.unpack
 #: NACK handling bounds (a NACK is attacker-controlled input)
 MAX_NACK_SEQS = 64
 RESEND_GUARD_MS = 100.0
@@ -207,6 +210,7 @@ class PublishedTrack:
         self.simulcast = bool(rids)
         self._is_video = kind == "video"
         self._detect_keyframe = keyframe_detector(codec.name)
+        self._fast_keyframe = fastpath.vp8_keyframe if codec.name.upper() == "VP8" else None
         self.twcc = twcc
         self.on_audio_level = on_audio_level
         #: last sender report from the publisher per ssrc: (ntp middle 32 bits, arrival ms)
@@ -246,10 +250,17 @@ class PublishedTrack:
             layer = self.layers[0]
         offsets = 0
         if data[0] & 0x10 or self._needs_rewrite:
-            buf = bytearray(data)
-            offsets = rewrite_extension_ids(buf, self._ext_id_map, TWCC_ID, AUDIO_LEVEL_ID)
-            buf[1] = (buf[1] & 0x80) | self.codec.pt
-            data = bytes(buf)
+            n = len(data)
+            if _rewrite is not None and (offsets := _rewrite(
+                    data, n, self._ext_id_map, TWCC_ID, AUDIO_LEVEL_ID, self.codec.pt,
+                    _SCRATCH)) >= 0:
+                data = _unpack(_SCRATCH, n)  # the same, compiled, on a copy
+            else:
+                buf = bytearray(data)
+                offsets = rewrite_extension_ids(buf, self._ext_id_map, TWCC_ID,
+                                                AUDIO_LEVEL_ID)
+                buf[1] = (buf[1] & 0x80) | self.codec.pt
+                data = bytes(buf)
         twcc_off = offsets & 0xFFFF
         if twcc_off and self.twcc is not None:
             # every packet, duplicates too: the publisher wants feedback on each one
@@ -315,13 +326,19 @@ class PublishedTrack:
                     sub.forward(data, ssrc, ext, ts, now_ms, twcc_off)
 
     def _keyframe(self, data: bytes, layer: Layer) -> bool:
-        try:
+        fast = self._fast_keyframe
+        if fast is not None:  # VP8, compiled: header and descriptor walked in one call
+            if not fast(data, len(data)):
+                return False
             offset = header_length(data)
-        except RtpHeaderError:
-            return False
-        detect = self._detect_keyframe
-        if detect is None or not detect(data, offset):
-            return False
+        else:
+            try:
+                offset = header_length(data)
+            except RtpHeaderError:
+                return False
+            detect = self._detect_keyframe
+            if detect is None or not detect(data, offset):
+                return False
         layer.keyframes += 1
         if self.codec.name == "VP8":
             size = vp8_resolution(data, offset)

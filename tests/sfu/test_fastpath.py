@@ -4,6 +4,7 @@ wire: same header rewrite, same transport-wide sequence number, same SRTP."""
 from __future__ import annotations
 
 import os
+import random
 import socket
 import struct
 import time
@@ -12,6 +13,8 @@ import pylibsrtp
 import pytest
 
 from sfu import fastpath
+from sfu.payload import vp8_keyframe
+from sfu.rtp_header import RtpHeaderError, build_id_map, header_length, rewrite_extension_ids
 
 KEY = bytes(range(30))  # AES_CM_128_HMAC_SHA1_80 master key + salt
 
@@ -154,3 +157,47 @@ def test_a_connected_socket_sends_and_hears_only_its_peer(sockets) -> None:
         assert a.recv(2048) == b"from the peer"
     finally:
         stranger.close()
+
+
+def _random_packet(rng: random.Random) -> bytes:
+    """A valid RTP header (random CSRCs), often a header extension block of either profile
+    with random, sometimes malformed elements, then a payload starting with a random VP8
+    payload descriptor (sometimes a keyframe start)."""
+    cc = rng.choice([0, 0, 1, 2])
+    ext = b""
+    x = rng.random() < 0.8
+    if x:
+        body = bytes(rng.choice([0, rng.randrange(256)]) for _ in range(rng.randrange(0, 20)))
+        if rng.random() < 0.5:  # well-formed one-byte elements
+            body = b"".join(bytes([(rng.randrange(1, 15) << 4) | (ln - 1)]) + os.urandom(ln)
+                            for ln in (rng.randrange(1, 5) for _ in range(rng.randrange(4))))
+        body += bytes(-len(body) % 4)
+        profile = rng.choice([0xBEDE, 0xBEDE, 0x1000, 0x1003, 0x1234])
+        words = len(body) // 4 if rng.random() < 0.9 else len(body) // 4 + 3  # overlong
+        ext = struct.pack("!HH", profile, words) + body
+    first = 0x80 | (0x10 if x else 0) | cc
+    desc = bytes([rng.choice([0x10, 0x90, 0x00, 0x11]), rng.randrange(256), rng.randrange(256),
+                  rng.randrange(256), rng.choice([0x00, 0x01]), rng.randrange(256)])
+    payload = desc[:rng.randrange(0, 7)] + os.urandom(rng.randrange(0, 30))
+    return (struct.pack("!BBHII", first, rng.randrange(128), 1, 2, 3) + os.urandom(4 * cc)
+            + ext + payload)
+
+
+@pytest.mark.skipif(not fastpath.ENABLED, reason="SFU_FASTPATH=0")
+def test_the_compiled_rewrite_and_keyframe_test_match_python() -> None:
+    rng = random.Random(7741)
+    for _ in range(5000):
+        pkt = _random_packet(rng)
+        try:
+            offset = header_length(pkt)
+        except RtpHeaderError:
+            continue  # on_rtp only ever sees packets that passed header_length
+        id_map = build_id_map({i: rng.choice([0, 1, 3, 5, i]) for i in range(1, 15)})
+        pt = rng.randrange(128)
+        expected = bytearray(pkt)
+        want = rewrite_extension_ids(expected, id_map, 3, 1)
+        expected[1] = (expected[1] & 0x80) | pt
+        got = fastpath.rewrite(pkt, len(pkt), id_map, 3, 1, pt, fastpath.SCRATCH)
+        assert got == want, pkt.hex()
+        assert fastpath.unpack(fastpath.SCRATCH, len(pkt)) == bytes(expected), pkt.hex()
+        assert bool(fastpath.vp8_keyframe(pkt, len(pkt))) == vp8_keyframe(pkt, offset), pkt.hex()
