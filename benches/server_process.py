@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,9 @@ class ServerProcess:
     log: list[str] = field(default_factory=list)
     api_key: str = API_KEY
     api_secret: str = API_SECRET
+    #: the server's event log folder (a temporary one, removed at stop, unless given)
+    events_dir: str = ""
+    owns_events_dir: bool = False
 
     @property
     def ws_url(self) -> str:
@@ -48,6 +53,9 @@ def start_server(extra_env: dict[str, str] | None = None, *, host: str = "127.0.
     env.update({"SFU_AUTH_API_KEY": API_KEY, "SFU_AUTH_API_SECRET": API_SECRET,
                 "PYTHONUNBUFFERED": "1"})
     env.update(extra_env or {})
+    owns_events_dir = "SFU_EVENTS_LOG_DIR" not in env
+    if owns_events_dir:  # never the repository's data/events
+        env["SFU_EVENTS_LOG_DIR"] = tempfile.mkdtemp(prefix="sfu-events-")
     proc = subprocess.Popen(
         [sys.executable, "-m", "signalling", "serve", "--dev", "--host", host, "--port", "0",
          *(arg for addr in ice_addresses for arg in ("--ice-address", addr))],
@@ -66,8 +74,11 @@ def start_server(extra_env: dict[str, str] | None = None, *, host: str = "127.0.
         proc.kill()
         proc.wait(5)
         proc.stdout.close()
+        if owns_events_dir:
+            shutil.rmtree(env["SFU_EVENTS_LOG_DIR"], ignore_errors=True)
         raise RuntimeError("server did not start:\n" + "".join(log))
-    server = ServerProcess(url, proc, log)
+    server = ServerProcess(url, proc, log, events_dir=env["SFU_EVENTS_LOG_DIR"],
+                           owns_events_dir=owns_events_dir)
     drain_in_background(proc, log)
     return server
 
@@ -100,3 +111,5 @@ def stop_server(server: ServerProcess) -> None:
     terminate(server.proc)
     if server.proc.stdout is not None:
         server.proc.stdout.close()
+    if server.owns_events_dir:
+        shutil.rmtree(server.events_dir, ignore_errors=True)

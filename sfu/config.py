@@ -69,11 +69,23 @@ class RoomsConfig:
 
 
 @dataclass(frozen=True)
+class EventsConfig:
+    #: the append-only event log (docs/events.md), relative to the working directory;
+    #: "" turns it off
+    log_dir: str = "data/events"
+    #: a new file starts past this size
+    log_max_bytes: int = 64 << 20
+    #: rotated files kept (the oldest are deleted); 0 keeps every file
+    log_keep_files: int = 200
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     rooms: RoomsConfig = field(default_factory=RoomsConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
 
     def validate(self) -> Config:
         if not 0 <= self.server.port <= 65535:
@@ -90,6 +102,10 @@ class Config:
             raise ConfigError("media.transport_timeout_s must be >= 2")
         if self.server.ws_heartbeat_s <= 0:
             raise ConfigError("server.ws_heartbeat_s must be > 0")
+        if self.events.log_max_bytes < 4096:
+            raise ConfigError("events.log_max_bytes must be >= 4096")
+        if self.events.log_keep_files < 0:
+            raise ConfigError("events.log_keep_files must be >= 0")
         if self.auth.api_secret and len(self.auth.api_secret) < 32:
             raise ConfigError("auth.api_secret must be at least 32 characters")
         return self

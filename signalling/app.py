@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import re
@@ -15,6 +16,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from events import EventBus
+from events.filelog import FileLog
+from events.metrics import EventLogCollector
 from sfu.config import Config
 from sfu.errors import SfuError
 from sfu.metrics import SfuCollector
@@ -95,6 +98,12 @@ def create_app(config: Config) -> web.Application:
     )
     state.registry.register(SfuCollector(state.rooms, state.media.retired,
                                           state.metrics_errors))
+    event_log: FileLog | None = None
+    if config.events.log_dir:
+        event_log = FileLog(config.events.log_dir, max_bytes=config.events.log_max_bytes,
+                            keep_files=config.events.log_keep_files)
+        bus.subscribe(event_log)
+        state.registry.register(EventLogCollector(event_log))
     app = web.Application(client_max_size=65536)
     app[STATE] = state
 
@@ -260,8 +269,13 @@ def create_app(config: Config) -> web.Application:
         for name in list(state.rooms.rooms):
             await state.rooms.close(name, "server_shutdown")
 
+    async def on_cleanup(app: web.Application) -> None:
+        if event_log is not None:  # after the rooms closed: their last events are written
+            await asyncio.get_running_loop().run_in_executor(None, event_log.close)
+
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)
+    app.on_cleanup.append(on_cleanup)
     app.router.add_get("/", index)
     app.router.add_static("/static", STATIC)
     app.router.add_get("/ws", websocket)

@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from sfu.config import Config
+from sfu.config import Config, EventsConfig
 from signalling import tokens
 from signalling.app import STATE, create_app
 from signalling.session import SignallingSession
@@ -24,8 +24,9 @@ class MemoryWebSocket:
         pass
 
 
-async def test_simultaneous_rejoins_with_one_identity_leave_exactly_one_participant() -> None:
-    app = create_app(Config())
+async def test_simultaneous_rejoins_with_one_identity_leave_exactly_one_participant(
+        tmp_path: Path) -> None:
+    app = create_app(Config(events=EventsConfig(log_dir=str(tmp_path / "events"))))
     state = app[STATE]
     token = tokens.mint(state.config.auth.api_key, state.config.auth.api_secret,
                         room="r", identity="alice")
