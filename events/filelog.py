@@ -86,6 +86,20 @@ class FileLog:
     def queued(self) -> int:
         return len(self._queue)
 
+    def counters(self) -> list[tuple[str, str, float]]:
+        s = self.stats
+        return [
+            ("sfu_event_log_written", "events written to the event log", s.written),
+            ("sfu_event_log_dropped", "events dropped because the event log's queue was full "
+             "(the disk stalled)", s.dropped),
+            ("sfu_event_log_write_errors", "failed writes to the event log (retried)",
+             s.write_errors),
+            ("sfu_event_log_rotations", "event log files rotated", s.files_rotated),
+        ]
+
+    def gauges(self) -> list[tuple[str, str, float]]:
+        return [("sfu_event_log_queue", "events waiting to be written", self.queued)]
+
     def close(self, timeout: float = 5.0) -> None:
         """Write what is queued (retrying a failing disk for up to ``timeout``), close the
         file, stop the thread."""

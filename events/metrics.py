@@ -1,30 +1,36 @@
-"""Prometheus figures of the outward event sinks (``docs/metrics.md``)."""
+"""Prometheus figures of the outward event sinks (``docs/metrics.md``): each sink says what
+it counts (``counters()``, ``gauges()``: name, help, value); one collector exports them."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .filelog import FileLog
+from .bus import Event
+
+Figure = tuple[str, str, float]
 
 
-class EventLogCollector(Collector):
-    def __init__(self, sink: FileLog) -> None:
-        self.sink = sink
+class MeasuredSink(Protocol):
+    """An outward sink: a bus listener that reports its figures."""
+
+    def __call__(self, event: Event) -> None: ...
+
+    def counters(self) -> list[Figure]: ...
+
+    def gauges(self) -> list[Figure]: ...
+
+
+class EventSinkCollector(Collector):
+    def __init__(self, *sinks: MeasuredSink) -> None:
+        self.sinks = sinks
 
     def collect(self) -> Iterator[Metric]:
-        s = self.sink.stats
-        yield CounterMetricFamily("sfu_event_log_written", "events written to the event log",
-                                  value=s.written)
-        yield CounterMetricFamily(
-            "sfu_event_log_dropped", "events dropped because the event log's queue was full "
-            "(the disk stalled)", value=s.dropped)
-        yield CounterMetricFamily(
-            "sfu_event_log_write_errors", "failed writes to the event log (retried)",
-            value=s.write_errors)
-        yield CounterMetricFamily("sfu_event_log_rotations", "event log files rotated",
-                                  value=s.files_rotated)
-        yield GaugeMetricFamily("sfu_event_log_queue", "events waiting to be written",
-                                value=self.sink.queued)
+        for sink in self.sinks:
+            for name, text, value in sink.counters():
+                yield CounterMetricFamily(name, text, value=value)
+            for name, text, value in sink.gauges():
+                yield GaugeMetricFamily(name, text, value=value)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set up the project on a fresh Debian/Ubuntu machine with Python 3.11.
 #   scripts/setup.sh          runtime dependencies in .venv
-#   scripts/setup.sh --test   plus test dependencies (pytest, playwright), Debian chromium
-#                             and Debian janus (the bench's peer SFU)
+#   scripts/setup.sh --test   plus test dependencies (pytest, playwright), Debian chromium,
+#                             Debian janus (the bench's peer SFU) and Debian nats-server
+#                             (the event sink tests start their own)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,6 +51,10 @@ if [ "$WITH_TEST" = "1" ]; then
   if ! command -v tc >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1; then
     echo "installing iproute2 (network namespaces and tc for the simulcast test)..."
     apt_install iproute2
+  fi
+  if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then
+    echo "installing Debian nats-server (the NATS event sink tests)..."
+    apt_install nats-server
   fi
   if ! command -v janus >/dev/null 2>&1; then
     echo "installing Debian janus (the peer SFU of the bench comparison and its smoke test)..."

@@ -77,6 +77,12 @@ class EventsConfig:
     log_max_bytes: int = 64 << 20
     #: rotated files kept (the oldest are deleted); 0 keeps every file
     log_keep_files: int = 200
+    #: NATS server for the JetStream sink, e.g. nats://127.0.0.1:4222; "" = off
+    nats_url: str = ""
+    #: the JetStream stream (created if missing, file storage, 2 min dedup window)
+    nats_stream: str = "SFU_EVENTS"
+    #: events go to <prefix>.<room>.<type>
+    nats_subject_prefix: str = "sfu.events"
 
 
 @dataclass(frozen=True)

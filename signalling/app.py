@@ -17,7 +17,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from events import EventBus
 from events.filelog import FileLog
-from events.metrics import EventLogCollector
+from events.metrics import EventSinkCollector, MeasuredSink
+from events.nats_sink import NatsSink
 from sfu.config import Config
 from sfu.errors import SfuError
 from sfu.metrics import SfuCollector
@@ -98,12 +99,20 @@ def create_app(config: Config) -> web.Application:
     )
     state.registry.register(SfuCollector(state.rooms, state.media.retired,
                                           state.metrics_errors))
+    sinks: list[MeasuredSink] = []
     event_log: FileLog | None = None
     if config.events.log_dir:
         event_log = FileLog(config.events.log_dir, max_bytes=config.events.log_max_bytes,
                             keep_files=config.events.log_keep_files)
-        bus.subscribe(event_log)
-        state.registry.register(EventLogCollector(event_log))
+        sinks.append(event_log)
+    nats_sink: NatsSink | None = None
+    if config.events.nats_url:
+        nats_sink = NatsSink(config.events.nats_url, stream=config.events.nats_stream,
+                             subject_prefix=config.events.nats_subject_prefix)
+        sinks.append(nats_sink)
+    for sink in sinks:
+        bus.subscribe(sink)
+    state.registry.register(EventSinkCollector(*sinks))
     app = web.Application(client_max_size=65536)
     app[STATE] = state
 
@@ -262,6 +271,8 @@ def create_app(config: Config) -> web.Application:
         return web.json_response(track.describe())
 
     async def on_startup(app: web.Application) -> None:
+        if nats_sink is not None:
+            nats_sink.start()
         state.ready = True
 
     async def on_shutdown(app: web.Application) -> None:
@@ -270,6 +281,8 @@ def create_app(config: Config) -> web.Application:
             await state.rooms.close(name, "server_shutdown")
 
     async def on_cleanup(app: web.Application) -> None:
+        if nats_sink is not None:
+            await nats_sink.close()
         if event_log is not None:  # after the rooms closed: their last events are written
             await asyncio.get_running_loop().run_in_executor(None, event_log.close)
 
