@@ -83,6 +83,13 @@ class EventsConfig:
     nats_stream: str = "SFU_EVENTS"
     #: events go to <prefix>.<room>.<type>
     nats_subject_prefix: str = "sfu.events"
+    #: URLs every event is POSTed to (signed); empty = no webhooks
+    webhook_urls: tuple[str, ...] = ()
+    #: HMAC-SHA256 key of X-SFU-Signature; "" = auth.api_secret
+    webhook_secret: str = ""
+    #: deliveries given up (refused, or out of attempts) are appended here (JSON lines)
+    webhook_dead_letter: str = "data/events/webhooks-dead-letter.jsonl"
+    webhook_max_attempts: int = 10
 
 
 @dataclass(frozen=True)
@@ -110,6 +117,11 @@ class Config:
             raise ConfigError("server.ws_heartbeat_s must be > 0")
         if self.events.log_max_bytes < 4096:
             raise ConfigError("events.log_max_bytes must be >= 4096")
+        if self.events.webhook_max_attempts < 1:
+            raise ConfigError("events.webhook_max_attempts must be >= 1")
+        for url in self.events.webhook_urls:
+            if not url.startswith(("http://", "https://")):
+                raise ConfigError(f"events.webhook_urls: {url!r} is not an http(s) URL")
         if self.events.log_keep_files < 0:
             raise ConfigError("events.log_keep_files must be >= 0")
         if self.auth.api_secret and len(self.auth.api_secret) < 32:

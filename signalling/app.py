@@ -19,6 +19,7 @@ from events import EventBus
 from events.filelog import FileLog
 from events.metrics import EventSinkCollector, MeasuredSink
 from events.nats_sink import NatsSink
+from events.webhook_sink import WebhookSink
 from sfu.config import Config
 from sfu.errors import SfuError
 from sfu.metrics import SfuCollector
@@ -110,6 +111,13 @@ def create_app(config: Config) -> web.Application:
         nats_sink = NatsSink(config.events.nats_url, stream=config.events.nats_stream,
                              subject_prefix=config.events.nats_subject_prefix)
         sinks.append(nats_sink)
+    webhooks: WebhookSink | None = None
+    if config.events.webhook_urls:
+        webhooks = WebhookSink(list(config.events.webhook_urls),
+                               config.events.webhook_secret or config.auth.api_secret,
+                               config.events.webhook_dead_letter,
+                               max_attempts=config.events.webhook_max_attempts)
+        sinks.append(webhooks)
     for sink in sinks:
         bus.subscribe(sink)
     state.registry.register(EventSinkCollector(*sinks))
@@ -271,8 +279,9 @@ def create_app(config: Config) -> web.Application:
         return web.json_response(track.describe())
 
     async def on_startup(app: web.Application) -> None:
-        if nats_sink is not None:
-            nats_sink.start()
+        for started in (nats_sink, webhooks):
+            if started is not None:
+                started.start()
         state.ready = True
 
     async def on_shutdown(app: web.Application) -> None:
@@ -281,8 +290,9 @@ def create_app(config: Config) -> web.Application:
             await state.rooms.close(name, "server_shutdown")
 
     async def on_cleanup(app: web.Application) -> None:
-        if nats_sink is not None:
-            await nats_sink.close()
+        for stopped in (nats_sink, webhooks):
+            if stopped is not None:
+                await stopped.close()
         if event_log is not None:  # after the rooms closed: their last events are written
             await asyncio.get_running_loop().run_in_executor(None, event_log.close)
 

@@ -23,6 +23,7 @@ def test_documented_metrics_are_exported(tmp_path: Path) -> None:
     from events.filelog import FileLog
     from events.metrics import EventSinkCollector
     from events.nats_sink import NatsSink
+    from events.webhook_sink import WebhookSink
     from sfu.metrics import Retired, SfuCollector
     from sfu.room import RoomRegistry
 
@@ -30,7 +31,9 @@ def test_documented_metrics_are_exported(tmp_path: Path) -> None:
     registry.register(SfuCollector(RoomRegistry(EventBus(), max_participants=5,
                                                 auto_create=True), Retired(), {"x": 1}))
     sink = FileLog(tmp_path)
-    registry.register(EventSinkCollector(sink, NatsSink("nats://127.0.0.1:1")))  # not started
+    registry.register(EventSinkCollector(  # (the network sinks are never started here)
+        sink, NatsSink("nats://127.0.0.1:1"),
+        WebhookSink(["http://127.0.0.1:1/"], "secret", tmp_path / "dead.jsonl")))
     exported = generate_latest(registry).decode()
     documented = set(re.findall(r"`(sfu_[a-z_]+)`", (ROOT / "docs" / "metrics.md").read_text()))
     types = set(re.findall(r"^# TYPE (\S+) ", exported, re.M))
