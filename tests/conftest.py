@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 
@@ -10,6 +11,10 @@ import pytest
 from benches.server_process import ServerProcess, start_server, stop_server
 
 __all__ = ["ServerProcess", "start_server", "stop_server"]
+
+# every event bus in the tests, and in the servers they start, raises on an event that does
+# not match its declared schema (events.schemas) instead of only logging it
+os.environ["SFU_EVENTS_STRICT"] = "1"
 
 
 @pytest.fixture

@@ -13,15 +13,15 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from samples import emit
+
 from benches.server_process import ROOT, start_server, stop_server
 from events import EventBus
 from events.filelog import HEADER, FileLog, log_files, read
 
 
 def emit_many(bus: EventBus, n: int, room: str = "math") -> list[dict[str, object]]:
-    return [bus.emit("participant.joined" if i % 2 else "track.published", room,
-                     {"participant": f"p{i}", "n": i, "text": "é" * (i % 7)}).envelope()
-            for i in range(n)]
+    return [emit(bus, i, room).envelope() for i in range(n)]
 
 
 def write_log(folder: Path, n: int, sink_class: type[FileLog] = FileLog, **kw: Any

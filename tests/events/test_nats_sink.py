@@ -17,6 +17,7 @@ import msgpack
 import nats
 import pytest
 import pytest_asyncio
+from samples import emit
 
 from benches.server_process import start_server, stop_server
 from events import EventBus
@@ -97,8 +98,7 @@ async def stream_messages(url: str, stream: str) -> list[tuple[str, str, dict[st
 async def test_events_arrive_in_order_with_ids(server: NatsServer, sink: NatsSink) -> None:
     bus = EventBus()
     bus.subscribe(sink)
-    sent = [bus.emit("participant.joined", "maths-7b", {"participant": f"p{i}"})
-            for i in range(20)]
+    sent = [emit(bus, i, "maths-7b", "joined") for i in range(20)]
     sent.append(bus.emit("room.closed", "odd.room name", {"reason": "empty"}))
     await sink.drained(timeout=10)
     got = await stream_messages(server.url, sink.stream)
@@ -112,15 +112,15 @@ async def test_events_arrive_in_order_with_ids(server: NatsServer, sink: NatsSin
 async def test_a_nats_restart_loses_nothing(server: NatsServer, sink: NatsSink) -> None:
     bus = EventBus()
     bus.subscribe(sink)
-    sent = [bus.emit("track.published", "r", {"n": i}) for i in range(30)]
+    sent = [emit(bus, i, "r", "muted") for i in range(30)]
     await sink.drained(timeout=10)
     server.stop()  # NATS goes away mid-lesson...
     for i in range(30, 60):  # ...for a few seconds, while events keep coming
-        sent.append(bus.emit("track.published", "r", {"n": i}))
+        sent.append(emit(bus, i, "r", "muted"))
         await asyncio.sleep(0.1)
     assert sink.buffered > 0  # held, not lost
     await server.start()  # back, same store
-    sent += [bus.emit("track.published", "r", {"n": i}) for i in range(60, 90)]
+    sent += [emit(bus, i, "r", "muted") for i in range(60, 90)]
     await sink.drained(timeout=30)
     got = await stream_messages(server.url, sink.stream)
     ids = [m[1] for m in got]

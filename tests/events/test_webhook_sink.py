@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import pytest_asyncio
 from aiohttp import web
+from samples import emit
 
 from benches.server_process import start_server, stop_server
 from events import EventBus
@@ -69,7 +70,7 @@ def dead_letters(tmp_path: Path) -> list[dict[str, Any]]:
 async def test_signed_in_order_and_retried(receiver: Receiver, tmp_path: Path) -> None:
     bus, sink = make_sink(receiver, tmp_path)
     receiver.script = [503, 503]  # the receiver is briefly unwell
-    sent = [bus.emit("participant.joined", "r", {"participant": f"p{i}"}) for i in range(5)]
+    sent = [emit(bus, i, "r", "joined") for i in range(5)]
     await sink.drained(timeout=10)
     await sink.close()
     deliveries = [h["X-SFU-Delivery"] for h, _ in receiver.requests]
@@ -87,8 +88,8 @@ async def test_refused_and_exhausted_deliveries_are_dead_lettered(
         receiver: Receiver, tmp_path: Path) -> None:
     bus, sink = make_sink(receiver, tmp_path, max_attempts=3)
     receiver.script = [400, 500, 500, 500]
-    refused = bus.emit("poll.created", "r", {"poll": 1})  # 400: not retried
-    exhausted = bus.emit("poll.closed", "r", {"poll": 1})  # 500 x 3: given up
+    refused = emit(bus, 1, "r", "joined")  # 400: not retried
+    exhausted = emit(bus, 2, "r", "muted")  # 500 x 3: given up
     delivered = bus.emit("room.closed", "r", {"reason": "empty"})
     await sink.drained(timeout=10)
     await sink.close()
@@ -104,7 +105,7 @@ async def test_a_stalled_receiver_never_blocks_the_caller(receiver: Receiver,
                                                           tmp_path: Path) -> None:
     bus, sink = make_sink(receiver, tmp_path, queue_max=10, timeout_s=30)
     receiver.stall.clear()  # the receiver hangs
-    sent = [bus.emit("track.muted", "r", {"n": i}) for i in range(25)]  # returns at once
+    sent = [emit(bus, i, "r", "muted") for i in range(25)]  # at once
     assert sink.queued == 10
     dead = dead_letters(tmp_path)  # what did not fit is written down, not lost
     assert [d["event"]["id"] for d in dead] == [e.id for e in sent[10:]]

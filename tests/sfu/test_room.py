@@ -85,7 +85,8 @@ async def test_join_publish_leave_fans_out_messages_and_events() -> None:
     assert [e.data["reason"] for e in left] == ["left", "disconnected"]
     assert [e.seq for e in bus.recent] == sorted(e.seq for e in bus.recent)
     envelope = bus.recent[0].envelope()
-    assert set(envelope) == {"v", "id", "type", "room", "ts", "seq", "data"}
+    assert set(envelope) == {"v", "sv", "id", "type", "room", "ts", "seq", "data"}
+    assert envelope["v"] == 1 and envelope["sv"] == 1
 
 
 async def test_capacity_and_unknown_rooms() -> None:

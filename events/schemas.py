@@ -1,0 +1,83 @@
+"""Every event type, declared: its schema version and the fields of its ``data``.
+
+The envelope carries the type's schema version as ``sv``; a change that removes or retypes
+a field, or changes its meaning, bumps it (adding an optional field does not). The table in
+``docs/events.md`` lists the same types (a test keeps them in step), and
+:func:`validate` checks an event's ``data`` against its schema: the bus does it for every
+event, raising in strict mode (tests) and logging otherwise (never losing the event).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+Kind = type | tuple[type, ...]
+
+
+class SchemaError(ValueError):
+    """An event that does not match its declared schema (or has none)."""
+
+
+@dataclass(frozen=True)
+class Schema:
+    type: str
+    version: int
+    required: dict[str, Kind]
+    optional: dict[str, Kind] = field(default_factory=dict)
+
+
+_PARTICIPANT = {"participant": str, "identity": str}
+_TRACK = {"participant": str, "id": str}
+_SUBSCRIPTION = {"participant": str, "track": str, "reason": str, "estimateBps": int}
+
+SCHEMAS: dict[str, Schema] = {s.type: s for s in (
+    Schema("room.created", 1, {"maxParticipants": int}),
+    Schema("room.closed", 1, {"reason": str}),
+    Schema("room.speakers", 1, {"speakers": list}),
+    Schema("participant.joined", 1, {**_PARTICIPANT, "role": str}),
+    Schema("participant.left", 1, {**_PARTICIPANT, "reason": str, "speakingMs": int}),
+    Schema("participant.reconnecting", 1, {**_PARTICIPANT, "cause": str, "windowMs": int}),
+    Schema("participant.resumed", 1, {**_PARTICIPANT, "outageMs": int}),
+    Schema("participant.transport_failed", 1, {"participant": str, "transport": str}),
+    Schema("track.published", 1, {**_TRACK, "participantId": str, "kind": str,
+                                   "source": str, "muted": bool}, {"layers": list}),
+    Schema("track.unpublished", 1, dict(_TRACK)),
+    Schema("track.muted", 1, {**_TRACK, "muted": bool}),
+    Schema("track.layers", 1, {**_TRACK, "active": list}),
+    Schema("subscription.paused", 1, dict(_SUBSCRIPTION)),
+    Schema("subscription.resumed", 1, dict(_SUBSCRIPTION)),
+)}
+
+
+def version(type_: str) -> int:
+    """The schema version of ``type_`` (0 for an undeclared type)."""
+    s = SCHEMAS.get(type_)
+    return s.version if s is not None else 0
+
+
+def validate(type_: str, data: dict[str, Any]) -> None:
+    """Raise :class:`SchemaError` unless ``data`` matches the schema of ``type_``."""
+    schema = SCHEMAS.get(type_)
+    if schema is None:
+        raise SchemaError(f"event type {type_!r} is not declared in events.schemas")
+    for name, kind in schema.required.items():
+        if name not in data:
+            raise SchemaError(f"{type_}: field {name!r} is missing")
+        _check(type_, name, data[name], kind)
+    for name, value in data.items():
+        if name in schema.required:
+            continue
+        kind_or_none = schema.optional.get(name)
+        if kind_or_none is None:
+            raise SchemaError(f"{type_}: field {name!r} is not in its schema")
+        _check(type_, name, value, kind_or_none)
+
+
+def _check(type_: str, name: str, value: Any, kind: Kind) -> None:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:  # bool is an int in Python
+        raise SchemaError(f"{type_}: field {name!r} must be {kind}, not a boolean")
+    if not isinstance(value, kinds):
+        raise SchemaError(f"{type_}: field {name!r} must be {kind}, not "
+                          f"{type(value).__name__}")
