@@ -1,1 +1,2 @@
-"""classroom: see shared/DESIGN.md (not built yet)."""
+"""Classroom modules beside the media: polls (``classroom.polls``, sans-IO, fed actions and a
+clock); hand raise, chat and engagement capture come next (issue #6)."""

@@ -47,6 +47,15 @@ SCHEMAS: dict[str, Schema] = {s.type: s for s in (
     Schema("track.layers", 1, {**_TRACK, "active": list}),
     Schema("subscription.paused", 1, dict(_SUBSCRIPTION)),
     Schema("subscription.resumed", 1, dict(_SUBSCRIPTION)),
+    Schema("poll.created", 1, {"participant": str, "pollId": str, "kind": str,
+                               "question": str, "options": list, "anonymous": bool,
+                               "allowChange": bool, "open": bool,
+                               "closesAtMs": (int, float, type(None)),
+                               "comprehension": bool}),
+    Schema("poll.answered", 1, {"pollId": str, "changed": bool, "latencyMs": int},
+           {"participant": str, "correct": bool}),
+    Schema("poll.closed", 1, {"pollId": str, "reason": str, "responses": int}),
+    Schema("poll.results_published", 1, {"pollId": str}),
 )}
 
 
