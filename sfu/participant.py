@@ -805,7 +805,7 @@ class Participant:
             self.allocate(t)
             self.dynacast(t)
             self._expire_silent_transports(t)
-        self.room.speaker_tick(t)
+        self.room.tick(t)
         if self._ticks % REPORT_EVERY == 0:
             self.send_reports()
 

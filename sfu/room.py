@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from classroom.polls import MODERATORS as POLL_MODERATORS
+from classroom.polls import Polls
 from events import EventBus
 
 from .errors import ResumeRefused, RoomClosed, RoomFull, RoomNotFound
@@ -49,6 +51,8 @@ class Room:
         #: fed by every microphone's RFC 6464 audio level; ticked by the participants
         self.speakers = ActiveSpeakerDetector()
         self.current_speakers: list[str] = []
+        #: the room's polls (classroom.polls, sans-IO; wall-clock milliseconds)
+        self.polls = Polls(self._emit)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -199,6 +203,44 @@ class Room:
         self._broadcast(message)
         self.bus.emit("track.muted", self.id, {"participant": p.id, "id": track.id,
                                                "muted": track.muted})
+
+    # -- polls (classroom.polls): the room owns them, the session routes the messages ------
+
+    def _emit(self, type_: str, data: dict[str, Any]) -> None:
+        self.bus.emit(type_, self.id, data)
+
+    def create_poll(self, p: Participant, spec: dict[str, Any]) -> None:
+        poll = self.polls.create(p.id, p.info.role, spec, time.time() * 1000.0)
+        self._broadcast({"type": "poll", **poll.describe()})
+
+    def answer_poll(self, p: Participant, poll_id: Any, answer: Any) -> None:
+        self.polls.answer(p.id, poll_id, answer, time.time() * 1000.0)
+        p.send({"type": "poll_answered", "pollId": poll_id})  # (right or wrong: at publish)
+        self._results_to_moderators(poll_id)
+
+    def close_poll(self, p: Participant, poll_id: Any) -> None:
+        self.polls.close(p.id, p.info.role, poll_id, time.time() * 1000.0)
+        self._broadcast({"type": "poll_closed", "pollId": poll_id, "reason": "instructor"})
+        self._results_to_moderators(poll_id)
+
+    def publish_poll(self, p: Participant, poll_id: Any) -> None:
+        self._broadcast({"type": "poll_results",
+                         **self.polls.publish(p.id, p.info.role, poll_id)})
+
+    def poll_results(self, p: Participant, poll_id: Any) -> None:
+        p.send({"type": "poll_results", **self.polls.results(poll_id, p.info.role)})
+
+    def _results_to_moderators(self, poll_id: str) -> None:
+        for q in self.participants.values():
+            if q.info.role in POLL_MODERATORS:
+                q.send({"type": "poll_results", **self.polls.results(poll_id, q.info.role)})
+
+    def tick(self, now_ms: float) -> None:
+        """Periodic room work, driven by its participants' control ticks."""
+        self.speaker_tick(now_ms)
+        for poll in self.polls.tick(time.time() * 1000.0):
+            self._broadcast({"type": "poll_closed", "pollId": poll.id, "reason": "timer"})
+            self._results_to_moderators(poll.id)
 
     def speaker_tick(self, now_ms: float) -> None:
         """Tell the room who is speaking when it changes (rate-limited by the detector)."""

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from classroom.polls import PollError
 from sfu.errors import ResumeRefused, SfuError
 from sfu.negotiation import NoCommonCodecError
 from sfu.participant import QUALITIES, Participant, ParticipantInfo
@@ -31,7 +32,8 @@ log = logging.getLogger(__name__)
 _CLOSE = object()
 SDP_TYPES = ("offer", "answer")
 CLIENT_TYPES = ("join", "resume", "offer", "answer", "candidate", "mute", "set_quality",
-                "restart_ice", "leave", "ping")
+                "restart_ice", "leave", "ping", "poll_create", "poll_answer", "poll_close",
+                "poll_publish", "poll_results")
 #: the session ended because the socket went away (not a leave, not an error of ours)
 CONNECTION_LOST = "connection_lost"
 TARGETS = ("publisher", "subscriber")
@@ -182,6 +184,8 @@ class SignallingSession:
         except tokens.TokenError as exc:
             self.error(exc.code, str(exc), fatal=True, ref=mtype)
             return "disconnected"
+        except PollError as exc:
+            self.error(exc.code, str(exc), ref=mtype)
         except SfuError as exc:
             fatal = self.participant is None
             self.error(exc.code, str(exc), fatal=fatal, ref=mtype)
@@ -214,7 +218,9 @@ class SignallingSession:
         participant.attach(self.send, self._closed_by_server, self._taken_over)
         # queued before anything room.add scheduled for this participant (subscriber offer)
         self.send({"type": "joined", "room": room.id, "participant": participant.describe(),
-                   "participants": others, **self._resume_info(participant, room)})
+                   "participants": others,
+                   "polls": [poll.describe() for poll in room.polls.polls.values() if poll.open],
+                   **self._resume_info(participant, room)})
         return None
 
     async def _on_resume(self, msg: dict[str, Any]) -> None:
@@ -295,6 +301,29 @@ class SignallingSession:
                                 "connection itself (an offer with new ICE credentials); "
                                 "target must be 'subscriber'")
         await self.participant.restart_subscriber()
+
+    # polls (classroom.polls via the room; docs/protocol.md)
+
+    async def _on_poll_create(self, msg: dict[str, Any]) -> None:
+        assert self.participant is not None
+        self.participant.room.create_poll(self.participant, _field(msg, "poll", dict))
+
+    async def _on_poll_answer(self, msg: dict[str, Any]) -> None:
+        assert self.participant is not None
+        self.participant.room.answer_poll(self.participant, _field(msg, "pollId", str),
+                                          msg.get("answer"))
+
+    async def _on_poll_close(self, msg: dict[str, Any]) -> None:
+        assert self.participant is not None
+        self.participant.room.close_poll(self.participant, _field(msg, "pollId", str))
+
+    async def _on_poll_publish(self, msg: dict[str, Any]) -> None:
+        assert self.participant is not None
+        self.participant.room.publish_poll(self.participant, _field(msg, "pollId", str))
+
+    async def _on_poll_results(self, msg: dict[str, Any]) -> None:
+        assert self.participant is not None
+        self.participant.room.poll_results(self.participant, _field(msg, "pollId", str))
 
     async def _on_leave(self, msg: dict[str, Any]) -> str:
         self.send({"type": "left", "reason": "left"})
