@@ -25,23 +25,22 @@ SEGMENT_HISTORY = 8
 
 
 class ForwarderState:
-    """The fields a forwarded packet reads and writes. The compiled fan-out
-    (:mod:`sfu.fastpath`) keeps them in a C struct with the same names instead."""
+    """The fields a forwarded packet reads and writes, set by :class:`RtpForwarder`. The
+    compiled fan-out (:mod:`sfu.fastpath`) keeps them in a C struct with the same names
+    instead."""
 
     __slots__ = ("source_ssrc", "seq_offset", "ts_offset", "start_ext", "last_out_ext",
                  "last_out_ts", "last_out_ms", "has_last_out", "resync", "forwarded")
-
-    def __init__(self) -> None:
-        self.source_ssrc = -1
-        self.seq_offset = 0
-        self.ts_offset = 0
-        self.start_ext = 0
-        self.last_out_ext = 0
-        self.last_out_ts = 0
-        self.last_out_ms = 0.0
-        self.has_last_out = 0
-        self.resync = 1
-        self.forwarded = 0
+    source_ssrc: int
+    seq_offset: int
+    ts_offset: int
+    start_ext: int
+    last_out_ext: int
+    last_out_ts: int
+    last_out_ms: float
+    has_last_out: int
+    resync: int
+    forwarded: int
 
 
 class RtpForwarder:

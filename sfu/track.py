@@ -296,18 +296,9 @@ class PublishedTrack:
             for sub in self.subscriptions:
                 if sub.selector.current == index:
                     sub.forwarder.resync()  # output continues without a sequence jump
-        if _fanout is None:
-            for sub in self.subscriptions:
-                sel = sub.selector
-                if sel.current == index:
-                    sub.forward(data, ssrc, ext, ts, now_ms, twcc_off)
-                elif keyframe and sel.target == index and sel.accept(index, True):
-                    sub.forwarder.resync()  # continuous seq/ts across the layer switch
-                    sub.forward(data, ssrc, ext, ts, now_ms, twcc_off)
-            return
-        # compiled fan-out: one C call forwards to every subscriber of this layer in the
-        # steady case; switches, resyncs and late packets are left to the Python path
-        # (status 1)
+        # the subscribers of this layer: with the compiled fan-out, one C call forwards to
+        # all of them in the steady case and leaves switches, resyncs and late packets to
+        # the Python path (status 1); without it, every one takes the Python path
         plan = layer.plan
         if plan is None or plan.version != _TOPOLOGY.version:
             plan = layer.plan = FanoutPlan(self.subscriptions, index)
@@ -504,7 +495,8 @@ class FanoutPlan:
         self.version = _TOPOLOGY.version
         forwarding = [s for s in subscriptions if s.selector.current == index and s.active]
         self.subs = [s for s in forwarding if s.dest is not None]
-        #: subscriptions without a C view (none unless made so): always the Python path
+        #: subscriptions without a C view (all of them without the compiled module): the
+        #: Python path
         self.python_subs = [s for s in forwarding if s.dest is None]
         for s in self.subs:
             t = s.downstream

@@ -415,15 +415,20 @@ class MediaTransport:
         if sendto is None or n > SRTP_MAX_PACKET:
             return False
         fast = self._fast
-        if fast is not None:
-            out_len = _fast_send(fast, packet, n, b1, seq, ts, ssrc, twcc_off)
-            if out_len < 0:
-                self.stats.send_errors += 1
-                return False
-            stats = self.stats
-            stats.rtp_out += 1
-            stats.rtp_out_bytes += out_len
-            return True
+        out_len = (_fast_send(fast, packet, n, b1, seq, ts, ssrc, twcc_off) if fast is not None
+                   else self._send_from_python(sendto, packet, n, b1, seq, ts, ssrc, twcc_off))
+        if out_len < 0:
+            self.stats.send_errors += 1
+            return False
+        stats = self.stats
+        stats.rtp_out += 1
+        stats.rtp_out_bytes += out_len
+        return True
+
+    def _send_from_python(self, sendto: Callable[[bytes, Any], None], packet: bytes, n: int,
+                          b1: int, seq: int, ts: int, ssrc: int, twcc_off: int) -> int:
+        """The compiled ``sfu_send``'s steps from Python (no compiled module): bytes sent,
+        or -1. The transport-wide number and its record are kept in Python here."""
         history = self.twcc_history
         tseq = -1
         if twcc_off and history is not None:
@@ -436,20 +441,15 @@ class MediaTransport:
         len_p = self._len_p
         len_p[0] = n
         if lib.srtp_protect(self._srtp_ptr, self._cdata, len_p) != 0:
-            self.stats.send_errors += 1
-            return False
-        out_len = len_p[0]
+            return -1
+        out_len = int(len_p[0])
         try:
             sendto(cbuf[0:out_len], self._addr)
         except OSError:
-            self.stats.send_errors += 1
-            return False
+            return -1
         if tseq >= 0 and isinstance(history, SendHistory):
             history.record(tseq, n, _monotonic() * 1000.0)
-        stats = self.stats
-        stats.rtp_out += 1
-        stats.rtp_out_bytes += out_len
-        return True
+        return out_len
 
     def send_rtp(self, packet: bytes) -> bool:
         """Send an already-rewritten RTP packet (retransmissions)."""
