@@ -189,15 +189,9 @@ def _function_pointer(name: str) -> Any:
         "uintptr_t", _srtp_ffi.addressof(_srtp_lib, name))))
 
 
-def connect(session: Any, sock: Any, remote_addr: tuple[Any, ...],
-            *, connect_socket: bool = False) -> Connection | None:
+def connect(session: Any, sock: Any, remote_addr: tuple[Any, ...]) -> Connection | None:
     """A connection for sending with ``session`` (a pylibsrtp.Session) on ``sock`` (the ICE
-    socket, anything with ``fileno()``) to ``remote_addr``; None if not built.
-
-    ``connect_socket``: also ``connect()`` the socket to ``remote_addr``, so the kernel keeps
-    the route and each send skips its lookup; the socket then receives only from that peer
-    (what a transport whose ICE pair is nominated wants). Falls back to ``sendto`` per packet
-    if the socket cannot be connected."""
+    socket, anything with ``fileno()``) to ``remote_addr``; None if not built."""
     if _fastpath is None or sock is None:
         return None
     ffi = _fastpath.ffi
@@ -208,11 +202,4 @@ def connect(session: Any, sock: Any, remote_addr: tuple[Any, ...],
     raw = _address(remote_addr)
     conn.addrlen = len(raw)
     ffi.memmove(conn.addr, raw, len(raw))
-    if connect_socket:
-        try:  # through a duplicate descriptor: the event loop owns ``sock``
-            with socket.socket(fileno=os.dup(sock.fileno())) as same:
-                same.connect(remote_addr[:2])
-            conn.connected = 1
-        except OSError:
-            conn.connected = 0
     return Connection(conn, session)

@@ -44,8 +44,6 @@ typedef struct {
     void *srtp;          /* srtp_t of the sending direction */
     void *protect;       /* srtp_protect */
     int fd;              /* the ICE socket */
-    int connected;       /* the socket is connect()ed to the peer: send() without a route
-                            lookup per packet */
     unsigned int addrlen;
     unsigned char addr[28];  /* struct sockaddr_in or sockaddr_in6 of the peer */
     sfu_twcc *twcc;      /* NULL: the peer did not negotiate transport-cc */
@@ -140,9 +138,8 @@ int sfu_send(sfu_conn *c, const char *pkt, int len, int b1, int seq,
     out = len;
     if (((sfu_protect_fn)c->protect)(c->srtp, b, &out) != 0)
         return -2;
-    if ((c->connected ? send(c->fd, b, (size_t)out, 0)
-                      : sendto(c->fd, b, (size_t)out, 0, (const struct sockaddr *)c->addr,
-                               (socklen_t)c->addrlen)) < 0)
+    if (sendto(c->fd, b, (size_t)out, 0, (const struct sockaddr *)c->addr,
+               (socklen_t)c->addrlen) < 0)
         return -3;
     if (twcc_seq >= 0) {
         int i = twcc_seq & SFU_TWCC_MASK;

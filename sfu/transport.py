@@ -298,11 +298,8 @@ class MediaTransport:
         if pair is not None:
             self._sendto = pair.protocol.transport.sendto
             self._addr = pair.remote_addr
-            # the pair is nominated and an ICE restart makes a new transport: the socket can
-            # be connected to the peer (no route lookup per packet sent)
             self._fast_conn = fastpath.connect(
-                session, pair.protocol.transport.get_extra_info("socket"), pair.remote_addr,
-                connect_socket=True)
+                session, pair.protocol.transport.get_extra_info("socket"), pair.remote_addr)
             self._fast = self._fast_conn.ptr if self._fast_conn is not None else None
             if self._fast_conn is not None and self.twcc_history is not None:
                 # from now on the compiled send step numbers and records (nothing was sent

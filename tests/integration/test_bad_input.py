@@ -382,22 +382,17 @@ async def test_garbage_udp_on_media_ports_is_dropped_and_counted(pair: HealthyPa
     rng = random.Random(20240601)
     datagrams = garbage_datagrams(rng)
     srtp_looking = sum(1 for d in datagrams if d and 0x80 <= d[0] < 0xC0)
-    # from a stranger: once connected, a media socket is connect()ed to its peer, so the
-    # kernel drops these before the server sees them
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         for addr in ports:
-            await send_paced(lambda d, a=addr: sock.sendto(d, a), datagrams)
+            for i, d in enumerate(datagrams):
+                sock.sendto(d, addr)
+                if i % 25 == 24:
+                    await asyncio.sleep(0.002)  # pacing, keep the receive buffer from overflowing
     finally:
         sock.close()
-    # from the peer's own address (what an attacker on the path could forge): these reach
-    # the server and fail SRTP authentication, counted, nothing else happens
-    peers = [t._ice._connection._nominated[1] for t in (pair.pub.publisher, pair.sub.subscriber)]
-    for p in peers:
-        await send_paced(lambda d, p=p: p.protocol.transport.sendto(d, p.remote_addr),
-                         datagrams)
     await wait_until_metric_at_least(http, "sfu_srtp_auth_failures_total",
-                                     before + 0.9 * srtp_looking * len(peers))
+                                     before + 0.9 * srtp_looking * len(ports))
     await pair.assert_flowing(n=50)
     # the transports are still up: a publisher joining now is received too
     late = await joined_client(pair, "after-garbage")
@@ -406,13 +401,6 @@ async def test_garbage_udp_on_media_ports_is_dropped_and_counted(pair: HealthyPa
     finally:
         await late.close()
     await pair.assert_flowing()
-
-
-async def send_paced(send: Callable[[bytes], object], datagrams: list[bytes]) -> None:
-    for i, d in enumerate(datagrams):
-        send(d)
-        if i % 25 == 24:
-            await asyncio.sleep(0.002)  # pacing, keep the receive buffer from overflowing
 
 
 async def wait_until_metric_at_least(http: Http, name: str, value: float,

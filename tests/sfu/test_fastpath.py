@@ -141,24 +141,6 @@ def test_the_compiled_unprotect_gives_what_pylibsrtp_gives() -> None:
     assert rx.unprotect(b"\x80" * 3000) is None
 
 
-@pytest.mark.skipif(not fastpath.ENABLED, reason="SFU_FASTPATH=0")
-def test_a_connected_socket_sends_and_hears_only_its_peer(sockets) -> None:
-    a, b = sockets
-    fc = fastpath.connect(session(pylibsrtp.Policy.SSRC_ANY_OUTBOUND), a, b.getsockname(),
-                          connect_socket=True)
-    assert fc is not None and fc.ptr.connected == 1
-    pkt = packet()
-    assert fastpath.send(fc.ptr, pkt, len(pkt), 0x80 | 96, 1, 2, 3, 0) == len(b.recv(2048))
-    stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        stranger.sendto(b"from elsewhere", a.getsockname())  # dropped by the kernel
-        b.sendto(b"from the peer", a.getsockname())
-        a.settimeout(2)
-        assert a.recv(2048) == b"from the peer"
-    finally:
-        stranger.close()
-
-
 def _random_packet(rng: random.Random) -> bytes:
     """A valid RTP header (random CSRCs), often a header extension block of either profile
     with random, sometimes malformed elements, then a payload starting with a random VP8
