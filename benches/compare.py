@@ -3,6 +3,7 @@ and against the naive decode + re-encode relay (:mod:`benches.naive_relay`) at 1
 
     python -m benches.compare                 # lecture 1×20, lecture 1×50, classroom 1+10
     python -m benches.compare --quick         # tiny load, short windows (the smoke test)
+    python -m benches.compare --rounds 3      # ours and Janus three times, alternating
 
 Runs inside a private network namespace (:mod:`benches.netns`; needs root), every scenario
 against each server one after the other (ours first, then Janus, then the relay, so they
@@ -10,6 +11,9 @@ see the same machine state), and prints one Markdown table per scenario plus the
 ours/Janus. The relay runs only at lecture 1 × 20: it saturates both cores of a 2-core
 machine already there (it is expected to fail the frame-rate check: the figure is what it
 costs and what it delivers).
+With ``--rounds N`` ours and Janus run N times per scenario, alternating (the relay once):
+the table is the first round's, followed by every round's ratio and their median, since
+this kind of machine drifts by ±15 % between runs.
 Writes the full results as JSON with ``--json``. Exit status: 0 when every run is ok, 1 when
 a run of ours or Janus FAILED (a subscriber missed a stream, loss > 1 %, video frame rate
 short, nothing forwarded), 2 on a harness error.
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import traceback
 from pathlib import Path
@@ -60,6 +65,13 @@ def report(runs: list[dict[str, Any]]) -> str:
                        f"(minus idle {fmt(r['server_us_per_packet_minus_idle'])}), "
                        f"latency p50 {fmt(r['latency_p50_ms'])}, "
                        f"p99 {fmt(r['latency_p99_ms'])}, loss {fmt(r['loss_pct'])}\n")
+        rounds = run.get("round_ratios") or []
+        if len(rounds) > 1:
+            cpu = [x["server_us_per_packet"] for x in rounds
+                   if x["server_us_per_packet"] is not None]
+            out.append("**ours / Janus CPU per packet, round by round**: "
+                       + ", ".join(f"{v:.2f}" for v in cpu)
+                       + (f"; median **{statistics.median(cpu):.2f}**" if cpu else "") + "\n")
         if run.get("relay_over_ours"):
             out.append(f"**naive relay / ours**: CPU per packet {run['relay_over_ours']:.0f} "
                        "(decode + re-encode per subscriber)\n")
@@ -74,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
                     "quick 3)")
     ap.add_argument("--servers", default="ours,janus,relay", help="comma-separated (the "
                     f"relay runs only at {RELAY_AT[0]} 1 × {RELAY_AT[1]})")
+    ap.add_argument("--rounds", type=int, default=1, help="run ours and Janus this many "
+                    "times per scenario, alternating, and report the median ratio")
     ap.add_argument("--json", help="write every result here")
     args = ap.parse_args(argv)
     if not netns.inside():
@@ -93,15 +107,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name, students in plan:
             scenario = load(name, students)
-            results = [uvloop.run(harness.run(s, scenario, seconds=seconds, warmup=warmup,
-                                              address=netns.ADDRESS, log=log))
-                       for s in servers if s != BASELINE or (name, students) == relay_at]
+            rounds: list[list[dict[str, Any]]] = []
+            for i in range(max(1, args.rounds)):
+                rounds.append([
+                    uvloop.run(harness.run(s, scenario, seconds=seconds, warmup=warmup,
+                                           address=netns.ADDRESS, log=log))
+                    for s in servers
+                    if s != BASELINE or (i == 0 and (name, students) == relay_at)])
+            results = rounds[0]
             run: dict[str, Any] = {"scenario": name, "students": students,
                                    "participants": len(scenario.participants),
-                                   "label": scenario.description, "results": results}
+                                   "label": scenario.description, "results": results,
+                                   "later_rounds": rounds[1:]}
             by = {r["server"]: r for r in results}
             if "ours" in by and "janus" in by:
                 run["ratios"] = ratios(by["ours"], by["janus"])
+                run["round_ratios"] = [
+                    ratios(*(next(r for r in rnd if r["server"] == s) for s in ("ours", "janus")))
+                    for rnd in rounds]
             if "ours" in by and BASELINE in by:
                 run["relay_over_ours"] = ratio(by[BASELINE]["figures"]["server_us_per_packet"],
                                                by["ours"]["figures"]["server_us_per_packet"])
@@ -120,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps(
             {"machine": m, "git": git_state(), "seconds": seconds, "runs": runs},
             indent=2) + "\n")
-    ok = all(r["status"] == "ok" for run in runs for r in run["results"]
+    ok = all(r["status"] == "ok" for run in runs
+             for r in run["results"] + [x for rnd in run["later_rounds"] for x in rnd]
              if r["server"] != BASELINE)
     return 0 if ok else 1
 

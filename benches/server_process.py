@@ -56,6 +56,11 @@ def start_server(extra_env: dict[str, str] | None = None, *, host: str = "127.0.
     owns_events_dir = "SFU_EVENTS_LOG_DIR" not in env
     if owns_events_dir:  # never the repository's data/events
         env["SFU_EVENTS_LOG_DIR"] = tempfile.mkdtemp(prefix="sfu-events-")
+    # session reports beside the events (never the repository's data/reports)
+    env.setdefault("SFU_CLASSROOM_REPORTS_DIR",
+                   os.path.join(env["SFU_EVENTS_LOG_DIR"], "reports"))
+    env.setdefault("SFU_CLASSROOM_WHITEBOARDS_DIR",
+                   os.path.join(env["SFU_EVENTS_LOG_DIR"], "whiteboards"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "signalling", "serve", "--dev", "--host", host, "--port", "0",
          *(arg for addr in ice_addresses for arg in ("--ice-address", addr))],

@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import MODERATORS, ClassroomError, require_moderator
+
 KINDS = ("single", "multiple", "text")
 MAX_OPTIONS = 20
 MAX_OPTION_CHARS = 200
@@ -30,10 +32,9 @@ MAX_QUESTION_CHARS = 500
 MAX_TEXT = 1000
 MAX_OPEN_POLLS = 10
 MAX_DURATION_MS = 3_600_000
-MODERATORS = ("instructor",)
 
 
-class PollError(Exception):
+class PollError(ClassroomError):
     """A refused poll action; ``code`` is the protocol error code (docs/protocol.md)."""
 
     code = "bad_poll"
@@ -235,8 +236,7 @@ class Polls:
 
 
 def _moderator(role: str, what: str) -> None:
-    if role not in MODERATORS:
-        raise NotAllowed(f"only the instructor can {what}")
+    require_moderator(role, what, NotAllowed)
 
 
 def _text(value: Any, what: str, limit: int) -> str:

@@ -56,6 +56,19 @@ SCHEMAS: dict[str, Schema] = {s.type: s for s in (
            {"participant": str, "correct": bool}),
     Schema("poll.closed", 1, {"pollId": str, "reason": str, "responses": int}),
     Schema("poll.results_published", 1, {"pollId": str}),
+    Schema("hand.raised", 1, {"participant": str, "position": int}),
+    Schema("hand.lowered", 1, {"participant": str, "by": str, "reason": str,
+                               "raisedMs": int}),
+    Schema("chat.message", 1, {"participant": str, "messageId": str, "chars": int}),
+    Schema("chat.deleted", 1, {"messageId": str, "author": str, "by": str}),
+    Schema("reaction.sent", 1, {"participant": str, "reaction": str}),
+    Schema("whiteboard.update", 1, {"participant": str, "updates": int, "bytes": int}),
+    Schema("whiteboard.cleared", 1, {"participant": str}),
+    Schema("whiteboard.locked", 1, {"participant": str, "locked": bool}),
+    Schema("session.report", 1, {"room": str, "startMs": int, "endMs": int,
+                                 "durationMs": int, "polls": int, "participants": list,
+                                 "flags": list}, {"file": str}),
+    Schema("session.flag", 1, {"identity": str, "flag": str, "detail": str}),
 )}
 
 

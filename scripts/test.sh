@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
-.venv/bin/python -m ruff check sfu signalling events classroom benches tests
-.venv/bin/python -m mypy --strict sfu events signalling classroom
+.venv/bin/python -m ruff check sfu signalling events classroom whiteboard benches tests
+.venv/bin/python -m mypy --strict sfu events signalling classroom whiteboard
 exec .venv/bin/python -m pytest "$@"

@@ -93,12 +93,30 @@ class EventsConfig:
 
 
 @dataclass(frozen=True)
+class ClassroomConfig:
+    #: session reports (docs/engagement.md) are written here as JSON, one file per room
+    #: session, relative to the working directory; "" = events only, no files
+    reports_dir: str = "data/reports"
+    #: whiteboard snapshots (<room>.ybin), so a reopened room or a restarted server gets
+    #: its board back; "" = kept in memory only
+    whiteboards_dir: str = "data/whiteboards"
+    #: no activity signal for this long while present is an inactivity period
+    inactivity_minutes: float = 5.0
+    #: a student present for less than this share of the session is flagged
+    attendance_threshold: float = 0.75
+    #: a student present this long without a word, an answer, a hand, a chat message or a
+    #: reaction is flagged silent_unresponsive
+    silent_after_minutes: float = 10.0
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     rooms: RoomsConfig = field(default_factory=RoomsConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
+    classroom: ClassroomConfig = field(default_factory=ClassroomConfig)
 
     def validate(self) -> Config:
         if not 0 <= self.server.port <= 65535:
@@ -124,6 +142,11 @@ class Config:
                 raise ConfigError(f"events.webhook_urls: {url!r} is not an http(s) URL")
         if self.events.log_keep_files < 0:
             raise ConfigError("events.log_keep_files must be >= 0")
+        if self.classroom.inactivity_minutes <= 0 or self.classroom.silent_after_minutes <= 0:
+            raise ConfigError("classroom.inactivity_minutes and silent_after_minutes must "
+                              "be > 0")
+        if not 0 <= self.classroom.attendance_threshold <= 1:
+            raise ConfigError("classroom.attendance_threshold must be 0..1")
         if self.auth.api_secret and len(self.auth.api_secret) < 32:
             raise ConfigError("auth.api_secret must be at least 32 characters")
         return self

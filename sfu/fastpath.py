@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
-from typing import Any
+from typing import Any, NamedTuple
 
 from pylibsrtp._binding import ffi as _srtp_ffi
 from pylibsrtp._binding import lib as _srtp_lib
@@ -33,18 +33,32 @@ send: Any = _fastpath.lib.sfu_send if _fastpath is not None else None
 
 
 class _Topology:
-    """Bumped whenever what the compiled fan-out needs to know may have changed: a
+    """Bumped whenever what the compiled steps need to know may have changed: a
     selector's current layer, a subscription's activation or transport, a track's
-    subscriptions, a transport's compiled connection. Plans built before are rebuilt."""
+    subscriptions or mute, a transport's compiled connection, a publisher's sources.
+    Fan-out plans and ingress tables built before are rebuilt. With the compiled module
+    the number lives in C memory, where the ingress step reads it."""
 
-    version = 0
+    __slots__ = ("_cell",)
+
+    def __init__(self) -> None:
+        self._cell: Any = _fastpath.ffi.new("int64_t *") if _fastpath is not None else [0]
+
+    @property
+    def version(self) -> int:
+        return int(self._cell[0])
+
+    @property
+    def cell(self) -> Any:
+        """The ``int64_t *`` the compiled ingress step reads (with the module built)."""
+        return self._cell
 
 
 TOPOLOGY = _Topology()
 
 
 def touch() -> None:
-    TOPOLOGY.version += 1
+    TOPOLOGY.cell[0] += 1
 
 
 #: sfu_fanout(packet, len, b1, ssrc, ext_seq, ts, now_ms, twcc_off, dests, n) -> how many
@@ -96,6 +110,61 @@ def _address(addr: tuple[Any, ...]) -> bytes:
     except OSError:
         return (struct.pack("=H", socket.AF_INET6) + struct.pack("!HI", port, 0)
                 + socket.inet_pton(socket.AF_INET6, host) + struct.pack("=I", 0))
+
+
+#: sfu_seq_update(state, seq, ts, now_ms) -> ext seq or -1: SequenceTracker.update in C
+sequence_update: Any = _fastpath.lib.sfu_seq_update if _fastpath is not None else None
+#: sfu_ingress(rx, datagram, len) -> flags (> 0: handled), 0, 2, -1, -2 (see the C source)
+ingress: Any = _fastpath.lib.sfu_ingress if _fastpath is not None else None
+if os.environ.get("SFU_FASTPATH_INGRESS", "1") == "0":  # the ingress step alone off (A/B)
+    ingress = None
+#: flags of a handled packet (:data:`ingress` > 0): what is left to Python
+IN_TWCC = 2
+IN_LEVEL = 4
+IN_NACK = 8
+IN_LEFT = 16
+#: sources one receiver's compiled ingress step knows (more take the Python path)
+MAX_SOURCES = 32
+
+
+def ingress_handled() -> int:
+    """Packets the compiled ingress step handled in this process (0 without it)."""
+    return int(_fastpath.lib.sfu_ingress_handled) if _fastpath is not None else 0
+
+
+def sequence_state(clock_rate: int) -> Any:
+    """A C ``sfu_seq`` for a SequenceTracker's fields, or None (Python fields)."""
+    if _fastpath is None:
+        return None
+    state = _fastpath.ffi.new("sfu_seq *")
+    _fastpath.lib.sfu_seq_init(state, clock_rate)
+    return state
+
+
+def track_state(publisher_pt: int, pt: int, id_map: bytes, *, video: bool, twcc: bool,
+                level: bool) -> Any:
+    """A C ``sfu_track``: a published track's ingress settings and counters, or None."""
+    if _fastpath is None:
+        return None
+    t = _fastpath.ffi.new("sfu_track *")
+    t.publisher_pt = publisher_pt
+    t.pt = pt
+    t.video = int(video)
+    t.twcc = int(twcc)
+    t.level = int(level)
+    _fastpath.ffi.memmove(t.id_map, id_map, 256)
+    return t
+
+
+def layer_state() -> Any:
+    """A C ``sfu_layer``: a layer's ingress counters and fan-out plan, or None."""
+    if _fastpath is None:
+        return None
+    la = _fastpath.ffi.new("sfu_layer *")
+    la.last_packet_ms = -1e12
+    la.plan_version = -1
+    la.dests = _fastpath.ffi.NULL
+    return la
 
 
 class TwccHistory:
@@ -152,23 +221,68 @@ class Connection:
         return TwccHistory(self._twcc)
 
 
+class IngressSource(NamedTuple):
+    """One source for the compiled ingress step: its SSRC, the C structs it updates
+    (``sfu_seq``, ``sfu_track``, ``sfu_layer``), and what the owner wants back with each of
+    its packets (``handle``)."""
+
+    ssrc: int
+    seq: Any
+    track: Any
+    layer: Any
+    handle: Any
+
+
 class Receiver:
     """A ``sfu_rx`` for unprotecting with one pylibsrtp session (kept alive with it):
-    :meth:`unprotect` returns the clear packet, or None when it does not authenticate."""
+    :meth:`unprotect` returns the clear packet, or None when it does not authenticate.
+    :data:`ingress` on ``ptr`` runs the compiled ingress step for the sources given to
+    :meth:`set_sources`."""
 
-    __slots__ = ("ptr", "_buf", "_session", "_call", "_unpack")
+    __slots__ = ("ptr", "buf", "handles", "_session", "_call", "_unpack", "_sources")
 
     def __init__(self, ptr: Any, session: Any) -> None:
         assert _fastpath is not None
         self.ptr = ptr
-        self._buf = _fastpath.ffi.cast("char *", ptr.buf)
+        #: where the clear packet is (``ptr.len`` bytes) after :meth:`unprotect` or ingress
+        self.buf = _fastpath.ffi.cast("char *", ptr.buf)
         self._session = session
         self._call = _fastpath.lib.sfu_unprotect
         self._unpack = _fastpath.ffi.unpack
+        self._sources: list[IngressSource] = []
+        #: the ``handle`` of each source given to :meth:`set_sources`, by index
+        self.handles: list[Any] = []
 
     def unprotect(self, data: bytes) -> bytes | None:
         n = self._call(self.ptr, data, len(data))
-        return self._unpack(self._buf, n) if n >= 0 else None
+        return self._unpack(self.buf, n) if n >= 0 else None
+
+    def clear_packet(self) -> bytes:
+        """The packet :data:`ingress` left in the buffer."""
+        return self._unpack(self.buf, self.ptr.len)  # type: ignore[no-any-return]
+
+    @property
+    def stale(self) -> bool:
+        """The sources were set before the topology last changed (or never)."""
+        return int(self.ptr.version) != TOPOLOGY.version
+
+    def set_sources(self, sources: list[IngressSource]) -> None:
+        """The sources the ingress step handles, as of the current topology; a packet of
+        source i is reported with ``ptr.src`` i (``handles[i]`` is its handle). The structs
+        are kept alive here until the next call."""
+        rx = self.ptr
+        sources = sources[:MAX_SOURCES]
+        for i, source in enumerate(sources):
+            entry = rx.srcs[i]
+            entry.ssrc = source.ssrc
+            entry.index = i
+            entry.seq = source.seq
+            entry.track = source.track
+            entry.layer = source.layer
+        rx.nsrc = len(sources)
+        rx.version = TOPOLOGY.version
+        self._sources = sources
+        self.handles = [source.handle for source in sources]
 
 
 def receiver(session: Any) -> Receiver | None:
@@ -179,6 +293,8 @@ def receiver(session: Any) -> Receiver | None:
     rx = _fastpath.ffi.new("sfu_rx *")
     rx.srtp = _fastpath.ffi.cast("void *", int(_srtp_ffi.cast("uintptr_t", session._srtp[0])))
     rx.unprotect = _function_pointer("srtp_unprotect")
+    rx.topology = TOPOLOGY.cell
+    rx.version = -1
     return Receiver(rx, session)
 
 

@@ -50,11 +50,22 @@ typedef struct {
     unsigned char buf[1536];
 } sfu_conn;
 
-typedef struct {
-    void *srtp;          /* srtp_t of the receiving direction */
-    void *unprotect;     /* srtp_unprotect */
-    unsigned char buf[1536];
-} sfu_rx;
+typedef struct {         /* one RTP source's ingress state (sfu.sequence.SequenceState) */
+    int64_t base_ext;
+    int64_t max_ext;     /* -1: nothing received yet */
+    int64_t received;
+    int64_t duplicates;
+    int64_t late;
+    int64_t restarts;
+    int64_t bad_seq;
+    int64_t miss_from;   /* the extended numbers the last update found missing: */
+    int64_t miss_to;     /* [miss_from, miss_to) */
+    double jitter;
+    double last_transit;
+    int has_transit;
+    int clock_rate;
+    uint64_t window[8];  /* bit i (word i / 64, bit i % 64): max_ext - i was received */
+} sfu_seq;
 
 typedef struct {         /* RtpForwarder's per-packet fields (sfu.forwarder.ForwarderState) */
     int64_t source_ssrc;
@@ -69,6 +80,18 @@ typedef struct {         /* RtpForwarder's per-packet fields (sfu.forwarder.Forw
     int64_t forwarded;
 } sfu_fwd;
 
+typedef struct {         /* a PublishedTrack's ingress settings and counters */
+    int64_t packets_in;
+    int64_t bytes_in;
+    int64_t duplicates;
+    int publisher_pt;    /* the payload type the publisher sends */
+    int pt;              /* the canonical one forwarded */
+    int video;           /* 1: VP8 (the only video codec the compiled step handles) */
+    int twcc;            /* 1: the publisher's transport-cc numbers go to Python */
+    int level;           /* 1: audio levels go to Python */
+    unsigned char id_map[256];  /* header extension id -> canonical id (0: blank it) */
+} sfu_track;
+
 typedef struct {         /* one subscription */
     sfu_fwd *fwd;
     sfu_conn *conn;      /* NULL: this subscriber takes the Python path */
@@ -78,6 +101,47 @@ typedef struct {         /* one subscription */
     int64_t bytes;
     int64_t errors;
 } sfu_dest;
+
+typedef struct {         /* a Layer's ingress counters and its fan-out plan */
+    int64_t packets;
+    int64_t bytes;
+    int64_t frames;
+    double last_packet_ms;
+    int64_t plan_version;    /* the topology version dests was built at (-1: none) */
+    sfu_dest **dests;
+    int n;
+    int python_subs;     /* 1: some subscribers of the layer take the Python path */
+} sfu_layer;
+
+typedef struct {         /* one SSRC the compiled ingress step handles */
+    uint32_t ssrc;
+    int index;           /* the Python side's index of this source */
+    sfu_seq *seq;
+    sfu_track *track;
+    sfu_layer *layer;
+} sfu_src;
+
+#define SFU_MAX_SOURCES 32
+
+typedef struct {
+    void *srtp;          /* srtp_t of the receiving direction */
+    void *unprotect;     /* srtp_unprotect */
+    int64_t *topology;   /* the current topology version (sfu.fastpath.TOPOLOGY) */
+    int64_t version;     /* the topology version srcs was built at (-1: none) */
+    int nsrc;
+    sfu_src srcs[SFU_MAX_SOURCES];
+    /* after sfu_ingress: */
+    int len;             /* the clear packet's length (in buf) */
+    double now_ms;       /* its arrival time */
+    int src;             /* handled: the source's index */
+    int64_t ext;         /*   its extended sequence number */
+    uint32_t ssrc;
+    uint32_t ts;
+    int twcc_off;        /*   where the transport-cc element's value is (0: none) */
+    int twcc_seq;        /*   the publisher's transport-wide number (flag SFU_IN_TWCC) */
+    int level;           /*   the audio level byte (flag SFU_IN_LEVEL) */
+    unsigned char buf[1536];
+} sfu_rx;
 """
 
 CDEF = STRUCTS + """
@@ -89,6 +153,10 @@ int sfu_unprotect(sfu_rx *rx, const char *pkt, int len);
 long sfu_rewrite(const char *pkt, int len, const char *id_map, int a_id, int b_id, int pt,
                  char *out);
 int sfu_vp8_keyframe(const char *pkt, int len);
+int64_t sfu_seq_update(sfu_seq *s, int seq, uint32_t ts, double now_ms);
+void sfu_seq_init(sfu_seq *s, int clock_rate);
+int sfu_ingress(sfu_rx *rx, const char *pkt, int len);
+extern int64_t sfu_ingress_handled;  /* packets sfu_ingress handled, in this process */
 """
 
 SOURCE = r"""
@@ -169,16 +237,11 @@ int sfu_unprotect(sfu_rx *rx, const char *pkt, int len)
    blank the element with zero bytes), the payload type byte is set to pt (marker kept),
    and a_off | b_off << 16 is returned: where the values of the elements now numbered a_id
    (2 bytes long only) and b_id start (first of each; 0 if absent). -1: bad length. */
-long sfu_rewrite(const char *pkt, int len, const char *id_map_s, int a_id, int b_id, int pt,
-                 char *out_s)
+static long sfu_rewrite_at(unsigned char *out, int len, const unsigned char *id_map,
+                           int a_id, int b_id, int pt)
 {
-    const unsigned char *id_map = (const unsigned char *)id_map_s;
-    unsigned char *out = (unsigned char *)out_s;
     long found = 0;
     int start, end, i, profile;
-    if (len < 12 || len > SFU_MAX_IN)
-        return -1;
-    memcpy(out, pkt, (size_t)len);
     out[1] = (unsigned char)((out[1] & 0x80) | (pt & 0x7F));
     if (!(out[0] & 0x10))
         return 0;
@@ -242,6 +305,16 @@ long sfu_rewrite(const char *pkt, int len, const char *id_map_s, int a_id, int b
         }
     }
     return found;
+}
+
+long sfu_rewrite(const char *pkt, int len, const char *id_map, int a_id, int b_id, int pt,
+                 char *out)
+{
+    if (len < 12 || len > SFU_MAX_IN)
+        return -1;
+    memcpy(out, pkt, (size_t)len);
+    return sfu_rewrite_at((unsigned char *)out, len, (const unsigned char *)id_map, a_id,
+                          b_id, pt);
 }
 
 /* sfu.payload.vp8_keyframe at the payload of an RTP packet: 1 if it starts a VP8 keyframe
@@ -319,6 +392,220 @@ int sfu_fanout(const char *pkt, int len, int b1, uint32_t ssrc, int64_t ext,
         }
     }
     return left;
+}
+
+/* sfu.sequence.SequenceTracker.update on a C state (the same results and fields; the
+   512-packet window as 8 words). */
+#define SFU_REORDER_WINDOW 512
+#define SFU_MAX_NACK_GAP 64
+
+void sfu_seq_init(sfu_seq *s, int clock_rate)
+{
+    memset(s, 0, sizeof(*s));
+    s->base_ext = s->max_ext = s->bad_seq = -1;
+    s->clock_rate = clock_rate;
+}
+
+static void sfu_seq_jitter(sfu_seq *s, uint32_t ts, double now_ms)
+{
+    double transit = now_ms * (double)s->clock_rate / 1000.0 - (double)ts;
+    if (s->has_transit) {
+        double d = transit - s->last_transit;
+        if (d < 0)
+            d = -d;
+        if (d < (double)s->clock_rate * 10)
+            s->jitter += (d - s->jitter) / 16.0;
+    }
+    s->last_transit = transit;
+    s->has_transit = 1;
+}
+
+static void sfu_window_shift(uint64_t *w, int n)  /* w = (w << n) | 1, 512 bits */
+{
+    int i, words = n / 64, bits = n % 64;
+    if (n >= SFU_REORDER_WINDOW) {
+        memset(w, 0, 8 * sizeof(uint64_t));
+    } else {
+        for (i = 7; i >= 0; i--) {
+            int from = i - words;
+            uint64_t v = 0;
+            if (from >= 0) {
+                v = w[from] << bits;
+                if (bits && from > 0)
+                    v |= w[from - 1] >> (64 - bits);
+            }
+            w[i] = v;
+        }
+    }
+    w[0] |= 1;
+}
+
+int64_t sfu_seq_update(sfu_seq *s, int seq, uint32_t ts, double now_ms)
+{
+    int64_t max_ext = s->max_ext, ext;
+    int diff;
+    if (max_ext < 0) {
+        s->base_ext = s->max_ext = seq;
+        memset(s->window, 0, sizeof(s->window));
+        s->window[0] = 1;
+        s->received = 1;
+        sfu_seq_jitter(s, ts, now_ms);
+        return seq;
+    }
+    diff = (int)((seq - max_ext) & 0xFFFF);
+    if (diff == 0) {
+        s->duplicates++;
+        return -1;
+    }
+    if (diff < 0x8000) {
+        ext = max_ext + diff;
+        if (diff > 1 && diff <= SFU_MAX_NACK_GAP) {
+            s->miss_from = max_ext + 1;
+            s->miss_to = ext;
+        } else {
+            s->miss_from = s->miss_to = 0;
+        }
+        sfu_window_shift(s->window, diff);
+        s->max_ext = ext;
+    } else {
+        int back = 0x10000 - diff;
+        uint64_t bit;
+        s->miss_from = s->miss_to = 0;
+        if (back >= SFU_REORDER_WINDOW) {
+            if (seq != s->bad_seq) {
+                s->bad_seq = (seq + 1) & 0xFFFF;
+                s->late++;
+                return -1;
+            }
+            ext = max_ext + diff;
+            s->base_ext += diff - 1;
+            s->max_ext = ext;
+            memset(s->window, 0, sizeof(s->window));
+            s->window[0] = 1;
+            s->bad_seq = -1;
+            s->restarts++;
+            s->received++;
+            s->has_transit = 0;
+            return ext;
+        }
+        bit = (uint64_t)1 << (back % 64);
+        if (s->window[back / 64] & bit) {
+            s->duplicates++;
+            return -1;
+        }
+        s->window[back / 64] |= bit;
+        ext = max_ext - back;
+        if (ext < s->base_ext)
+            s->base_ext = ext;
+    }
+    s->received++;
+    sfu_seq_jitter(s, ts, now_ms);
+    return ext;
+}
+
+/* Flags sfu_ingress returns (with 1 set) for what is left to Python. */
+#define SFU_IN_DONE 1
+#define SFU_IN_TWCC 2    /* rx->twcc_seq: the publisher's transport-wide number */
+#define SFU_IN_LEVEL 4   /* rx->level: an audio level to report */
+#define SFU_IN_NACK 8    /* the source's seq->miss_from/miss_to: NACK them upstream */
+#define SFU_IN_LEFT 16   /* subscribers left to Python (dest status 1, or no compiled view) */
+
+/* One datagram from a publisher's ICE socket (its first byte says RTP or RTCP).
+   2: RTCP, untouched (Python unprotects it). -1: too short or too long. -2: SRTP
+   authentication failed. 0: the clear RTP packet is in rx->buf (rx->len bytes, arrived
+   at rx->now_ms), for PublishedTrack.on_rtp's Python path: nothing was changed. > 0: the
+   steady case was handled (PublishedTrack.on_rtp's work up to the retransmission cache,
+   which Python fills from rx->buf): a known source of a VP8 or audio track, in order or
+   after a gap, not a keyframe, with a fan-out plan of the current topology; the flags say
+   what Python has left to do. */
+int64_t sfu_ingress_handled = 0;
+
+int sfu_ingress(sfu_rx *rx, const char *pkt, int len)
+{
+    unsigned char *b = rx->buf;
+    const unsigned char *p = (const unsigned char *)pkt;
+    sfu_src *src = NULL;
+    sfu_seq *sq;
+    sfu_track *tr;
+    sfu_layer *la;
+    uint32_t ssrc, ts;
+    int i, hlen, diff, seq, flags = SFU_IN_DONE, twcc_off;
+    int64_t ext, topology;
+    long offsets;
+    if (len < 12 || len > (int)sizeof(rx->buf))
+        return -1;
+    if (p[1] >= 192 && p[1] <= 223)
+        return 2;
+    memcpy(b, pkt, (size_t)len);
+    rx->len = len;
+    if (((sfu_protect_fn)rx->unprotect)(rx->srtp, b, &rx->len) != 0)
+        return -2;
+    len = rx->len;
+    rx->now_ms = sfu_monotonic_ms();
+    topology = *rx->topology;
+    if (rx->version != topology || len < 12 || (b[0] >> 6) != 2)
+        return 0;
+    hlen = 12 + 4 * (b[0] & 0x0F);
+    if (b[0] & 0x10) {
+        if (len < hlen + 4)
+            return 0;
+        hlen += 4 + 4 * ((b[hlen + 2] << 8) | b[hlen + 3]);
+    }
+    if (hlen > len || len > SFU_MAX_IN)
+        return 0;
+    ssrc = ((uint32_t)b[8] << 24) | ((uint32_t)b[9] << 16) | ((uint32_t)b[10] << 8) | b[11];
+    for (i = 0; i < rx->nsrc; i++) {
+        if (rx->srcs[i].ssrc == ssrc) {
+            src = &rx->srcs[i];
+            break;
+        }
+    }
+    if (src == NULL)
+        return 0;
+    sq = src->seq;
+    tr = src->track;
+    la = src->layer;
+    seq = (b[2] << 8) | b[3];
+    diff = (int)((seq - sq->max_ext) & 0xFFFF);
+    if ((b[1] & 0x7F) != tr->publisher_pt || sq->max_ext < 0 || diff == 0 || diff >= 0x8000
+            || la->plan_version != topology
+            || (tr->video && sfu_vp8_keyframe((const char *)b, len)))
+        return 0;
+    /* from here on, the packet is handled here */
+    ts = ((uint32_t)b[4] << 24) | ((uint32_t)b[5] << 16) | ((uint32_t)b[6] << 8) | b[7];
+    offsets = sfu_rewrite_at(b, len, tr->id_map, 3, 1, tr->pt);  /* TWCC_ID, AUDIO_LEVEL_ID */
+    twcc_off = (int)(offsets & 0xFFFF);
+    if (twcc_off && tr->twcc) {
+        rx->twcc_seq = (b[twcc_off] << 8) | b[twcc_off + 1];
+        flags |= SFU_IN_TWCC;
+    }
+    ext = sfu_seq_update(sq, seq, ts, rx->now_ms);
+    tr->packets_in++;
+    tr->bytes_in += len;
+    la->packets++;
+    la->bytes += len;
+    la->last_packet_ms = rx->now_ms;
+    if (tr->video) {
+        if (sq->miss_to > sq->miss_from)
+            flags |= SFU_IN_NACK;
+        if (b[1] & 0x80)
+            la->frames++;
+    } else if ((offsets >> 16) && tr->level) {
+        rx->level = b[offsets >> 16];
+        flags |= SFU_IN_LEVEL;
+    }
+    if (la->n && sfu_fanout((const char *)b, len, b[1], ssrc, ext, ts, rx->now_ms, twcc_off,
+                            la->dests, la->n))
+        flags |= SFU_IN_LEFT;
+    if (la->python_subs)
+        flags |= SFU_IN_LEFT;
+    rx->src = src->index;
+    rx->ext = ext;
+    rx->ssrc = ssrc;
+    rx->ts = ts;
+    rx->twcc_off = twcc_off;
+    sfu_ingress_handled++;
+    return flags;
 }
 """
 

@@ -161,6 +161,11 @@ class SfuCollector(Collector):
             "sfu_fastpath_enabled",
             "1 when the compiled send step (sfu._fastpath) forwards packets, 0 on the Python path",
             value=1 if fastpath.ENABLED else 0)
+        yield CounterMetricFamily(
+            "sfu_ingress_compiled_packets",
+            "RTP packets from publishers handled by the compiled ingress step (the rest of "
+            "sfu_rtp_packets_in took the Python path)",
+            value=fastpath.ingress_handled())
         yield GaugeMetricFamily("sfu_participants", "Connected participants", value=participants)
         yield GaugeMetricFamily("sfu_published_tracks", "Published tracks", value=tracks)
         yield GaugeMetricFamily("sfu_subscriptions", "Track subscriptions", value=subscriptions)

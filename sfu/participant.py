@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiortc.rtcdtlstransport import RTCCertificate
 
-from . import rtcp, sdp
+from . import fastpath, rtcp, sdp
 from .allocator import Allocator, TrackDemand
 from .bandwidth import DownlinkEstimator
 from .codecs import TWCC_ID
@@ -275,6 +275,7 @@ class Participant:
                 on_state=lambda state: self._on_publisher_state(state, transport),
                 name=f"{self.id}/pub",
             )
+            transport.ingress = self  # the compiled ingress step asks which sources it takes
             self.publisher = transport
             await transport.gather()
             self._ensure_open()  # removed while gathering: publish nothing
@@ -435,6 +436,31 @@ class Participant:
 
     def _forget_ssrcs(self, track: PublishedTrack) -> None:
         self._ssrc_table = {s: la for s, la in self._ssrc_table.items() if la.track is not track}
+        fastpath.touch()
+
+    # -- the compiled ingress step (sfu.fastpath.ingress) --------------------------------
+
+    def ingress_sources(self) -> list[fastpath.IngressSource]:
+        """The sources whose packets the compiled ingress step may take now: asked by the
+        publisher transport once the topology changed."""
+        found: list[fastpath.IngressSource] = []
+        for ssrc, layer in self._ssrc_table.items():
+            track = layer.track
+            source = track.ingress_source(layer, ssrc)
+            if source is not None:
+                found.append(fastpath.IngressSource(
+                    ssrc, source[0], track.ingress_state, layer.counters,
+                    (track, layer, source[1])))
+        return found
+
+    def on_ingress(self, flags: int, rx: Any, data: bytes, handle: Any) -> None:
+        """A packet the compiled ingress step handled (``data``: as rewritten, ``rx``: its
+        results, ``handle``: its source's (track, layer, retransmission cache)): into the
+        cache, then whatever the flags leave to do."""
+        track, layer, cache = handle
+        cache.put(rx.ext, data)
+        if flags != 1:
+            track.after_ingress(flags, rx, data, layer)
 
     def set_track_muted(self, track_id: str, muted: bool, by: Participant) -> PublishedTrack:
         track = self.track_by_id(track_id)
@@ -489,6 +515,7 @@ class Participant:
             learned = [s for s, la in self._ssrc_table.items() if la is layer]
             if len(learned) >= MAX_SSRCS_PER_TRACK:
                 del self._ssrc_table[learned[0]]  # a bounded table, oldest out
+                fastpath.touch()
             self._ssrc_table[ssrc] = layer
             return layer
         return None

@@ -9,7 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from classroom.polls import MODERATORS as POLL_MODERATORS
+from classroom.chat import Chat
+from classroom.errors import MODERATORS, ClassroomError
+from classroom.hands import Hands
 from classroom.polls import Polls
 from events import EventBus
 
@@ -30,6 +32,14 @@ class PresenceStats:
     resumes: int = 0
     expiries: int = 0
     refused: int = 0
+
+
+def _wall_ms() -> float:
+    return time.time() * 1000.0
+
+
+class UnknownParticipant(ClassroomError):
+    code = "unknown_participant"
 
 
 class Room:
@@ -53,6 +63,9 @@ class Room:
         self.current_speakers: list[str] = []
         #: the room's polls (classroom.polls, sans-IO; wall-clock milliseconds)
         self.polls = Polls(self._emit)
+        #: raised hands, chat and reactions (classroom.hands, classroom.chat; wall clock)
+        self.hands = Hands(self._emit)
+        self.chat = Chat(self._emit)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -174,6 +187,10 @@ class Room:
         speaking_ms = self.speakers.speaking_ms(p.id)
         self.speakers.remove(p.id)
         self._broadcast({"type": "participant_left", "participantId": p.id, "reason": reason})
+        if self.hands.left(p.id, _wall_ms()):
+            self._broadcast({"type": "hand_lowered", "participantId": p.id, "by": p.id,
+                             "reason": "left"})
+        self.chat.left(p.id)
         self.bus.emit("participant.left", self.id, {
             "participant": p.id, "identity": p.info.identity, "reason": reason,
             "speakingMs": round(speaking_ms)})
@@ -232,8 +249,47 @@ class Room:
 
     def _results_to_moderators(self, poll_id: str) -> None:
         for q in self.participants.values():
-            if q.info.role in POLL_MODERATORS:
+            if q.info.role in MODERATORS:
                 q.send({"type": "poll_results", **self.polls.results(poll_id, q.info.role)})
+
+    # -- hands, chat, reactions (classroom.hands, classroom.chat) --------------------------
+
+    def classroom_state(self) -> dict[str, Any]:
+        """What a joining participant gets of the room's classroom tools."""
+        return {"polls": [poll.describe() for poll in self.polls.polls.values() if poll.open],
+                "hands": self.hands.queue(), "chat": self.chat.recent()}
+
+    def raise_hand(self, p: Participant) -> None:
+        now = _wall_ms()
+        if self.hands.raise_hand(p.id, now):
+            self._broadcast({"type": "hand_raised", "participantId": p.id,
+                             "raisedAtMs": round(now)})
+
+    def lower_hand(self, p: Participant, who: str | None) -> None:
+        """``who``: whose hand (default: p's own); None and ``"all"`` as documented."""
+        now = _wall_ms()
+        if who == "all":
+            lowered = self.hands.lower_all(p.id, p.info.role, now)
+        else:
+            target = who if who is not None else p.id
+            if target != p.id and target not in self.participants:
+                raise UnknownParticipant(f"no participant {target[:40]!r} in this room")
+            lowered = [target] if self.hands.lower(target, p.id, p.info.role, now) else []
+        for target in lowered:
+            self._broadcast({"type": "hand_lowered", "participantId": target, "by": p.id,
+                             "reason": "lowered"})
+
+    def send_chat(self, p: Participant, text: Any) -> None:
+        msg = self.chat.send(p.id, text, _wall_ms(), p.info.name or p.info.identity)
+        self._broadcast({"type": "chat", **msg.describe()})
+
+    def delete_chat(self, p: Participant, message_id: Any) -> None:
+        msg = self.chat.delete(message_id, p.id, p.info.role)
+        self._broadcast({"type": "chat_deleted", "messageId": msg.id, "by": p.id})
+
+    def react(self, p: Participant, reaction: Any) -> None:
+        name = self.chat.react(p.id, reaction, _wall_ms())
+        self._broadcast({"type": "reaction", "participantId": p.id, "reaction": name})
 
     def tick(self, now_ms: float) -> None:
         """Periodic room work, driven by its participants' control ticks."""

@@ -6,6 +6,9 @@ extended (unwrapped) sequence number, or -1 for a duplicate or a packet too old 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 SEQ_MOD = 1 << 16
 HALF_SEQ = 1 << 15
 #: how far back (in packets) duplicates are remembered and late packets still accepted
@@ -15,29 +18,79 @@ _WINDOW_MASK = (1 << REORDER_WINDOW) - 1
 MAX_NACK_GAP = 64
 
 
-class SequenceTracker:
-    """Tracks one incoming RTP stream.
+def _update(s: SequenceState, seq: int, ts: int, now_ms: float) -> int:
+    max_ext = s.max_ext
+    if max_ext < 0:
+        s.base_ext = s.max_ext = seq
+        s.window = 1
+        s.received = 1
+        _jitter(s, ts, now_ms)
+        return seq
+    diff = (seq - max_ext) & 0xFFFF
+    if diff == 0:
+        s.duplicates += 1
+        return -1
+    if diff < HALF_SEQ:
+        ext = max_ext + diff
+        if 1 < diff <= MAX_NACK_GAP:
+            s.miss_from, s.miss_to = max_ext + 1, ext
+        else:
+            s.miss_from = s.miss_to = 0
+        s.window = ((s.window << diff) | 1) & _WINDOW_MASK
+        s.max_ext = ext
+    else:
+        back = SEQ_MOD - diff
+        s.miss_from = s.miss_to = 0
+        if back >= REORDER_WINDOW:
+            if seq != s.bad_seq:
+                # too old, or the first packet of a new sequence space: wait for the next
+                s.bad_seq = (seq + 1) & 0xFFFF
+                s.late += 1
+                return -1
+            # two in a row from far away: the source restarted its numbering (RFC 3550 A.1);
+            # move on, keeping extended numbers increasing and the loss figure sane
+            ext = max_ext + diff
+            s.base_ext += diff - 1
+            s.max_ext = ext
+            s.window = 1
+            s.bad_seq = -1
+            s.restarts += 1
+            s.received += 1
+            s.has_transit = 0
+            return ext
+        bit = 1 << back
+        if s.window & bit:
+            s.duplicates += 1
+            return -1
+        s.window |= bit
+        ext = max_ext - back
+        if ext < s.base_ext:
+            s.base_ext = ext
+    s.received += 1
+    _jitter(s, ts, now_ms)
+    return ext
 
-    ``update`` is called once per received packet, before fan-out, so per-subscriber work
-    sees only extended sequence numbers and never a duplicate.
-    """
 
-    __slots__ = (
-        "clock_rate",
-        "base_ext",
-        "max_ext",
-        "received",
-        "duplicates",
-        "late",
-        "jitter",
-        "_window",
-        "_last_transit",
-        "_expected_prior",
-        "_received_prior",
-        "missing",
-        "restarts",
-        "_bad_seq",
-    )
+def _jitter(s: SequenceState, ts: int, now_ms: float) -> None:
+    transit = now_ms * s.clock_rate / 1000.0 - ts
+    if s.has_transit:
+        d = transit - s.last_transit
+        if d < 0:
+            d = -d
+        if d < s.clock_rate * 10:  # ignore timestamp jumps (source restart)
+            s.jitter += (d - s.jitter) / 16.0
+    s.last_transit = transit
+    s.has_transit = 1
+
+
+class SequenceState:
+    """The fields ``update`` reads and writes. The compiled ingress step
+    (:mod:`sfu.fastpath`) keeps them in a C struct with the same names instead (and
+    ``window`` as 8 words), which its own ``update`` works on."""
+
+    __slots__ = ("base_ext", "max_ext", "received", "duplicates", "late", "restarts",
+                 "bad_seq", "miss_from", "miss_to", "jitter", "last_transit", "has_transit",
+                 "clock_rate", "window")
 
     def __init__(self, clock_rate: int) -> None:
         self.clock_rate = clock_rate
@@ -47,77 +100,81 @@ class SequenceTracker:
         self.duplicates = 0
         self.late = 0
         self.jitter = 0.0  # in RTP timestamp units (RFC 3550 A.8)
-        self._window = 0  # bit i set = packet (max_ext - i) received
-        self._last_transit: float | None = None
-        self._expected_prior = 0
-        self._received_prior = 0
-        #: sequence numbers (extended) found missing by the last ``update``; empty if none
-        self.missing: range = range(0)
+        self.window = 0  # bit i set = packet (max_ext - i) received
+        self.last_transit = 0.0
+        self.has_transit = 0
         #: times the source jumped to a new sequence space (RFC 3550 A.1 re-sync)
         self.restarts = 0
-        self._bad_seq = -1
+        self.bad_seq = -1
+        #: extended numbers found missing by the last update: [miss_from, miss_to)
+        self.miss_from = 0
+        self.miss_to = 0
+
+
+class SequenceTracker:
+    """Tracks one incoming RTP stream.
+
+    ``update`` is called once per received packet, before fan-out, so per-subscriber work
+    sees only extended sequence numbers and never a duplicate. ``state`` (a C struct from
+    :func:`sfu.fastpath.sequence_state`, where the compiled ingress step updates it) holds
+    the per-packet fields; by default a :class:`SequenceState`.
+    """
+
+    __slots__ = ("clock_rate", "state", "_update", "_expected_prior", "_received_prior")
+
+    def __init__(self, clock_rate: int, state: Any = None) -> None:
+        self.clock_rate = clock_rate
+        if state is None:
+            self.state = SequenceState(clock_rate)
+            self._update: Callable[[Any, int, int, float], int] = _update
+        else:
+            from . import fastpath
+
+            self.state = state
+            self._update = fastpath.sequence_update
+        self._expected_prior = 0
+        self._received_prior = 0
 
     def update(self, seq: int, ts: int, now_ms: float) -> int:
-        max_ext = self.max_ext
-        if max_ext < 0:
-            ext = seq
-            self.base_ext = ext
-            self.max_ext = ext
-            self._window = 1
-            self.received = 1
-            self._jitter(ts, now_ms)
-            return ext
-        diff = (seq - max_ext) & 0xFFFF
-        if diff == 0:
-            self.duplicates += 1
-            return -1
-        if diff < HALF_SEQ:
-            ext = max_ext + diff
-            self.missing = range(max_ext + 1, ext) if 1 < diff <= MAX_NACK_GAP else range(0)
-            self._window = ((self._window << diff) | 1) & _WINDOW_MASK
-            self.max_ext = ext
-        else:
-            back = SEQ_MOD - diff
-            self.missing = range(0)
-            if back >= REORDER_WINDOW:
-                if seq != self._bad_seq:
-                    # too old, or the first packet of a new sequence space: wait for the next
-                    self._bad_seq = (seq + 1) & 0xFFFF
-                    self.late += 1
-                    return -1
-                # two in a row from far away: the source restarted its numbering (RFC 3550
-                # A.1); move on, keeping extended numbers increasing and the loss figure sane
-                ext = max_ext + diff
-                self.base_ext += diff - 1
-                self.max_ext = ext
-                self._window = 1
-                self._bad_seq = -1
-                self.restarts += 1
-                self.received += 1
-                self._last_transit = None
-                return ext
-            bit = 1 << back
-            if self._window & bit:
-                self.duplicates += 1
-                return -1
-            self._window |= bit
-            ext = max_ext - back
-            if ext < self.base_ext:
-                self.base_ext = ext
-        self.received += 1
-        self._jitter(ts, now_ms)
-        return ext
+        """The extended sequence number of a received packet, or -1 for a duplicate or a
+        packet too old to use."""
+        return int(self._update(self.state, seq, ts, now_ms))
 
-    def _jitter(self, ts: int, now_ms: float) -> None:
-        transit = now_ms * self.clock_rate / 1000.0 - ts
-        last = self._last_transit
-        self._last_transit = transit
-        if last is not None:
-            d = transit - last
-            if d < 0:
-                d = -d
-            if d < self.clock_rate * 10:  # ignore timestamp jumps (source restart)
-                self.jitter += (d - self.jitter) / 16.0
+    @property
+    def missing(self) -> range:
+        """Sequence numbers (extended) found missing by the last ``update``; empty if none."""
+        s = self.state
+        return range(s.miss_from, s.miss_to)
+
+    @property
+    def base_ext(self) -> int:
+        return int(self.state.base_ext)
+
+    @property
+    def max_ext(self) -> int:
+        return int(self.state.max_ext)
+
+    @property
+    def received(self) -> int:
+        return int(self.state.received)
+
+    @property
+    def duplicates(self) -> int:
+        return int(self.state.duplicates)
+
+    @property
+    def late(self) -> int:
+        return int(self.state.late)
+
+    @property
+    def restarts(self) -> int:
+        """Times the source jumped to a new sequence space (RFC 3550 A.1 re-sync)."""
+        return int(self.state.restarts)
+
+    @property
+    def jitter(self) -> float:
+        """Interarrival jitter in RTP timestamp units (RFC 3550 A.8)."""
+        return float(self.state.jitter)
 
     @property
     def expected(self) -> int:

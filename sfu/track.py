@@ -85,16 +85,63 @@ class TokenBucket:
         return False
 
 
-class TrackStats:
-    __slots__ = ("packets_in", "bytes_in", "duplicates", "nacks_sent", "plis_sent", "ssrc_changes")
+class IngressCounters:
+    """A track's ingress counters. With the compiled ingress step they live in its C
+    ``sfu_track`` (same names), which it updates."""
+
+    __slots__ = ("packets_in", "bytes_in", "duplicates")
 
     def __init__(self) -> None:
         self.packets_in = 0
         self.bytes_in = 0
         self.duplicates = 0
+
+
+class TrackStats:
+    __slots__ = ("_in", "nacks_sent", "plis_sent", "ssrc_changes")
+
+    def __init__(self, counters: Any = None) -> None:
+        self._in = counters if counters is not None else IngressCounters()
         self.nacks_sent = 0
         self.plis_sent = 0
         self.ssrc_changes = 0
+
+    @property
+    def packets_in(self) -> int:
+        return int(self._in.packets_in)
+
+    @packets_in.setter
+    def packets_in(self, n: int) -> None:
+        self._in.packets_in = n
+
+    @property
+    def bytes_in(self) -> int:
+        return int(self._in.bytes_in)
+
+    @bytes_in.setter
+    def bytes_in(self, n: int) -> None:
+        self._in.bytes_in = n
+
+    @property
+    def duplicates(self) -> int:
+        return int(self._in.duplicates)
+
+    @duplicates.setter
+    def duplicates(self, n: int) -> None:
+        self._in.duplicates = n
+
+
+class LayerCounters:
+    """A layer's per-packet fields. With the compiled ingress step they live in its C
+    ``sfu_layer`` (same names, and the fan-out plan it forwards with), which it updates."""
+
+    __slots__ = ("packets", "bytes", "frames", "last_packet_ms")
+
+    def __init__(self) -> None:
+        self.packets = 0
+        self.bytes = 0
+        self.frames = 0
+        self.last_packet_ms = -1e12
 
 
 class Layer:
@@ -106,9 +153,8 @@ class Layer:
     """
 
     __slots__ = ("track", "index", "rid", "current_ssrc", "trackers", "restarts_seen",
-                 "packets", "bytes", "frames", "keyframes", "last_packet_ms", "width",
-                 "height", "bitrate_bps", "fps", "_sample", "enabled", "unneeded_since_ms",
-                 "keyframe_throttle", "plan")
+                 "counters", "keyframes", "width", "height", "bitrate_bps", "fps", "_sample",
+                 "enabled", "unneeded_since_ms", "keyframe_throttle", "plan")
 
     def __init__(self, track: PublishedTrack, index: int, rid: str | None,
                  keyframe_interval_ms: float) -> None:
@@ -120,11 +166,10 @@ class Layer:
         self.plan: FanoutPlan | None = None
         self.trackers: dict[int, SequenceTracker] = {}
         self.restarts_seen = 0
-        self.packets = 0
-        self.bytes = 0
-        self.frames = 0
+        #: packets, bytes, frames, last_packet_ms: C fields with the compiled ingress step
+        state = fastpath.layer_state()
+        self.counters: Any = state if state is not None else LayerCounters()
         self.keyframes = 0
-        self.last_packet_ms = -1e12
         self.width = 0
         self.height = 0
         self.bitrate_bps = 0
@@ -134,6 +179,38 @@ class Layer:
         self.enabled = True
         self.unneeded_since_ms: float | None = None
         self.keyframe_throttle = KeyframeThrottle(keyframe_interval_ms)
+
+    @property
+    def packets(self) -> int:
+        return int(self.counters.packets)
+
+    @packets.setter
+    def packets(self, n: int) -> None:
+        self.counters.packets = n
+
+    @property
+    def bytes(self) -> int:
+        return int(self.counters.bytes)
+
+    @bytes.setter
+    def bytes(self, n: int) -> None:
+        self.counters.bytes = n
+
+    @property
+    def frames(self) -> int:
+        return int(self.counters.frames)
+
+    @frames.setter
+    def frames(self, n: int) -> None:
+        self.counters.frames = n
+
+    @property
+    def last_packet_ms(self) -> float:
+        return float(self.counters.last_packet_ms)
+
+    @last_packet_ms.setter
+    def last_packet_ms(self, ms: float) -> None:
+        self.counters.last_packet_ms = ms
 
     def receiving(self, now_ms: float) -> bool:
         return now_ms - self.last_packet_ms < LAYER_TIMEOUT_MS
@@ -199,8 +276,15 @@ class PublishedTrack:
         self.muted = False
         self.closed = False
         self.subscriptions: list[Subscription] = []
-        self.stats = TrackStats()
         self._ext_id_map = build_id_map(ext_map)
+        #: the compiled ingress step's view of this track (None without the compiled module,
+        #: or for a video codec it cannot spot keyframes of: those take the Python path)
+        self.ingress_state = fastpath.track_state(
+            publisher_pt, codec.pt, self._ext_id_map, video=kind == "video",
+            twcc=twcc is not None, level=on_audio_level is not None)
+        self.stats = TrackStats(self.ingress_state)
+        if kind == "video" and codec.name.upper() != "VP8":
+            self.ingress_state = None
         self._needs_rewrite = publisher_pt != codec.pt
         self._upstream = upstream
         self._receiver_ssrc = receiver_ssrc
@@ -293,6 +377,7 @@ class PublishedTrack:
         index = layer.index
         if tracker.restarts != layer.restarts_seen:
             layer.restarts_seen = tracker.restarts
+            fastpath.touch()  # the compiled ingress step takes the source again
             for sub in self.subscriptions:
                 if sub.selector.current == index:
                     sub.forwarder.resync()  # output continues without a sequence jump
@@ -301,7 +386,7 @@ class PublishedTrack:
         # the Python path (status 1); without it, every one takes the Python path
         plan = layer.plan
         if plan is None or plan.version != _TOPOLOGY.version:
-            plan = layer.plan = FanoutPlan(self.subscriptions, index)
+            plan = layer.plan = FanoutPlan(self.subscriptions, layer)
         if plan.n and _fanout(data, len(data), data[1], ssrc, ext, ts, now_ms, twcc_off,
                               plan.array, plan.n):
             for sub in plan.subs:
@@ -315,6 +400,40 @@ class PublishedTrack:
                 if sel.current != index and sel.target == index and sel.accept(index, True):
                     sub.forwarder.resync()  # continuous seq/ts across the layer switch
                     sub.forward(data, ssrc, ext, ts, now_ms, twcc_off)
+
+    def after_ingress(self, flags: int, rx: Any, data: bytes, layer: Layer) -> None:
+        """What the compiled ingress step (``fastpath.ingress``) left to Python of
+        :meth:`on_rtp` for a packet it handled (``rx``: its results; ``data``: the
+        rewritten packet), besides the retransmission cache."""
+        now_ms = rx.now_ms
+        if flags & fastpath.IN_TWCC and self.twcc is not None:
+            self.twcc.on_packet(rx.twcc_seq, now_ms)
+        if flags & fastpath.IN_LEVEL and self.on_audio_level is not None:
+            self.on_audio_level(self.participant_id, rx.level, now_ms)
+        ssrc = rx.ssrc
+        if flags & fastpath.IN_NACK:
+            tracker = layer.trackers.get(ssrc)
+            if tracker is not None:
+                self._nack_upstream(ssrc, tracker.missing)
+        if flags & fastpath.IN_LEFT and layer.plan is not None:
+            plan = layer.plan
+            ext, ts, twcc_off = rx.ext, rx.ts, rx.twcc_off
+            for sub in plan.subs:
+                if sub.dest.status:
+                    sub.forward(data, ssrc, ext, ts, now_ms, twcc_off)
+            for sub in plan.python_subs:
+                sub.forward(data, ssrc, ext, ts, now_ms, twcc_off)
+
+    def ingress_source(self, layer: Layer, ssrc: int) -> tuple[Any, RetransmitCache] | None:
+        """(the ``sfu_seq`` of ``ssrc``, its retransmission cache) when the compiled ingress
+        step can take its packets now: the layer's current source, not muted, no restart
+        pending; None otherwise."""
+        tracker = layer.trackers.get(ssrc)
+        if (self.ingress_state is None or self.muted or self.closed or tracker is None
+                or ssrc != layer.current_ssrc or tracker.restarts != layer.restarts_seen
+                or isinstance(layer.counters, LayerCounters)):
+            return None
+        return tracker.state, self._caches[ssrc]
 
     def _keyframe(self, data: bytes, layer: Layer) -> bool:
         fast = self._fast_keyframe
@@ -345,7 +464,9 @@ class PublishedTrack:
             oldest = next(iter(layer.trackers))
             del layer.trackers[oldest]
             self._caches.pop(oldest, None)
-        tracker = SequenceTracker(self.codec.clock_rate)
+        tracker = SequenceTracker(self.codec.clock_rate,
+                                  fastpath.sequence_state(self.codec.clock_rate))
+        fastpath.touch()  # the compiled ingress step learns the new source
         layer.restarts_seen = 0
         layer.trackers[ssrc] = tracker
         self._caches[ssrc] = RetransmitCache()
@@ -423,6 +544,7 @@ class PublishedTrack:
         if muted == self.muted:
             return
         self.muted = muted
+        fastpath.touch()  # a muted track's packets take the Python path (not forwarded)
         if not muted:
             # output continues without a sequence gap; video needs a keyframe to resume
             for sub in self.subscriptions:
@@ -433,6 +555,7 @@ class PublishedTrack:
         if self.closed:
             return
         self.closed = True
+        fastpath.touch()
         for sub in list(self.subscriptions):
             sub.close()
         self.subscriptions.clear()
@@ -491,8 +614,9 @@ class FanoutPlan:
 
     __slots__ = ("version", "subs", "array", "n", "python_subs")
 
-    def __init__(self, subscriptions: list[Subscription], index: int) -> None:
+    def __init__(self, subscriptions: list[Subscription], layer: Layer) -> None:
         self.version = _TOPOLOGY.version
+        index = layer.index
         forwarding = [s for s in subscriptions if s.selector.current == index and s.active]
         self.subs = [s for s in forwarding if s.dest is not None]
         #: subscriptions without a C view (all of them without the compiled module): the
@@ -504,6 +628,12 @@ class FanoutPlan:
             s.dest.conn = fast if fast is not None else fastpath.NULL
         self.array = fastpath.dest_array([s.dest for s in self.subs]) if self.subs else None
         self.n = len(self.subs)
+        c = layer.counters
+        if not isinstance(c, LayerCounters):  # the compiled ingress step forwards with it
+            c.dests = self.array if self.array is not None else fastpath.NULL
+            c.n = self.n
+            c.python_subs = int(bool(self.python_subs))
+            c.plan_version = self.version
 
 
 class Subscription:

@@ -30,7 +30,7 @@ import logging
 import struct
 from collections.abc import Callable
 from time import monotonic as _monotonic
-from typing import Any
+from typing import Any, Protocol
 
 import pylibsrtp
 from aiortc.rtcdtlstransport import (
@@ -50,6 +50,17 @@ from .rtp_header import extension_offset
 from .twcc import SendHistory
 
 log = logging.getLogger(__name__)
+_compiled_ingress = fastpath.ingress
+
+
+class IngressOwner(Protocol):
+    """Who a publisher transport's compiled ingress step works for (the participant)."""
+
+    def ingress_sources(self) -> list[fastpath.IngressSource]:
+        """The sources it may take now."""
+
+    def on_ingress(self, flags: int, rx: Any, data: bytes, handle: Any) -> None:
+        """One packet it handled (``handle``: that of its source)."""
 
 _PACK_B1_SEQ_TS_SSRC = struct.Struct("!BHII").pack_into
 _PACK_H = struct.Struct("!H").pack_into
@@ -147,8 +158,10 @@ class MediaTransport:
         self._twcc_seq = 0  # the Python send path's last transport-wide number
         #: the peer's ICE ufrag/pwd this transport was started with (new ones = ICE restart)
         self.remote_ice: tuple[str, str] | None = None
-        #: when the last authenticated RTP/RTCP packet arrived (monotonic ms)
-        self.last_rx_ms = 0.0
+        #: when the last authenticated RTP/RTCP packet arrived (monotonic ms); see last_rx_ms
+        self._last_rx_ms = 0.0
+        #: the publishing participant, for the compiled ingress step (None: Python path)
+        self.ingress: IngressOwner | None = None
         #: reached "connected" at some point (a failure then is a path that died)
         self.was_connected = False
 
@@ -240,6 +253,41 @@ class MediaTransport:
         if self._dtls.state in ("failed", "closed") and self.state == "connected":
             self._set_state("failed")
 
+    @property
+    def last_rx_ms(self) -> float:
+        """When the last authenticated RTP/RTCP packet (or ICE check) arrived (monotonic
+        ms), also through the compiled ingress step."""
+        fast = self._rx_fast
+        if fast is not None and fast.ptr.now_ms > self._last_rx_ms:
+            return float(fast.ptr.now_ms)
+        return self._last_rx_ms
+
+    @last_rx_ms.setter
+    def last_rx_ms(self, ms: float) -> None:
+        self._last_rx_ms = ms
+
+    def _ingress(self, data: bytes, owner: IngressOwner, fast: fastpath.Receiver) -> bool:
+        """The compiled ingress step on one RTP/RTCP datagram; False: not taken (RTCP, bad
+        length), for the path below."""
+        rx = fast.ptr
+        r = _compiled_ingress(rx, data, len(data))
+        if r > 0:  # handled, up to what the owner does
+            self.stats.rtp_in += 1
+            try:
+                owner.on_ingress(r, rx, fast.clear_packet(), fast.handles[rx.src])
+            except Exception:
+                self._rtp_handler_failed()
+            return True
+        if r == 0:  # authenticated; the Python path takes the clear packet
+            self._deliver_rtp(fast.clear_packet(), float(rx.now_ms))
+            if fast.stale:
+                fast.set_sources(owner.ingress_sources())
+            return True
+        if r == -2:
+            self.stats.srtp_auth_failures += 1
+            return True
+        return False
+
     def _datagram_received(self, data: bytes, component: int) -> None:
         """Every non-STUN datagram, from aioice's socket callback (synchronous).
 
@@ -254,10 +302,14 @@ class MediaTransport:
         if rx is None or not 127 < data[0] < 192:
             self._queue_datagram(data, component)
             return
+        owner, fast = self.ingress, self._rx_fast
+        if owner is not None and fast is not None and _compiled_ingress is not None and \
+                self._ingress(data, owner, fast):
+            return
         if len(data) > 1 and 192 <= data[1] <= 223:
             try:
                 plain = rx.unprotect_rtcp(data)
-            except pylibsrtp.Error:
+            except (pylibsrtp.Error, ValueError):  # ValueError: longer than pylibsrtp takes
                 self.stats.srtp_auth_failures += 1
                 return
             self.last_rx_ms = _monotonic() * 1000.0
@@ -273,7 +325,7 @@ class MediaTransport:
             else:
                 try:
                     plain = rx.unprotect(data)
-                except pylibsrtp.Error:
+                except (pylibsrtp.Error, ValueError):
                     self.stats.srtp_auth_failures += 1
                     return
             now = self.last_rx_ms = _monotonic() * 1000.0
@@ -361,10 +413,13 @@ class MediaTransport:
         try:
             self._on_rtp(data, arrival_ms)
         except Exception:
-            self.stats.rtp_invalid += 1
-            n = self.stats.rtp_invalid
-            if n & (n - 1) == 0:  # 1st, 2nd, 4th, 8th...: never a log line per packet
-                log.exception("RTP handler failed on %s (%d times)", self.name, n)
+            self._rtp_handler_failed()
+
+    def _rtp_handler_failed(self) -> None:
+        self.stats.rtp_invalid += 1
+        n = self.stats.rtp_invalid
+        if n & (n - 1) == 0:  # 1st, 2nd, 4th, 8th...: never a log line per packet
+            log.exception("RTP handler failed on %s (%d times)", self.name, n)
 
     def _deliver_rtcp(self, data: bytes) -> None:
         self.stats.rtcp_in += 1

@@ -6,6 +6,7 @@ import asyncio
 import hmac
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from aiortc.rtcdtlstransport import RTCCertificate
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from classroom.engagement import Thresholds
+from classroom.reports import SessionReporter
 from events import EventBus
 from events.filelog import FileLog
 from events.metrics import EventSinkCollector, MeasuredSink
@@ -26,8 +29,9 @@ from sfu.metrics import SfuCollector
 from sfu.participant import ROLES, MediaParams
 from sfu.room import RoomRegistry
 
-from . import tokens
+from . import tokens, whiteboard_ws
 from .session import SignallingSession
+from .whiteboard_ws import Whiteboards
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -120,6 +124,11 @@ def create_app(config: Config) -> web.Application:
         sinks.append(webhooks)
     for sink in sinks:
         bus.subscribe(sink)
+    # after the sinks: they get room.closed before the session.report it brings
+    reporter = SessionReporter(bus, config.classroom.reports_dir or None, Thresholds(
+        inactivity_ms=config.classroom.inactivity_minutes * 60_000.0,
+        attendance_fraction=config.classroom.attendance_threshold,
+        silent_after_ms=config.classroom.silent_after_minutes * 60_000.0))
     state.registry.register(EventSinkCollector(*sinks))
     app = web.Application(client_max_size=65536)
     app[STATE] = state
@@ -153,6 +162,20 @@ def create_app(config: Config) -> web.Application:
         await ws.prepare(request)
         await SignallingSession(state, ws).run()
         return ws
+
+    boards = Whiteboards(bus, config.classroom.whiteboards_dir or None)
+
+    async def whiteboard_socket(request: web.Request) -> web.StreamResponse:
+        """The room's whiteboard (signalling/whiteboard_ws.py), for a valid join token."""
+        try:
+            claims = tokens.verify(request.query.get("token"), config.auth.api_key,
+                                   config.auth.api_secret)
+        except tokens.TokenError as exc:
+            return _json_error(401, exc.code, str(exc))
+        room = state.rooms.rooms.get(claims.room)
+        joined = room.by_identity(claims.identity) if room is not None else None
+        return await whiteboard_ws.serve(request, boards, claims,
+                                         joined.id if joined is not None else claims.identity)
 
     async def dev_token(request: web.Request) -> web.Response:
         if not config.server.dev_mode:
@@ -241,6 +264,14 @@ def create_app(config: Config) -> web.Application:
         await state.rooms.close(request.match_info["room"])
         return web.Response(status=204)
 
+    async def session_report(request: web.Request) -> web.Response:
+        """The engagement report of the room's session so far (docs/engagement.md)."""
+        room = room_or_404(request)
+        report = reporter.report(room.id, time.time() * 1000.0)
+        if report is None:
+            return _json_error(404, "room_not_found", "no session for this room")
+        return web.json_response(report)
+
     async def list_participants(request: web.Request) -> web.Response:
         room = room_or_404(request)
         return web.json_response(
@@ -293,6 +324,7 @@ def create_app(config: Config) -> web.Application:
         for stopped in (nats_sink, webhooks):
             if stopped is not None:
                 await stopped.close()
+        boards.close()
         if event_log is not None:  # after the rooms closed: their last events are written
             await asyncio.get_running_loop().run_in_executor(None, event_log.close)
 
@@ -302,6 +334,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/", index)
     app.router.add_static("/static", STATIC)
     app.router.add_get("/ws", websocket)
+    app.router.add_get("/ws/whiteboard", whiteboard_socket)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
@@ -312,6 +345,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/api/rooms", list_rooms)
     app.router.add_delete("/api/rooms/{room}", close_room)
     app.router.add_get("/api/rooms/{room}/participants", list_participants)
+    app.router.add_get("/api/rooms/{room}/report", session_report)
     app.router.add_get("/api/events", recent_events)
     app.router.add_delete("/api/rooms/{room}/participants/{identity}", remove_participant)
     app.router.add_post("/api/rooms/{room}/participants/{identity}/mute", mute_track)

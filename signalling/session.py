@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from classroom.polls import PollError
+from classroom.errors import ClassroomError
 from sfu.errors import ResumeRefused, SfuError
 from sfu.negotiation import NoCommonCodecError
 from sfu.participant import QUALITIES, Participant, ParticipantInfo
@@ -33,7 +33,8 @@ _CLOSE = object()
 SDP_TYPES = ("offer", "answer")
 CLIENT_TYPES = ("join", "resume", "offer", "answer", "candidate", "mute", "set_quality",
                 "restart_ice", "leave", "ping", "poll_create", "poll_answer", "poll_close",
-                "poll_publish", "poll_results")
+                "poll_publish", "poll_results", "hand_raise", "hand_lower", "chat_send",
+                "chat_delete", "react")
 #: the session ended because the socket went away (not a leave, not an error of ours)
 CONNECTION_LOST = "connection_lost"
 TARGETS = ("publisher", "subscriber")
@@ -184,7 +185,7 @@ class SignallingSession:
         except tokens.TokenError as exc:
             self.error(exc.code, str(exc), fatal=True, ref=mtype)
             return "disconnected"
-        except PollError as exc:
+        except ClassroomError as exc:
             self.error(exc.code, str(exc), ref=mtype)
         except SfuError as exc:
             fatal = self.participant is None
@@ -218,8 +219,7 @@ class SignallingSession:
         participant.attach(self.send, self._closed_by_server, self._taken_over)
         # queued before anything room.add scheduled for this participant (subscriber offer)
         self.send({"type": "joined", "room": room.id, "participant": participant.describe(),
-                   "participants": others,
-                   "polls": [poll.describe() for poll in room.polls.polls.values() if poll.open],
+                   "participants": others, **room.classroom_state(),
                    **self._resume_info(participant, room)})
         return None
 
@@ -238,7 +238,7 @@ class SignallingSession:
         others = [p.describe() for p in room.participants.values() if p is not participant]
         self.send({"type": "resumed", "room": room.id, "participant": participant.describe(),
                    "participants": others, "outageMs": round(outage_ms),
-                   **self._resume_info(participant, room)})
+                   **room.classroom_state(), **self._resume_info(participant, room)})
         participant.resync()
 
     @staticmethod
@@ -324,6 +324,29 @@ class SignallingSession:
     async def _on_poll_results(self, msg: dict[str, Any]) -> None:
         assert self.participant is not None
         self.participant.room.poll_results(self.participant, _field(msg, "pollId", str))
+
+    # hands, chat, reactions (classroom.hands, classroom.chat via the room)
+
+    async def _on_hand_raise(self, msg: dict[str, Any]) -> None:
+        assert self.participant is not None
+        self.participant.room.raise_hand(self.participant)
+
+    async def _on_hand_lower(self, msg: dict[str, Any]) -> None:
+        assert self.participant is not None
+        self.participant.room.lower_hand(self.participant,
+                                         _field(msg, "participantId", str, required=False))
+
+    async def _on_chat_send(self, msg: dict[str, Any]) -> None:
+        assert self.participant is not None
+        self.participant.room.send_chat(self.participant, msg.get("text"))
+
+    async def _on_chat_delete(self, msg: dict[str, Any]) -> None:
+        assert self.participant is not None
+        self.participant.room.delete_chat(self.participant, _field(msg, "messageId", str))
+
+    async def _on_react(self, msg: dict[str, Any]) -> None:
+        assert self.participant is not None
+        self.participant.room.react(self.participant, msg.get("reaction"))
 
     async def _on_leave(self, msg: dict[str, Any]) -> str:
         self.send({"type": "left", "reason": "left"})

@@ -25,8 +25,9 @@ def test_compare_quick(tmp_path: Path) -> None:
     assert os.geteuid() == 0, "the bench's network namespace needs root"
     out = tmp_path / "compare.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "benches.compare", "--quick", "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=240,
+        [sys.executable, "-m", "benches.compare", "--quick", "--rounds", "2", "--json",
+         str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=360,
     )
     assert proc.returncode == 0, f"compare failed:\n{proc.stdout}\n{proc.stderr[-4000:]}"
     assert "server µs / forwarded packet" in proc.stdout  # the Markdown tables
@@ -57,5 +58,29 @@ def test_compare_quick(tmp_path: Path) -> None:
             assert f["video_fps_min"] >= 27, (r["server"], f)  # 30 sent; 0.9 x 30 is the bar
             assert f["latency_p50_ms"] is not None and f["latency_p99_ms"] >= f["latency_p50_ms"]
         assert run["ratios"]["server_us_per_packet"] > 0
+        # a second round of ours and Janus (not the relay), and its ratio
+        assert [r["server"] for rnd in run["later_rounds"] for r in rnd] == ["ours", "janus"]
+        assert all(r["status"] == "ok" for rnd in run["later_rounds"] for r in rnd)
+        assert len(run["round_ratios"]) == 2
+        assert all(x["server_us_per_packet"] > 0 for x in run["round_ratios"])
+    assert "round by round" in proc.stdout
     assert report["runs"][0]["relay_over_ours"] > 0
     assert "naive relay / ours" in proc.stdout
+
+
+def test_whiteboard_bench_tiny(tmp_path: Path) -> None:
+    out = tmp_path / "wb.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benches.whiteboard_bench", "--readers", "3", "--seconds", "1",
+         "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, f"whiteboard bench failed:\n{proc.stdout}\n{proc.stderr}"
+    assert "p99 ms" in proc.stdout
+    f = json.loads(out.read_text())["figures"]
+    assert f["updates"] == 20 and f["lost"] == 0
+    assert 0 < f["latency_p50_ms"] <= f["latency_p99_ms"]
+    # a 1 s run may spend less server CPU than /proc can resolve: then no figure, never a 0
+    us, cpu = f["server_us_per_relayed_frame"], f["server_cpu_s"]
+    assert (us is None and cpu < 0.05) or (us > 0 and cpu >= 0.05), f
+    assert "server µs / relayed frame" in proc.stdout

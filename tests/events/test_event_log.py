@@ -143,4 +143,4 @@ def test_the_server_writes_its_events_to_the_log(tmp_path: Path) -> None:
         stop_server(server)  # a clean stop writes the room's closing event too
     types = [(e["type"], e["room"]) for e in read([folder])]
     assert ("room.created", "maths-7b") in types
-    assert types[-1] == ("room.closed", "maths-7b")
+    assert types[-2:] == [("room.closed", "maths-7b"), ("session.report", "maths-7b")]

@@ -144,4 +144,5 @@ async def test_the_server_publishes_its_events(server: NatsServer) -> None:
     got = await stream_messages(server.url, "SFU_EVENTS")
     assert [(m[0], m[2]["room"]) for m in got][:1] == [
         ("sfu.events.maths-7b.room.created", "maths-7b")]
-    assert got[-1][0] == "sfu.events.maths-7b.room.closed"
+    assert [m[0] for m in got[-2:]] == ["sfu.events.maths-7b.room.closed",
+                                        "sfu.events.maths-7b.session.report"]

@@ -136,5 +136,6 @@ async def test_the_server_sends_signed_webhooks(receiver: Receiver) -> None:
     finally:  # in a thread: the receiver shares this event loop
         await loop.run_in_executor(None, stop_server, srv)
     events = [(h["X-SFU-Event"], json.loads(b)["room"]) for h, b in receiver.requests]
-    assert events == [("room.created", "maths-7b"), ("room.closed", "maths-7b")]
+    assert events == [("room.created", "maths-7b"), ("room.closed", "maths-7b"),
+                      ("session.report", "maths-7b")]
     assert all(verify(srv.api_secret, b, h["X-SFU-Signature"]) for h, b in receiver.requests)

@@ -11,11 +11,10 @@ from tests.conftest import ServerProcess
 pytestmark = pytest.mark.integration
 
 
-async def joined(server: ServerProcess, identity: str, role: str = "student"
-                 ) -> tuple[WsProbe, dict[str, object]]:
+async def joined(server: ServerProcess, identity: str, role: str = "student",
+                 room: str = "poll-room") -> tuple[WsProbe, dict[str, object]]:
     probe = await WsProbe(server).open()
-    await probe.send({"type": "join", "token": server.mint_token("poll-room", identity,
-                                                                  role=role)})
+    await probe.send({"type": "join", "token": server.mint_token(room, identity, role=role)})
     return probe, await probe.expect("joined")
 
 

@@ -1,0 +1,82 @@
+"""Session reports: one :class:`~classroom.engagement.Engagement` per room, fed from the
+event bus, reported when the room closes.
+
+:class:`SessionReporter` listens to every event; a room's session starts at
+``room.created`` and ends at ``room.closed``. At the end it emits ``session.report`` (the
+whole report) and one ``session.flag`` per exception flag, and writes the report to
+``<reports_dir>/<room>-<start>.json`` (written to a temporary name and renamed, so a file
+is either complete or absent). Events about a room the reporter never saw created (it
+started later) begin a session at the first of them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from events import Event, EventBus
+
+from .engagement import Engagement, Thresholds
+from .files import room_file_name, write_atomic
+
+log = logging.getLogger(__name__)
+#: the reporter's own events, never fed back into a session
+OWN = ("session.report", "session.flag")
+
+
+class SessionReporter:
+    def __init__(self, bus: EventBus, reports_dir: str | Path | None,
+                 thresholds: Thresholds | None = None) -> None:
+        self.bus = bus
+        self.dir = Path(reports_dir) if reports_dir else None
+        self.thresholds = thresholds or Thresholds()
+        self.sessions: dict[str, Engagement] = {}
+        self.written = 0
+        self.write_errors = 0
+        self._unsubscribe = bus.subscribe(self.on_event)
+
+    def close(self) -> None:
+        self._unsubscribe()
+
+    def on_event(self, event: Event) -> None:
+        if event.type in OWN:
+            return
+        now_ms = event.ts * 1000.0
+        session = self.sessions.get(event.room)
+        if session is None:
+            session = self.sessions[event.room] = Engagement(event.room, now_ms,
+                                                             self.thresholds)
+        if event.type == "room.closed":
+            del self.sessions[event.room]
+            self.finish(session, now_ms)
+        else:
+            session.on_event(event.type, event.data, now_ms)
+
+    def report(self, room: str, now_ms: float) -> dict[str, Any] | None:
+        """The report of a room's session so far (None: no session)."""
+        session = self.sessions.get(room)
+        return session.report(now_ms) if session is not None else None
+
+    def finish(self, session: Engagement, end_ms: float) -> dict[str, Any]:
+        report = session.report(end_ms)
+        path = self._write(report)
+        self.bus.emit("session.report", session.room,
+                      {**report, "file": str(path)} if path is not None else dict(report))
+        for flag in report["flags"]:
+            self.bus.emit("session.flag", session.room, dict(flag))
+        return report
+
+    def _write(self, report: dict[str, Any]) -> Path | None:
+        if self.dir is None:
+            return None
+        path = self.dir / f"{room_file_name(report['room'])}-{report['startMs']}.json"
+        try:
+            write_atomic(path, json.dumps(report, indent=1).encode())
+        except OSError:
+            self.write_errors += 1
+            log.exception("could not write the session report of %s", report["room"])
+            return None
+        self.written += 1
+        return path
