@@ -4,6 +4,7 @@
 #   scripts/setup.sh --test   plus test dependencies (pytest, playwright), Debian chromium,
 #                             Debian janus (the bench's peer SFU) and Debian nats-server
 #                             (the event sink tests start their own)
+# Both build the browser whiteboard bundle (webui/, Node.js and npm from Debian if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -62,6 +63,24 @@ if [ "$WITH_TEST" = "1" ]; then
   fi
 else
   .venv/bin/python -m pip install -q -e .
+fi
+# the browser whiteboard: yjs + y-protocols bundled by esbuild into signalling/static/
+# (webui/; exact versions in webui/package-lock.json). Needs Node.js 18+ and npm; the
+# page works without it, minus the whiteboard, so a failure stops only the test set-up.
+build_webui() {
+  if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
+    echo "installing Debian nodejs and npm for the whiteboard bundle..."
+    apt_install nodejs npm
+  fi
+  (cd webui && npm ci --no-audit --no-fund --loglevel=error >/dev/null && \
+    npm run --silent build >/dev/null 2>&1)
+}
+if ! build_webui; then
+  if [ "$WITH_TEST" = "1" ]; then
+    echo "the whiteboard bundle did not build (webui/: npm ci && npm run build)" >&2
+    exit 1
+  fi
+  echo "WARNING: the whiteboard bundle did not build; the page runs without a whiteboard" >&2
 fi
 # the compiled send step of the forwarding path (optional: without it the server uses its
 # slower Python path); needs a C compiler and the Python headers

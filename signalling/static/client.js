@@ -7,6 +7,8 @@
 // Server messages are processed strictly in arrival order through a promise queue,
 // since most of them lead to asynchronous SDP operations.
 
+import { ClassroomPanel } from "./classroom.js";
+
 const $ = (id) => document.getElementById(id);
 
 const ui = {
@@ -189,6 +191,16 @@ const sfu = {
   leave: () => leave(),
 };
 window.sfu = sfu;
+
+// Hands, reactions, chat and polls: the side panel (classroom.js).
+const classroom = new ClassroomPanel($("classroom-panel"), {
+  send: (msg) => Boolean(session && !session.closed && send(session, msg)),
+  nameOf: (id, fallback) => {
+    if (session && session.participant && id === session.participant.id) return "You";
+    const r = session && session.remotes.get(id);
+    return r ? displayName(r.info) : fallback || id;
+  },
+});
 
 function summarizeSdp(sdp) {
   const out = [];
@@ -524,6 +536,7 @@ function onResumed(s, msg) {
     addRemote(s, p);
     setRemoteReconnecting(s, p.id, p.state === "reconnecting");
   }
+  startClassroom(msg);
   // Connections still down after the resume get restarted if they do not recover.
   for (const [pc, restart] of [
     [s.publisherPc, () => restartPublisherIce(s)],
@@ -637,6 +650,8 @@ function teardown() {
   const s = session;
   if (!s || s.closed) return;
   s.closed = true;
+  classroom.stop();
+  stopWhiteboard();
   clearInterval(s.heartbeat);
   clearTimeout(s.reconnectTimer);
   stopLocalMedia(s);
@@ -679,6 +694,7 @@ window.addEventListener("pagehide", () => {
 
 async function handleMessage(s, msg) {
   if (s.closed || s !== session) return;
+  if (classroom.handle(msg)) return;
   switch (msg.type) {
     case "joined":
       return onJoined(s, msg);
@@ -752,6 +768,7 @@ function onJoined(s, msg) {
     addRemote(s, p);
     if (p.state === "reconnecting") setRemoteReconnecting(s, p.id, true);
   }
+  startClassroom(msg);
   if (msg.participant.role !== "observer") {
     // Not awaited: subscriber offers must not wait for the camera prompt.
     startPublishing(s).catch((e) => {
@@ -759,6 +776,44 @@ function onJoined(s, msg) {
       if (!s.closed) showError({ code: "media_error", message: String(e.message || e) });
     });
   }
+}
+
+function startClassroom(msg) {
+  classroom.start({ selfId: msg.participant.id, role: msg.participant.role,
+    hands: msg.hands || [], chat: msg.chat || [], polls: msg.polls || [] });
+  startWhiteboard(session, msg.participant);
+}
+
+// The whiteboard (webui/src/whiteboard.js, bundled by scripts/setup.sh): loaded at the
+// first join, kept across resumes (its socket reconnects on its own), dropped on leaving.
+let whiteboard = null;
+async function startWhiteboard(s, participant) {
+  if (whiteboard || !s || s.closed) return;
+  const root = $("whiteboard-panel");
+  let mod;
+  try {
+    mod = await import("./whiteboard.bundle.js");
+  } catch (e) {
+    console.error("whiteboard not available", e);
+    root.hidden = false;
+    root.textContent = "The whiteboard is not built on this server (scripts/setup.sh builds it).";
+    return;
+  }
+  if (s !== session || s.closed || whiteboard) return;
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  whiteboard = mod.mountWhiteboard(root, {
+    url: `${scheme}://${location.host}/ws/whiteboard?token=${encodeURIComponent(s.token)}&control=1`,
+    role: participant.role,
+    name: participant.name || participant.identity || participant.id,
+  });
+  sfu.whiteboard = whiteboard;
+}
+
+function stopWhiteboard() {
+  if (!whiteboard) return;
+  whiteboard.destroy();
+  whiteboard = null;
+  sfu.whiteboard = null;
 }
 
 function onError(s, msg) {
