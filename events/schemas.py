@@ -69,6 +69,14 @@ SCHEMAS: dict[str, Schema] = {s.type: s for s in (
                                  "durationMs": int, "polls": int, "participants": list,
                                  "flags": list}, {"file": str}),
     Schema("session.flag", 1, {"identity": str, "flag": str, "detail": str}),
+    Schema("recording.started", 1, {"recording": str, "location": str}),
+    Schema("recording.track_started", 1, {"recording": str, "participant": str,
+                                          "track": str, "kind": str, "file": str}),
+    Schema("recording.track_stopped", 1, {"recording": str, "track": str, "durationMs": int,
+                                          "packetsIn": int, "packetsWritten": int,
+                                          "dropped": dict}),
+    Schema("recording.stopped", 1, {"recording": str, "reason": str, "tracks": int,
+                                    "location": str}),
 )}
 
 

@@ -1,1 +1,1 @@
-"""recorder: see shared/DESIGN.md (not built yet)."""
+"""recorder: per-track recordings without transcoding (docs/recording.md)."""

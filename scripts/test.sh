@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
-.venv/bin/python -m ruff check sfu signalling events classroom whiteboard benches tests
-.venv/bin/python -m mypy --strict sfu events signalling classroom whiteboard
+.venv/bin/python -m ruff check sfu signalling events classroom whiteboard recorder benches tests
+.venv/bin/python -m mypy --strict sfu events signalling classroom whiteboard recorder
 exec .venv/bin/python -m pytest "$@"

@@ -110,6 +110,13 @@ class ClassroomConfig:
 
 
 @dataclass(frozen=True)
+class RecordingConfig:
+    #: recordings (docs/recording.md) go here: <dir>/<room>/<UTC start>-<id>/, relative to
+    #: the working directory
+    dir: str = "data/recordings"
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
@@ -117,8 +124,11 @@ class Config:
     rooms: RoomsConfig = field(default_factory=RoomsConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     classroom: ClassroomConfig = field(default_factory=ClassroomConfig)
+    recording: RecordingConfig = field(default_factory=RecordingConfig)
 
     def validate(self) -> Config:
+        if not self.recording.dir:
+            raise ConfigError("recording.dir must name a folder")
         if not 0 <= self.server.port <= 65535:
             raise ConfigError("server.port must be 0..65535")
         if not self.media.ice_addresses:

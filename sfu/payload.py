@@ -35,33 +35,46 @@ _NAL_FU_A = 28
 _FU_START = 0x80
 
 
-def vp8_frame_start(packet: Buffer, offset: int) -> int:
-    """Offset of the VP8 bitstream in a packet that starts a frame (S=1, PID=0), else -1.
+def vp8_descriptor_end(packet: Buffer, offset: int) -> tuple[int, bool]:
+    """(offset of the VP8 bitstream, whether this packet starts a frame: S=1, PID=0) for
+    any packet of a frame; (-1, False) if the descriptor is truncated.
 
     Walks the RFC 7741 descriptor: mandatory byte, optional extension byte (X), then
     PictureID (I; one byte, or two when M is set), TL0PICIDX (L) and TID/Y/KEYIDX (T or K).
     """
     n = len(packet)
     if offset < 0 or offset >= n:
-        return -1
+        return -1, False
     b = packet[offset]
-    if not b & _VP8_S or b & _VP8_PID:
-        return -1
     i = offset + 1
     if b & _VP8_X:
         if i >= n:
-            return -1
+            return -1, False
         ext = packet[i]
         i += 1
         if ext & _VP8_I:
             if i >= n:
-                return -1
+                return -1, False
             i += 2 if packet[i] & _VP8_M else 1
         if ext & _VP8_L:
             i += 1
         if ext & (_VP8_T | _VP8_K):
             i += 1
-    return i if i < n else -1
+    if i >= n:
+        return -1, False
+    return i, bool(b & _VP8_S) and not b & _VP8_PID
+
+
+def vp8_frame_start(packet: Buffer, offset: int) -> int:
+    """Offset of the VP8 bitstream in a packet that starts a frame (S=1, PID=0), else -1."""
+    n = len(packet)
+    if offset < 0 or offset >= n:
+        return -1
+    b = packet[offset]
+    if not b & _VP8_S or b & _VP8_PID:
+        return -1
+    i, _ = vp8_descriptor_end(packet, offset)
+    return i
 
 
 def vp8_keyframe(packet: Buffer, offset: int) -> bool:

@@ -66,6 +66,8 @@ class Room:
         #: raised hands, chat and reactions (classroom.hands, classroom.chat; wall clock)
         self.hands = Hands(self._emit)
         self.chat = Chat(self._emit)
+        #: the room's recording while one runs (recorder.session.RoomRecording)
+        self.recording: Any = None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -203,6 +205,8 @@ class Room:
         for other in self.participants.values():
             if other is not p:
                 other.subscribe(track)
+        if self.recording is not None:
+            self.recording.track_published(p, track)
 
     def track_unpublished(self, p: Participant, track: PublishedTrack) -> None:
         for other in self.participants.values():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import fastpath, rtcp
 from .codecs import AUDIO_LEVEL_ID, TWCC_ID, CodecSpec
@@ -636,13 +636,24 @@ class FanoutPlan:
             c.plan_version = self.version
 
 
+class Downstream(Protocol):
+    """Where a subscription sends: a subscriber's transport (sfu.transport.MediaTransport),
+    or a recorder (recorder.session.RecorderDownstream). One with a ``fast_connection``
+    gets the compiled fan-out; others are sent to from Python."""
+
+    def send_rewritten(self, packet: bytes, b1: int, seq: int, ts: int, ssrc: int,
+                       twcc_off: int = 0) -> bool: ...
+
+    def send_rtp(self, packet: bytes) -> bool: ...
+
+
 class Subscription:
     """One subscriber receiving one published track."""
 
     def __init__(
         self,
         track: PublishedTrack,
-        downstream: MediaTransport,
+        downstream: Downstream,
         *,
         out_ssrc: int,
         rtx_ssrc: int,
@@ -697,11 +708,11 @@ class Subscription:
             fastpath.touch()
 
     @property
-    def downstream(self) -> MediaTransport:
+    def downstream(self) -> Downstream:
         return self._downstream
 
     @downstream.setter
-    def downstream(self, transport: MediaTransport) -> None:
+    def downstream(self, transport: Downstream) -> None:
         self._downstream = transport
         fastpath.touch()
 

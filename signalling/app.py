@@ -23,6 +23,7 @@ from events.filelog import FileLog
 from events.metrics import EventSinkCollector, MeasuredSink
 from events.nats_sink import NatsSink
 from events.webhook_sink import WebhookSink
+from recorder.service import RecordingCollector, Recordings
 from sfu.config import Config
 from sfu.errors import SfuError
 from sfu.metrics import SfuCollector
@@ -130,6 +131,8 @@ def create_app(config: Config) -> web.Application:
         attendance_fraction=config.classroom.attendance_threshold,
         silent_after_ms=config.classroom.silent_after_minutes * 60_000.0))
     state.registry.register(EventSinkCollector(*sinks))
+    recordings = Recordings(bus, config.recording.dir)
+    state.registry.register(RecordingCollector(recordings))
     app = web.Application(client_max_size=65536)
     app[STATE] = state
 
@@ -272,6 +275,28 @@ def create_app(config: Config) -> web.Application:
             return _json_error(404, "room_not_found", "no session for this room")
         return web.json_response(report)
 
+    async def start_recording(request: web.Request) -> web.Response:
+        """Record the room: every track, from now until stopped or the room closes
+        (docs/recording.md)."""
+        room = room_or_404(request)
+        running = recordings.get(room.id)
+        rec = recordings.start(room)
+        return web.json_response(rec.describe(), status=200 if running is rec else 201)
+
+    async def get_recording(request: web.Request) -> web.Response:
+        room = room_or_404(request)
+        rec = recordings.get(room.id)
+        if rec is None:
+            return _json_error(404, "not_recording", "the room is not being recorded")
+        return web.json_response(rec.describe())
+
+    async def stop_recording(request: web.Request) -> web.Response:
+        room = room_or_404(request)
+        manifest = recordings.stop(room.id)
+        if manifest is None:
+            return _json_error(404, "not_recording", "the room is not being recorded")
+        return web.json_response(manifest)
+
     async def list_participants(request: web.Request) -> web.Response:
         room = room_or_404(request)
         return web.json_response(
@@ -346,6 +371,9 @@ def create_app(config: Config) -> web.Application:
     app.router.add_delete("/api/rooms/{room}", close_room)
     app.router.add_get("/api/rooms/{room}/participants", list_participants)
     app.router.add_get("/api/rooms/{room}/report", session_report)
+    app.router.add_post("/api/rooms/{room}/recording", start_recording)
+    app.router.add_get("/api/rooms/{room}/recording", get_recording)
+    app.router.add_delete("/api/rooms/{room}/recording", stop_recording)
     app.router.add_get("/api/events", recent_events)
     app.router.add_delete("/api/rooms/{room}/participants/{identity}", remove_participant)
     app.router.add_post("/api/rooms/{room}/participants/{identity}/mute", mute_track)
