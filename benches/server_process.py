@@ -61,7 +61,9 @@ def start_server(extra_env: dict[str, str] | None = None, *, host: str = "127.0.
                    os.path.join(env["SFU_EVENTS_LOG_DIR"], "reports"))
     env.setdefault("SFU_CLASSROOM_WHITEBOARDS_DIR",
                    os.path.join(env["SFU_EVENTS_LOG_DIR"], "whiteboards"))
-    env.setdefault("SFU_RECORDING_DIR", os.path.join(env["SFU_EVENTS_LOG_DIR"], "recordings"))
+    for key, name in (("DIR", "recordings"), ("SECOND_DIR", "recordings-copy"),
+                      ("ALARMS_FILE", "exceptions.jsonl")):
+        env.setdefault(f"SFU_RECORDING_{key}", os.path.join(env["SFU_EVENTS_LOG_DIR"], name))
     proc = subprocess.Popen(
         [sys.executable, "-m", "signalling", "serve", "--dev", "--host", host, "--port", "0",
          *(arg for addr in ice_addresses for arg in ("--ice-address", addr))],

@@ -29,6 +29,10 @@ class Schema:
 
 _PARTICIPANT = {"participant": str, "identity": str}
 _TRACK = {"participant": str, "id": str}
+_RECORDING_END = {"recording": str, "reason": str, "locations": list, "durationMs": int,
+                  "tracks": int, "bytes": int}
+_ALARM_WHERE = {"recording": str, "sink": str, "track": str, "participant": str,
+                "location": str}
 _SUBSCRIPTION = {"participant": str, "track": str, "reason": str, "estimateBps": int}
 
 SCHEMAS: dict[str, Schema] = {s.type: s for s in (
@@ -69,14 +73,16 @@ SCHEMAS: dict[str, Schema] = {s.type: s for s in (
                                  "durationMs": int, "polls": int, "participants": list,
                                  "flags": list}, {"file": str}),
     Schema("session.flag", 1, {"identity": str, "flag": str, "detail": str}),
-    Schema("recording.started", 1, {"recording": str, "location": str}),
+    Schema("recording.started", 1, {"recording": str, "locations": list}),
     Schema("recording.track_started", 1, {"recording": str, "participant": str,
                                           "track": str, "kind": str, "file": str}),
     Schema("recording.track_stopped", 1, {"recording": str, "track": str, "durationMs": int,
                                           "packetsIn": int, "packetsWritten": int,
                                           "dropped": dict}),
-    Schema("recording.stopped", 1, {"recording": str, "reason": str, "tracks": int,
-                                    "location": str}),
+    Schema("recording.completed", 1, dict(_RECORDING_END)),
+    Schema("recording.failed", 1, {**_RECORDING_END, "problems": list}),
+    Schema("recording.alarm", 1, {"reason": str, "detail": str}, dict(_ALARM_WHERE)),
+    Schema("recording.alarm_cleared", 1, {"reason": str, "detail": str}, dict(_ALARM_WHERE)),
 )}
 
 

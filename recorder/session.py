@@ -1,46 +1,63 @@
 """A room's recording: every published track recorded through the forwarder, as any
-participant receives it, into one WebM per track, with the room's timeline beside them.
+participant receives it, into one WebM per track, written to two sinks, checked at the end.
 
 Each track gets a :class:`~sfu.track.Subscription` whose downstream is a
 :class:`RecorderDownstream` instead of a WebRTC transport: the forwarder hands it the
 packets with its rewritten (continuous) sequence numbers and timestamps, the recorder's
 NACKs are answered from the SFU's retransmission cache (``Subscription.on_nack``), and its
 keyframe requests go to the publisher as PLIs, throttled like everyone's. Video is
-recorded from the top simulcast layer; audio always (never subject to the audio last-N,
-which acts on participants' subscriptions only).
+recorded from the top simulcast layer that arrives; audio always (the audio last-N acts on
+participants' subscriptions only).
 
-Files (docs/recording.md): ``<dir>/<room>/<UTC start>-<recording id>/`` holds
-``<participant>-<source>-<track>.webm`` per track (a track republished after a renegotiation
-gets a new file), ``timeline.jsonl`` (the room's events, each with ``t``: seconds since the
-recording started, the media time of the files' own clocks) and, at the end,
-``manifest.json`` with every track's file, duration and packet account.
+The bytes go through a :class:`~recorder.dual.DualWriter` to both sinks. Files, relative
+to each sink's root (docs/recording.md): ``<room>/<UTC start>-<recording id>/`` holds
+``<identity>-<source>-<track>.webm`` per track, ``timeline.jsonl`` (the room's events, each
+with ``t``: seconds since the recording started) and, at the end, ``manifest.json`` (every
+track's file, figures, packet account and the check of each copy).
+
+Alarms (:mod:`recorder.alarms`): a sink error (from the writer, at once), a track with no
+packets for ``stall_s`` while published, unmuted and its publisher connected, free space
+under ``min_free_bytes`` on a local sink, an error inside the recorder, a copy that fails
+its check at the end.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
-import os
 import secrets
 import struct
 import time
 from collections.abc import Callable
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-from classroom.files import room_file_name, write_atomic
+from classroom.files import room_file_name
 from events import EventBus
 from events.bus import Event
 from sfu.participant import now_ms
 from sfu.track import PublishedTrack, Subscription
 
+from .alarms import Alarms
+from .chunks import Chunk
 from .depacketize import depacketizer
+from .dual import DualWriter, TrackOutput
+from .sinks import Sink, SinkError
 from .track_recorder import TrackRecorder
+from .verify import check_copy
 
 log = logging.getLogger(__name__)
 TICK_S = 0.05
 _SEQ_TS_SSRC = struct.Struct("!HII")
+
+
+@dataclass(frozen=True)
+class Limits:
+    stall_s: float = 10.0
+    min_free_bytes: int = 1 << 30
+    finish_timeout_s: float = 60.0
 
 
 class RecorderDownstream:
@@ -65,35 +82,20 @@ class RecorderDownstream:
         return True
 
 
-class _LocalFile:
-    """Where one track's bytes go for now: a file, each write handed to the OS at once.
-    (The dual writer, two sinks with checksums, replaces this: issue #7.)"""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fh = path.open("wb", buffering=0)
-        self.bytes = 0
-
-    def write(self, data: bytes) -> None:
-        self._fh.write(data)
-        self.bytes += len(data)
-
-    def close(self) -> None:
-        if not self._fh.closed:
-            os.fsync(self._fh.fileno())
-            self._fh.close()
-
-
 class RecordedTrack:
-    def __init__(self, recording: RoomRecording, participant: str, track: PublishedTrack,
-                 path: Path, now: float) -> None:
+    def __init__(self, recording: RoomRecording, participant: Any, track: PublishedTrack,
+                 output: TrackOutput, now: float) -> None:
+        self.recording = recording
         self.participant = participant
         self.track = track
-        self.file = _LocalFile(path)
-        self.started_ms = now
+        self.output = output
+        self.file = output.path.rsplit("/", 1)[-1]
         self.wall_start = time.time()
+        self.last_packet_ms = now
+        self.stalled = False
+        self.failed = ""
         self.recorder = TrackRecorder(kind=track.kind, codec=track.codec.name,
-                                      sink=self.file.write, nack=self._nack,
+                                      sink=output.write, nack=self._nack,
                                       keyframe=self._keyframe)
         self.sub = Subscription(
             track, RecorderDownstream(self._deliver), out_ssrc=secrets.randbits(32) | 1,
@@ -121,8 +123,22 @@ class RecordedTrack:
         if best != self.sub.selector.target:
             self.sub.set_target_layer(best, now)
 
+    def expects_packets(self) -> bool:
+        """Published, unmuted, and its publisher connected: packets should flow."""
+        return (not self.track.muted and not self.track.closed
+                and self.participant.presence.state == "active")
+
     def _deliver(self, packet: bytes) -> None:
-        self.recorder.on_rtp(packet, now_ms())
+        now = now_ms()
+        self.last_packet_ms = now
+        if self.failed:
+            return
+        try:
+            self.recorder.on_rtp(packet, now)
+        except Exception as exc:  # a muxer error: this track stops, the others go on
+            log.exception("recording %s: track %s failed", self.recording.id, self.track.id)
+            self.failed = f"{type(exc).__name__}: {exc}"
+            self.recording.alarm("recorder_error", self.failed, track=self.track.id)
 
     def _nack(self, seqs: list[int]) -> None:
         self.sub.on_nack(tuple(seqs), now_ms())
@@ -132,52 +148,78 @@ class RecordedTrack:
 
     def summary(self, recording_start: float) -> dict[str, Any]:
         r = self.recorder
-        return {
-            "participant": self.participant, "track": self.track.id,
-            "kind": self.track.kind, "source": self.track.source,
-            "codec": self.track.codec.name, "file": self.file.path.name,
+        out = {
+            "participant": self.participant.id, "identity": self.participant.info.identity,
+            "track": self.track.id, "kind": self.track.kind, "source": self.track.source,
+            "codec": self.track.codec.name, "file": self.file,
             "offsetS": round(self.wall_start - recording_start, 3),
             "durationS": round(r.file.duration_s, 3), "frames": r.file.frames,
-            "bytes": self.file.bytes, "packetsIn": r.packets_in,
+            "bytes": self.output.size, "packetsIn": r.packets_in,
             "packetsWritten": r.packets_written, "packetsEmpty": r.packets_empty,
             "dropped": r.dropped,
         }
+        if self.failed:
+            out["error"] = self.failed
+        return out
 
 
 class RoomRecording:
-    def __init__(self, room: Any, folder: Path, bus: EventBus,
+    def __init__(self, room: Any, sinks: list[Sink], bus: EventBus, alarms: Alarms,
+                 limits: Limits = Limits(),
                  on_counts: Callable[[RecordedTrack], None] | None = None) -> None:
         self.room = room
         self.bus = bus
+        self.alarms = alarms
+        self.limits = limits
+        self.sinks = sinks
         self.id = "RC_" + secrets.token_hex(6)
         self.started_at = time.time()
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.started_at))
-        self.dir = folder / room_file_name(room.id) / f"{stamp}-{self.id}"
+        self.folder = f"{room_file_name(room.id)}/{stamp}-{self.id}"
+        self.writer = DualWriter(sinks, on_alarm=self._sink_failed,
+                                 on_recovered=self._sink_recovered)
         self.tracks: dict[str, RecordedTrack] = {}
         self.done: list[dict[str, Any]] = []
         self.stopped = False
+        self.result: dict[str, Any] | None = None
         self._on_counts = on_counts
-        self._timeline: Any = None
+        self._timeline: TrackOutput | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self._disk_low: set[str] = set()
+        self._last_disk_check = 0.0
+
+    @property
+    def locations(self) -> list[str]:
+        return [s.location(self.folder) for s in self.sinks]
+
+    def alarm(self, reason: str, detail: str, **where: str) -> None:
+        self.alarms.raise_alarm(self.room.id, reason, detail, recording=self.id, **where)
+
+    def _sink_failed(self, sink: Sink, error: str) -> None:
+        self.alarm("sink_error", error, sink=sink.name)
+
+    def _sink_recovered(self, sink: Sink) -> None:
+        self.alarms.clear(self.room.id, "sink_error", "back and back-filled",
+                          recording=self.id, sink=sink.name)
 
     def start(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._timeline = (self.dir / "timeline.jsonl").open("a", buffering=1)
+        self.writer.start()
+        self._timeline = self.writer.output(f"{self.folder}/timeline.jsonl")
         self._unsubscribe = self.bus.subscribe(self._on_event)
         self.bus.emit("recording.started", self.room.id, {
-            "recording": self.id, "location": str(self.dir)})
+            "recording": self.id, "locations": self.locations})
         for p in list(self.room.participants.values()):
             for track in list(p.tracks.values()):
                 self.track_published(p, track)
         self._ticker = asyncio.ensure_future(self._tick())
 
     def _on_event(self, event: Event) -> None:
-        if event.room != self.room.id or self._timeline is None:
+        if event.room != self.room.id or self._timeline is None or self._timeline.closed:
             return
-        self._timeline.write(json.dumps({
+        self._timeline.write((json.dumps({
             "t": round(event.ts - self.started_at, 3), "type": event.type,
-            "data": event.data}, default=str) + "\n")
+            "data": event.data}, default=str) + "\n").encode())
 
     def track_published(self, p: Any, track: PublishedTrack) -> None:
         if self.stopped or track.id in self.tracks or track.closed:
@@ -187,8 +229,8 @@ class RoomRecording:
                         track.codec.name)
             return
         name = f"{room_file_name(p.info.identity)}-{track.source}-{track.id}.webm"
-        rec = RecordedTrack(self, p.id, track, self.dir / name, now_ms())
-        self.tracks[track.id] = rec
+        output = self.writer.output(f"{self.folder}/{name}")
+        self.tracks[track.id] = RecordedTrack(self, p, track, output, now_ms())
         self.bus.emit("recording.track_started", self.room.id, {
             "recording": self.id, "participant": p.id, "track": track.id,
             "kind": track.kind, "file": name})
@@ -197,8 +239,12 @@ class RoomRecording:
         """The track's subscription closed (unpublished, or the recording stopped)."""
         if self.tracks.pop(rec.track.id, None) is None:
             return
-        rec.recorder.close()
-        rec.file.close()
+        try:
+            rec.recorder.close()
+        except Exception as exc:
+            log.exception("recording %s: closing track %s", self.id, rec.track.id)
+            rec.failed = rec.failed or f"{type(exc).__name__}: {exc}"
+        rec.output.close()
         summary = rec.summary(self.started_at)
         self.done.append(summary)
         if self._on_counts is not None:
@@ -214,36 +260,109 @@ class RoomRecording:
             now = now_ms()
             for rec in list(self.tracks.values()):
                 rec.choose_layer(now)
-                rec.recorder.poll(now)
+                if not rec.failed:
+                    rec.recorder.poll(now)
+                self._check_stall(rec, now)
+            self.writer.tick(now)
+            if now - self._last_disk_check >= 1000.0:
+                self._last_disk_check = now
+                self._check_disks()
             await asyncio.sleep(TICK_S)
+
+    def _check_stall(self, rec: RecordedTrack, now: float) -> None:
+        quiet = now - rec.last_packet_ms
+        if not rec.stalled and quiet >= self.limits.stall_s * 1000 and rec.expects_packets():
+            rec.stalled = True
+            self.alarm("track_stalled", f"no packets for {quiet / 1000:.1f} s",
+                       track=rec.track.id, participant=rec.participant.id)
+        elif rec.stalled and quiet < 1000:
+            rec.stalled = False
+            self.alarms.clear(self.room.id, "track_stalled", "packets flow again",
+                              recording=self.id, track=rec.track.id)
+
+    def _check_disks(self) -> None:
+        for sink in self.sinks:
+            free = sink.free_bytes()
+            if free is None:
+                continue
+            if free < self.limits.min_free_bytes and sink.name not in self._disk_low:
+                self._disk_low.add(sink.name)
+                self.alarm("disk_low", f"{free // (1 << 20)} MiB free", sink=sink.name)
+            elif free > self.limits.min_free_bytes * 1.1 and sink.name in self._disk_low:
+                self._disk_low.discard(sink.name)
+                self.alarms.clear(self.room.id, "disk_low", f"{free // (1 << 20)} MiB free",
+                                  recording=self.id, sink=sink.name)
 
     def describe(self) -> dict[str, Any]:
         live = [rec.summary(self.started_at) for rec in self.tracks.values()]
-        return {"id": self.id, "room": self.room.id, "location": str(self.dir),
-                "startedAt": self.started_at, "stopped": self.stopped,
-                "tracks": self.done + live}
+        return {"id": self.id, "room": self.room.id, "folder": self.folder,
+                "locations": self.locations, "startedAt": self.started_at,
+                "stopped": self.stopped, "tracks": self.done + live,
+                "copies": [c.describe() for c in self.writer.copies]}
 
-    def stop(self, reason: str) -> dict[str, Any]:
-        """End every track's file, write the manifest; returns it."""
-        if self.stopped:
-            return self.describe()
+    async def stop(self, reason: str) -> dict[str, Any]:
+        """End every track, let both sinks finish (back-filling what they lack), check each
+        copy, write the manifest to each; emits ``recording.completed`` or
+        ``recording.failed`` and returns the manifest."""
+        if self.result is not None or self.stopped:
+            while self.result is None:
+                await asyncio.sleep(0.05)
+            return self.result
         for rec in list(self.tracks.values()):
             rec.sub.close()  # -> track_ended
         self.stopped = True
+        stopped_at = time.time()
         if self._ticker is not None:
             self._ticker.cancel()
         if self._unsubscribe is not None:
             self._unsubscribe()
-        manifest = {**self.describe(), "stoppedAt": time.time(), "reason": reason}
-        try:
-            write_atomic(self.dir / "manifest.json",
-                         json.dumps(manifest, indent=2).encode())
-        except OSError:
-            log.exception("recording %s: could not write its manifest", self.id)
-        self.bus.emit("recording.stopped", self.room.id, {
-            "recording": self.id, "reason": reason, "tracks": len(manifest["tracks"]),
-            "location": str(self.dir)})
-        if self._timeline is not None:
-            self._timeline.close()
-            self._timeline = None
+        complete = await self.writer.close(self.limits.finish_timeout_s)
+        problems: list[str] = []
+        for name, ok in complete.items():
+            if not ok:
+                problems.append(f"{name}: copy incomplete")
+        by_file = {t["file"]: t for t in self.done}
+        for out in self.writer.outputs:
+            track = by_file.get(out.path.rsplit("/", 1)[-1])
+            if track is None:
+                continue
+            track["sha256"] = out.sha256.hexdigest()
+            track["copies"] = []
+            for sink in self.sinks:
+                if not complete.get(sink.name):
+                    continue
+                check = await asyncio.to_thread(check_copy, sink, out.path, out.size,
+                                                track["sha256"], track["durationS"])
+                track["copies"].append(check)
+                if not check["ok"]:
+                    problems.append(f"{sink.name}: {track['file']}: {check['problem']}")
+            if "error" in track:
+                problems.append(f"{track['file']}: {track['error']}")
+        manifest = {**self.describe(), "stoppedAt": stopped_at, "reason": reason,
+                    "durationS": round(stopped_at - self.started_at, 3),
+                    "complete": complete, "problems": problems}
+        await self._write_manifest(manifest, problems)
+        for problem in problems:
+            self.alarm("verification_failed", problem)
+        data = {"recording": self.id, "reason": reason, "locations": self.locations,
+                "durationMs": round(manifest["durationS"] * 1000), "tracks": len(self.done),
+                "bytes": sum(t["bytes"] for t in self.done)}
+        if problems:
+            self.bus.emit("recording.failed", self.room.id, {**data, "problems": problems})
+        else:
+            self.bus.emit("recording.completed", self.room.id, data)
+        self.result = manifest
         return manifest
+
+    async def _write_manifest(self, manifest: dict[str, Any], problems: list[str]) -> None:
+        body = json.dumps(manifest, indent=2).encode()
+        chunk = Chunk(0, 0, len(body), hashlib.sha256(body).hexdigest())
+        path = f"{self.folder}/manifest.json"
+        for sink in self.sinks:
+            try:
+                await asyncio.to_thread(sink.put, path, chunk, body)
+                await asyncio.to_thread(sink.finish, path, [chunk], lambda _c: body)
+            except SinkError as exc:
+                problems.append(f"{sink.name}: manifest: {exc}")
+            finally:
+                sink.close()

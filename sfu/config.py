@@ -111,9 +111,26 @@ class ClassroomConfig:
 
 @dataclass(frozen=True)
 class RecordingConfig:
-    #: recordings (docs/recording.md) go here: <dir>/<room>/<UTC start>-<id>/, relative to
-    #: the working directory
+    #: the first copy of every recording (docs/recording.md): <dir>/<room>/<UTC start>-<id>/,
+    #: relative to the working directory
     dir: str = "data/recordings"
+    #: the second copy, when no S3 bucket is set: another folder, best on another volume
+    second_dir: str = "data/recordings-copy"
+    #: the second copy in an S3-compatible bucket (S3, MinIO) instead of second_dir
+    s3_bucket: str = ""
+    s3_endpoint: str = ""  # "" = AWS S3; e.g. http://minio:9000
+    s3_prefix: str = "recordings/"
+    s3_region: str = "us-east-1"
+    s3_access_key: str = ""  # "" = boto3's own lookup (environment, instance role)
+    s3_secret_key: str = ""
+    #: the operations exception queue: one JSON line per alarm ("" = events only)
+    alarms_file: str = "data/exceptions.jsonl"
+    #: a published, unmuted track of a connected publisher without packets this long
+    stall_s: float = 10.0
+    #: a local copy's disk with less free space than this raises disk_low
+    min_free_mb: int = 1024
+    #: at the end, how long both copies may take to finish (back-fill included)
+    finish_timeout_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -127,8 +144,13 @@ class Config:
     recording: RecordingConfig = field(default_factory=RecordingConfig)
 
     def validate(self) -> Config:
-        if not self.recording.dir:
-            raise ConfigError("recording.dir must name a folder")
+        rc = self.recording
+        if not rc.dir or not (rc.second_dir or rc.s3_bucket):
+            raise ConfigError("recording.dir and recording.second_dir (or s3_bucket) are "
+                              "both needed: every recording is written twice")
+        if rc.stall_s <= 0 or rc.finish_timeout_s <= 0 or rc.min_free_mb < 0:
+            raise ConfigError("recording.stall_s and finish_timeout_s must be > 0, "
+                              "min_free_mb >= 0")
         if not 0 <= self.server.port <= 65535:
             raise ConfigError("server.port must be 0..65535")
         if not self.media.ice_addresses:

@@ -7,6 +7,7 @@ import hmac
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,10 @@ from events.filelog import FileLog
 from events.metrics import EventSinkCollector, MeasuredSink
 from events.nats_sink import NatsSink
 from events.webhook_sink import WebhookSink
+from recorder.alarms import Alarms
 from recorder.service import RecordingCollector, Recordings
+from recorder.session import Limits
+from recorder.sinks import LocalSink, S3Sink, Sink
 from sfu.config import Config
 from sfu.errors import SfuError
 from sfu.metrics import SfuCollector
@@ -85,6 +89,25 @@ def _token_params(body: dict[str, Any]) -> dict[str, Any] | web.Response:
     return {"room": room, "identity": identity, "name": name, "role": role}
 
 
+def recording_sinks(config: Config) -> Callable[[], list[Sink]]:
+    """The two sinks of every recording (docs/recording.md): the local folder and a second
+    folder or an S3-compatible bucket (one client for all recordings: it is thread-safe)."""
+    rc = config.recording
+    client: list[Any] = []
+
+    def make() -> list[Sink]:
+        first: Sink = LocalSink("local", rc.dir)
+        if not rc.s3_bucket:
+            return [first, LocalSink("copy", rc.second_dir)]
+        s3 = S3Sink("s3", bucket=rc.s3_bucket, prefix=rc.s3_prefix,
+                    endpoint_url=rc.s3_endpoint or None, region=rc.s3_region,
+                    access_key=rc.s3_access_key or None, secret_key=rc.s3_secret_key or None,
+                    client=client[0] if client else None)
+        client[:] = [s3.client]
+        return [first, s3]
+    return make
+
+
 def create_app(config: Config) -> web.Application:
     config = config.with_secret()
     bus = EventBus()
@@ -131,7 +154,11 @@ def create_app(config: Config) -> web.Application:
         attendance_fraction=config.classroom.attendance_threshold,
         silent_after_ms=config.classroom.silent_after_minutes * 60_000.0))
     state.registry.register(EventSinkCollector(*sinks))
-    recordings = Recordings(bus, config.recording.dir)
+    recordings = Recordings(bus, recording_sinks(config), Alarms(
+        bus, config.recording.alarms_file or None), Limits(
+            stall_s=config.recording.stall_s,
+            min_free_bytes=config.recording.min_free_mb << 20,
+            finish_timeout_s=config.recording.finish_timeout_s))
     state.registry.register(RecordingCollector(recordings))
     app = web.Application(client_max_size=65536)
     app[STATE] = state
@@ -292,10 +319,16 @@ def create_app(config: Config) -> web.Application:
 
     async def stop_recording(request: web.Request) -> web.Response:
         room = room_or_404(request)
-        manifest = recordings.stop(room.id)
+        manifest = await recordings.stop(room.id)
         if manifest is None:
             return _json_error(404, "not_recording", "the room is not being recorded")
         return web.json_response(manifest)
+
+    async def list_alarms(request: web.Request) -> web.Response:
+        """The operations exception queue: the last 1000 recording alarms, oldest first."""
+        room = request.query.get("room")
+        return web.json_response({"alarms": [a for a in recordings.alarms.recent
+                                             if room is None or a["room"] == room]})
 
     async def list_participants(request: web.Request) -> web.Response:
         room = room_or_404(request)
@@ -338,12 +371,14 @@ def create_app(config: Config) -> web.Application:
         for started in (nats_sink, webhooks):
             if started is not None:
                 started.start()
+        recordings.find_crashed(Path(config.recording.dir))
         state.ready = True
 
     async def on_shutdown(app: web.Application) -> None:
         state.ready = False
         for name in list(state.rooms.rooms):
             await state.rooms.close(name, "server_shutdown")
+        await recordings.close()
 
     async def on_cleanup(app: web.Application) -> None:
         for stopped in (nats_sink, webhooks):
@@ -371,6 +406,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_delete("/api/rooms/{room}", close_room)
     app.router.add_get("/api/rooms/{room}/participants", list_participants)
     app.router.add_get("/api/rooms/{room}/report", session_report)
+    app.router.add_get("/api/alarms", list_alarms)
     app.router.add_post("/api/rooms/{room}/recording", start_recording)
     app.router.add_get("/api/rooms/{room}/recording", get_recording)
     app.router.add_delete("/api/rooms/{room}/recording", stop_recording)

@@ -24,7 +24,9 @@ def test_documented_metrics_are_exported(tmp_path: Path) -> None:
     from events.metrics import EventSinkCollector
     from events.nats_sink import NatsSink
     from events.webhook_sink import WebhookSink
+    from recorder.alarms import Alarms
     from recorder.service import RecordingCollector, Recordings
+    from recorder.sinks import LocalSink
     from sfu.metrics import Retired, SfuCollector
     from sfu.room import RoomRegistry
 
@@ -35,7 +37,10 @@ def test_documented_metrics_are_exported(tmp_path: Path) -> None:
     registry.register(EventSinkCollector(  # (the network sinks are never started here)
         sink, NatsSink("nats://127.0.0.1:1"),
         WebhookSink(["http://127.0.0.1:1/"], "secret", tmp_path / "dead.jsonl")))
-    registry.register(RecordingCollector(Recordings(EventBus(), str(tmp_path))))
+    bus = EventBus()
+    registry.register(RecordingCollector(Recordings(
+        bus, lambda: [LocalSink("a", tmp_path / "a"), LocalSink("b", tmp_path / "b")],
+        Alarms(bus, None))))
     exported = generate_latest(registry).decode()
     documented = set(re.findall(r"`(sfu_[a-z_]+)`", (ROOT / "docs" / "metrics.md").read_text()))
     types = set(re.findall(r"^# TYPE (\S+) ", exported, re.M))

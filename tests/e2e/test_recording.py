@@ -2,7 +2,8 @@
 microphone, the room API starts and stops the recording, and the files open with PyAV,
 hold audio and video of the recording's length (±1 s) and decode without an error; every
 packet the forwarder handed the recorder was written (zero loss, per track, also in the
-metrics); the timeline and the manifest sit beside the files."""
+metrics); both copies (two local folders here) hold the same bytes and pass their check;
+the timeline and the manifest sit beside the files in each."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from urllib.parse import quote
 import aiohttp
 import av
 from conftest import ClientFactory
+
+from benches.server_process import start_server, stop_server
 
 JOIN_TIMEOUT_MS = 15_000
 RECORD_S = 5.0
@@ -84,7 +87,9 @@ async def test_a_browser_session_is_recorded_whole(
         _, events = await get(f"/api/events?room={room}")
 
     length = manifest["stoppedAt"] - manifest["startedAt"]
-    folder = Path(manifest["location"])
+    assert manifest["problems"] == [] and manifest["complete"] == {"local": True, "copy": True}
+    folder = Path(manifest["locations"][0])
+    second = Path(manifest["locations"][1])
     kinds = {}
     for t in manifest["tracks"]:
         kind, frames, seconds = _decode(folder / t["file"])
@@ -95,6 +100,10 @@ async def test_a_browser_session_is_recorded_whole(
         assert abs(seconds + t["offsetS"] - length) <= 1.0, (t, seconds, length)
         assert abs(seconds - t["durationS"]) <= 0.1
         assert frames == t["frames"]
+        # both copies checked: the same bytes, and they open and last as long
+        assert [c["sink"] for c in t["copies"]] == ["local", "copy"]
+        assert all(c["ok"] and c["checksumMatch"] for c in t["copies"]), t["copies"]
+        assert (second / t["file"]).read_bytes() == (folder / t["file"]).read_bytes()
         # zero loss: every packet handed to the recorder is in the file, but for padding
         # (payload-less packets a browser sends to probe bandwidth)
         assert t["packetsIn"] == t["packetsWritten"] + t["packetsEmpty"], t
@@ -112,9 +121,76 @@ async def test_a_browser_session_is_recorded_whole(
     types = [e["type"] for e in events["events"]]
     assert types.count("recording.track_started") == 2
     assert types.count("recording.track_stopped") == 2
-    assert "recording.started" in types and "recording.stopped" in types
+    assert "recording.started" in types and "recording.completed" in types
+    assert "recording.alarm" not in types and "recording.failed" not in types
     timeline = [json.loads(line) for line in (folder / "timeline.jsonl").read_text().split(
         "\n") if line]
     assert [e["type"] for e in timeline].count("recording.track_started") == 2
-    on_disk = json.loads((folder / "manifest.json").read_text())
-    assert on_disk["tracks"] == manifest["tracks"]
+    for copy in (folder, second):
+        assert json.loads((copy / "manifest.json").read_text())["tracks"] == manifest["tracks"]
+        assert (copy / "timeline.jsonl").read_bytes() == (folder / "timeline.jsonl").read_bytes()
+
+
+async def test_a_server_killed_mid_recording_leaves_playable_files_and_an_alarm(
+        tmp_path: Path, new_client: ClientFactory) -> None:
+    """SIGKILL the server 4 s into a recording: both copies of both tracks play up to
+    their last flushed chunk; the restarted server raises ``recorder_crashed`` for it (in
+    the exception queue, its file and the metric) and marks it with a manifest."""
+    env = {"SFU_EVENTS_LOG_DIR": str(tmp_path / "data")}
+    server = start_server(env)
+    try:
+        room = "e2e-crash-" + secrets.token_hex(3)
+        token = server.mint_token(room, "teacher", "Ms T", role="instructor")
+        client = await new_client(
+            f"{server.base_url}/?token={quote(token)}&video=320x180&simulcast=0", "teacher")
+        await client.page.wait_for_function(
+            "() => window.sfu && window.sfu.state === 'joined'", timeout=JOIN_TIMEOUT_MS)
+        async with aiohttp.ClientSession(headers=server.auth_header) as http:
+            async def get(path: str) -> Any:
+                async with http.get(server.base_url + path) as res:
+                    return await res.json()
+
+            async def publishing() -> bool:
+                body = await get(f"/api/rooms/{room}/participants")
+                return len(body["participants"][0]["tracks"]) == 2
+
+            await _until("the browser publishes audio and video", publishing)
+            async with http.post(f"{server.base_url}/api/rooms/{room}/recording") as res:
+                folder = (await res.json())["folder"]
+
+            async def recorded(seconds: float) -> bool:
+                body = await get(f"/api/rooms/{room}/recording")
+                return len(body["tracks"]) == 2 and all(
+                    t["durationS"] >= seconds for t in body["tracks"])
+
+            await _until("4 s recorded", lambda: recorded(4.0))
+        server.proc.kill()
+        server.proc.wait(10)
+    finally:
+        stop_server(server)
+
+    for copy in ("recordings", "recordings-copy"):
+        files = sorted((tmp_path / "data" / copy / folder).glob("*.webm"))
+        assert len(files) == 2, (copy, files)
+        for f in files:
+            _, frames, seconds = _decode(f)  # opens, and decodes without an error
+            # 4 s went in; a cluster (1 s) and a chunk's wait (0.25 s) may be lost
+            assert frames > 0 and seconds >= 2.5, (f, frames, seconds)
+
+    again = start_server(env)
+    try:
+        async with aiohttp.ClientSession(headers=again.auth_header) as http:
+            async with http.get(f"{again.base_url}/api/alarms") as res:
+                alarms = (await res.json())["alarms"]
+            async with http.get(f"{again.base_url}/metrics") as res:
+                metrics = await res.text()
+    finally:
+        stop_server(again)
+    crashed = [a for a in alarms if a["reason"] == "recorder_crashed"]
+    assert len(crashed) == 1 and crashed[0]["location"].endswith(folder)
+    assert 'sfu_recording_alarms_total{reason="recorder_crashed"} 1.0' in metrics
+    queue = (tmp_path / "data" / "exceptions.jsonl").read_text()
+    assert '"recorder_crashed"' in queue
+    marked = json.loads((tmp_path / "data" / "recordings" / folder / "manifest.json")
+                        .read_text())
+    assert marked["reason"] == "crashed" and len(marked["files"]) == 2

@@ -23,8 +23,8 @@ class VideoSource:
     """VP8 frames as packets; :meth:`keyframe` makes the next frame a keyframe (the loop
     restarts at its first frame, as a publisher answers a PLI)."""
 
-    def __init__(self, seq: int = 0, ts: int = 0) -> None:
-        self.frames = media.load("180p").video
+    def __init__(self, seq: int = 0, ts: int = 0, layer: str = "180p") -> None:
+        self.frames = media.load(layer).video
         self.seq, self.ts = seq, ts
         self.index = 0
         self.sent_frames = 0
