@@ -8,6 +8,7 @@ and writes its own SDP, so it costs little CPU per packet.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import struct
@@ -386,6 +387,13 @@ class RawClient(RtpSource):
                 await self.send({"type": "leave"})
             except (ConnectionError, RuntimeError):
                 pass
+            else:
+                # the server closes the socket once it has handled the leave: until then
+                # the transports stay up (one closed first looks like a failure to the
+                # server, and a socket reset in its middle like a lost connection)
+                if self._reader is not None:
+                    with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                        await asyncio.wait_for(asyncio.shield(self._reader), 2.0)
         if self._reader is not None:
             self._reader.cancel()
         for t in (self.publisher, self.subscriber):
