@@ -63,6 +63,7 @@ class Recordings:
         self.active[room.id] = rec
         room.recording = rec
         rec.start()
+        room.announce_recording()
         return rec
 
     def get(self, room_id: str) -> RoomRecording | None:
@@ -76,6 +77,8 @@ class Recordings:
             return None
         if rec.room.recording is rec:
             rec.room.recording = None
+            if not rec.room.closed:
+                rec.room.announce_recording()
         return await rec.stop(reason)
 
     async def close(self) -> None:

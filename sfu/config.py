@@ -111,6 +111,9 @@ class ClassroomConfig:
 
 @dataclass(frozen=True)
 class RecordingConfig:
+    #: when rooms are recorded unless the room API says otherwise: "always" (from creation
+    #: to end), "on_request" (the instructor or the room API starts and stops it), "off"
+    policy: str = "on_request"
     #: the first copy of every recording (docs/recording.md): <dir>/<room>/<UTC start>-<id>/,
     #: relative to the working directory
     dir: str = "data/recordings"
@@ -148,6 +151,8 @@ class Config:
         if not rc.dir or not (rc.second_dir or rc.s3_bucket):
             raise ConfigError("recording.dir and recording.second_dir (or s3_bucket) are "
                               "both needed: every recording is written twice")
+        if rc.policy not in ("always", "on_request", "off"):
+            raise ConfigError("recording.policy must be always, on_request or off")
         if rc.stall_s <= 0 or rc.finish_timeout_s <= 0 or rc.min_free_mb < 0:
             raise ConfigError("recording.stall_s and finish_timeout_s must be > 0, "
                               "min_free_mb >= 0")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from classroom.chat import Chat
-from classroom.errors import MODERATORS, ClassroomError
+from classroom.errors import MODERATORS, ClassroomError, require_moderator
 from classroom.hands import Hands
 from classroom.polls import Polls
 from events import EventBus
@@ -42,11 +42,22 @@ class UnknownParticipant(ClassroomError):
     code = "unknown_participant"
 
 
+#: when a room is recorded (docs/recording.md): from its creation to its end, when the
+#: instructor (or the room API) asks, or never
+RECORDING_POLICIES = ("always", "on_request", "off")
+
+
+class RecordingRefused(ClassroomError):
+    code = "recording_refused"
+
+
 class Room:
     def __init__(self, room_id: str, *, bus: EventBus, max_participants: int,
                  auto_created: bool = False, reconnect_window_s: float = 20.0,
-                 presence_stats: PresenceStats | None = None) -> None:
+                 presence_stats: PresenceStats | None = None,
+                 recording_policy: str = "on_request") -> None:
         self.id = room_id
+        self.recording_policy = recording_policy
         self.bus = bus
         self.max_participants = max_participants
         self.auto_created = auto_created
@@ -68,6 +79,8 @@ class Room:
         self.chat = Chat(self._emit)
         #: the room's recording while one runs (recorder.session.RoomRecording)
         self.recording: Any = None
+        #: starts and stops recordings (recorder.service.Recordings; set by the server)
+        self.recorder: Any = None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -76,6 +89,8 @@ class Room:
             "numParticipants": len(self.participants),
             "maxParticipants": self.max_participants,
             "reconnectWindowS": self.reconnect_window_s,
+            "recordingPolicy": self.recording_policy,
+            "recording": self.recording is not None,
         }
 
     def _broadcast(self, message: dict[str, Any], exclude: Participant | None = None) -> None:
@@ -261,7 +276,30 @@ class Room:
     def classroom_state(self) -> dict[str, Any]:
         """What a joining participant gets of the room's classroom tools."""
         return {"polls": [poll.describe() for poll in self.polls.polls.values() if poll.open],
-                "hands": self.hands.queue(), "chat": self.chat.recent()}
+                "hands": self.hands.queue(), "chat": self.chat.recent(),
+                "recording": self.recording_state()}
+
+    # -- recording (recorder.service via self.recorder; docs/recording.md) -----------------
+
+    def recording_state(self) -> dict[str, Any]:
+        """What every participant is told: is the room being recorded (the indicator)."""
+        return {"active": self.recording is not None, "policy": self.recording_policy,
+                "recordingId": self.recording.id if self.recording is not None else None}
+
+    def announce_recording(self) -> None:
+        self._broadcast({"type": "recording", **self.recording_state()})
+
+    async def request_recording(self, p: Participant, start: bool) -> None:
+        """The instructor starts or stops the recording, as the room's policy allows."""
+        require_moderator(p.info.role, "start or stop the recording")
+        if self.recorder is None or self.recording_policy == "off":
+            raise RecordingRefused("this room is not recorded (its recording policy is off)")
+        if not start and self.recording_policy == "always":
+            raise RecordingRefused("this room is recorded from start to end (policy always)")
+        if start:
+            self.recorder.start(self)
+        else:
+            await self.recorder.stop(self.id)
 
     def raise_hand(self, p: Participant) -> None:
         now = _wall_ms()
@@ -342,8 +380,12 @@ class Room:
 
 class RoomRegistry:
     def __init__(self, bus: EventBus, *, max_participants: int, auto_create: bool,
-                 reconnect_window_s: float = 20.0) -> None:
+                 reconnect_window_s: float = 20.0, recording_policy: str = "on_request"
+                 ) -> None:
         self.bus = bus
+        self.recording_policy = recording_policy
+        #: given to every room (recorder.service.Recordings; set by the server)
+        self.recorder: Any = None
         self.rooms: dict[str, Room] = {}
         self.max_participants = max_participants
         self.auto_create = auto_create
@@ -351,7 +393,8 @@ class RoomRegistry:
         self.presence_stats = PresenceStats()
 
     def create(self, room_id: str, max_participants: int | None = None,
-               auto_created: bool = False, reconnect_window_s: float | None = None) -> Room:
+               auto_created: bool = False, reconnect_window_s: float | None = None,
+               recording_policy: str | None = None) -> Room:
         room = self.rooms.get(room_id)
         if room is not None:
             return room
@@ -359,10 +402,14 @@ class RoomRegistry:
         room = Room(room_id, bus=self.bus,
                     max_participants=max_participants or self.max_participants,
                     auto_created=auto_created, reconnect_window_s=window,
-                    presence_stats=self.presence_stats)
+                    presence_stats=self.presence_stats,
+                    recording_policy=recording_policy or self.recording_policy)
         room.on_expired = self.left
+        room.recorder = self.recorder
         self.rooms[room_id] = room
         self.bus.emit("room.created", room_id, {"maxParticipants": room.max_participants})
+        if room.recording_policy == "always" and self.recorder is not None:
+            self.recorder.start(room)
         return room
 
     def get_for_join(self, room_id: str) -> Room:

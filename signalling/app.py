@@ -32,7 +32,7 @@ from sfu.config import Config
 from sfu.errors import SfuError
 from sfu.metrics import SfuCollector
 from sfu.participant import ROLES, MediaParams
-from sfu.room import RoomRegistry
+from sfu.room import RECORDING_POLICIES, RoomRegistry
 
 from . import tokens, whiteboard_ws
 from .session import SignallingSession
@@ -115,7 +115,8 @@ def create_app(config: Config) -> web.Application:
         config=config, bus=bus,
         rooms=RoomRegistry(bus, max_participants=config.rooms.max_participants,
                            auto_create=config.rooms.auto_create,
-                           reconnect_window_s=config.rooms.reconnect_window_s),
+                           reconnect_window_s=config.rooms.reconnect_window_s,
+                           recording_policy=config.recording.policy),
         media=MediaParams(
             certificate=RTCCertificate.generateCertificate(),
             ice_addresses=config.media.ice_addresses,
@@ -160,6 +161,7 @@ def create_app(config: Config) -> web.Application:
             min_free_bytes=config.recording.min_free_mb << 20,
             finish_timeout_s=config.recording.finish_timeout_s))
     state.registry.register(RecordingCollector(recordings))
+    state.rooms.recorder = recordings
     app = web.Application(client_max_size=65536)
     app[STATE] = state
 
@@ -263,8 +265,13 @@ def create_app(config: Config) -> web.Application:
         if window is not None and (isinstance(window, bool) or not isinstance(
                 window, int | float) or not 0 <= window <= 600):
             return _json_error(400, "bad_message", "reconnectWindowS must be 0..600 seconds")
+        policy = body.get("recordingPolicy")
+        if policy is not None and policy not in RECORDING_POLICIES:
+            return _json_error(400, "bad_message", "recordingPolicy must be one of "
+                               + ", ".join(RECORDING_POLICIES))
         existed = name in state.rooms.rooms
-        room = state.rooms.create(name, maxp, reconnect_window_s=window)
+        room = state.rooms.create(name, maxp, reconnect_window_s=window,
+                                  recording_policy=policy)
         return web.json_response(room.describe(), status=200 if existed else 201)
 
     async def recent_events(request: web.Request) -> web.Response:
@@ -306,6 +313,9 @@ def create_app(config: Config) -> web.Application:
         """Record the room: every track, from now until stopped or the room closes
         (docs/recording.md)."""
         room = room_or_404(request)
+        if room.recording_policy == "off":
+            return _json_error(409, "recording_refused",
+                               "this room is not recorded (its recording policy is off)")
         running = recordings.get(room.id)
         rec = recordings.start(room)
         return web.json_response(rec.describe(), status=200 if running is rec else 201)

@@ -34,7 +34,7 @@ SDP_TYPES = ("offer", "answer")
 CLIENT_TYPES = ("join", "resume", "offer", "answer", "candidate", "mute", "set_quality",
                 "restart_ice", "leave", "ping", "poll_create", "poll_answer", "poll_close",
                 "poll_publish", "poll_results", "hand_raise", "hand_lower", "chat_send",
-                "chat_delete", "react")
+                "chat_delete", "react", "recording_start", "recording_stop")
 #: the session ended because the socket went away (not a leave, not an error of ours)
 CONNECTION_LOST = "connection_lost"
 TARGETS = ("publisher", "subscriber")
@@ -347,6 +347,16 @@ class SignallingSession:
     async def _on_react(self, msg: dict[str, Any]) -> None:
         assert self.participant is not None
         self.participant.room.react(self.participant, msg.get("reaction"))
+
+    # recording (recorder.service via the room; docs/recording.md)
+
+    async def _on_recording_start(self, msg: dict[str, Any]) -> None:
+        assert self.participant is not None
+        await self.participant.room.request_recording(self.participant, True)
+
+    async def _on_recording_stop(self, msg: dict[str, Any]) -> None:
+        assert self.participant is not None
+        await self.participant.room.request_recording(self.participant, False)
 
     async def _on_leave(self, msg: dict[str, Any]) -> str:
         self.send({"type": "left", "reason": "left"})

@@ -8,6 +8,7 @@
 // since most of them lead to asynchronous SDP operations.
 
 import { ClassroomPanel } from "./classroom.js";
+import { RecordingControl } from "./recording.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -191,6 +192,11 @@ const sfu = {
   leave: () => leave(),
 };
 window.sfu = sfu;
+
+// The recording indicator and the instructor's button (recording.js).
+const recording = new RecordingControl($("rec-indicator"), $("toggle-recording"), {
+  send: (msg) => Boolean(session && !session.closed && send(session, msg)),
+});
 
 // Hands, reactions, chat and polls: the side panel (classroom.js).
 const classroom = new ClassroomPanel($("classroom-panel"), {
@@ -651,6 +657,7 @@ function teardown() {
   if (!s || s.closed) return;
   s.closed = true;
   classroom.stop();
+  recording.stop();
   stopWhiteboard();
   clearInterval(s.heartbeat);
   clearTimeout(s.reconnectTimer);
@@ -695,6 +702,7 @@ window.addEventListener("pagehide", () => {
 async function handleMessage(s, msg) {
   if (s.closed || s !== session) return;
   if (classroom.handle(msg)) return;
+  if (recording.handle(msg)) return;
   switch (msg.type) {
     case "joined":
       return onJoined(s, msg);
@@ -781,6 +789,7 @@ function onJoined(s, msg) {
 function startClassroom(msg) {
   classroom.start({ selfId: msg.participant.id, role: msg.participant.role,
     hands: msg.hands || [], chat: msg.chat || [], polls: msg.polls || [] });
+  recording.start({ role: msg.participant.role, recording: msg.recording });
   startWhiteboard(session, msg.participant);
 }
 

@@ -194,3 +194,33 @@ async def test_a_server_killed_mid_recording_leaves_playable_files_and_an_alarm(
     marked = json.loads((tmp_path / "data" / "recordings" / folder / "manifest.json")
                         .read_text())
     assert marked["reason"] == "crashed" and len(marked["files"]) == 2
+
+
+async def test_the_instructor_records_from_the_page_and_everyone_sees_it(
+        sfu_server: Any, new_client: ClientFactory,
+        mint_token: Callable[..., Awaitable[str]]) -> None:
+    room = "e2e-recbtn-" + secrets.token_hex(3)
+    base = sfu_server.base_url
+    pages = []
+    for identity, role in (("teacher", "instructor"), ("sam", "student")):
+        token = await mint_token(room, identity, identity.title(), role)
+        client = await new_client(f"{base}/?token={quote(token)}&video=320x180&simulcast=0",
+                                  identity)
+        await client.page.wait_for_function(
+            "() => window.sfu && window.sfu.state === 'joined'", timeout=JOIN_TIMEOUT_MS)
+        pages.append(client.page)
+    teacher, student = pages
+    assert await teacher.is_visible("#toggle-recording")
+    assert await student.is_hidden("#toggle-recording")  # students get no button
+    assert await student.is_hidden("#rec-indicator")
+    await teacher.click("#toggle-recording")
+    for page in pages:
+        await page.wait_for_selector("#rec-indicator", state="visible", timeout=10_000)
+    assert (await teacher.text_content("#toggle-recording")) == "Stop recording"
+    async with aiohttp.ClientSession(headers=sfu_server.auth_header) as http:
+        async with http.get(f"{base}/api/rooms/{room}/recording") as res:
+            assert res.status == 200
+    await teacher.click("#toggle-recording")
+    for page in pages:
+        await page.wait_for_selector("#rec-indicator", state="hidden", timeout=10_000)
+    assert (await teacher.text_content("#toggle-recording")) == "Start recording"
