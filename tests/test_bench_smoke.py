@@ -84,3 +84,18 @@ def test_whiteboard_bench_tiny(tmp_path: Path) -> None:
     us, cpu = f["server_us_per_relayed_frame"], f["server_cpu_s"]
     assert (us is None and cpu < 0.05) or (us > 0 and cpu >= 0.05), f
     assert "server µs / relayed frame" in proc.stdout
+
+
+def test_recorder_bench_tiny(tmp_path: Path) -> None:
+    out = tmp_path / "rec.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benches.recorder_bench", "--seconds", "2", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, f"recorder bench failed:\n{proc.stdout}\n{proc.stderr}"
+    assert "CPU µs / track-second" in proc.stdout
+    report = json.loads(out.read_text())
+    assert [t["track"] for t in report["tracks"]] == ["video 720p", "video 180p", "audio opus"]
+    for t in report["tracks"]:
+        assert t["complete"] and t["written"] == t["packets"] > 0 and t["cpuS"] > 0, t
+    assert report["estimate"]["rooms"] > 0
