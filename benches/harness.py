@@ -30,7 +30,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benches import janus_server, load_worker, media, naive_relay, netns, server_process
+from benches import (
+    janus_server,
+    load_clients,
+    load_worker,
+    media,
+    naive_relay,
+    netns,
+    server_process,
+)
 from benches.measure import git_state, machine_info, percentile, proc_cpu_s, proc_rss, proc_times
 from benches.scenario import Scenario, load
 
@@ -197,9 +205,43 @@ async def _wait_receiving(workers: list[Worker], scenario: Scenario, timeout: fl
         await asyncio.sleep(0.25)
 
 
+async def _recorded_window(target: Target, seconds: float, warmup: float,
+                           pool: list[Worker], failures: list[str], log: Any
+                           ) -> dict[str, Any]:
+    """A third window with the room recorded (ours only, through the room API): the same
+    forwarding plus the recorder; then the recording is stopped and its check read."""
+    import aiohttp
+
+    cfg = target.client_config
+    base = cfg["ws_url"].replace("ws://", "http://", 1).removesuffix("/ws")
+    url = f"{base}/api/rooms/{load_clients.OURS_ROOM}/recording"
+    headers = {"Authorization": f"Bearer {cfg['api_secret']}"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        async with http.post(url) as res:
+            if res.status != 201:
+                failures.append(f"recording did not start: {res.status} {await res.text()}")
+        log(f"{target.kind}: recording the room; recorded window, {seconds} s")
+        await asyncio.sleep(warmup)
+        window = await measure(seconds, target, pool)
+        async with http.delete(url) as res:
+            manifest = await res.json()
+    tracks = manifest.get("tracks", [])
+    window["recording"] = {
+        "tracks": len(tracks), "problems": manifest.get("problems"),
+        "media_s": sum(t["durationS"] for t in tracks),
+        "packets_in": sum(t["packetsIn"] for t in tracks),
+        "packets_written": sum(t["packetsWritten"] for t in tracks),
+        "packets_empty": sum(t["packetsEmpty"] for t in tracks),
+        "dropped": sum(sum(t["dropped"].values()) for t in tracks),
+    }
+    if manifest.get("problems") or not tracks:
+        failures.append(f"recording failed: {manifest.get('problems') or 'no tracks'}")
+    return window
+
+
 async def run(kind: str, scenario: Scenario, *, seconds: float = 15.0, warmup: float = 2.0,
-              workers: int = 0, address: str = "127.0.0.1", log: Any = print
-              ) -> dict[str, Any]:
+              workers: int = 0, address: str = "127.0.0.1", log: Any = print,
+              record: bool = False) -> dict[str, Any]:
     for layer in {p.video or "180p" for p in scenario.publishers}:
         media.load(layer)  # encode once, before the workers (which only read the cache)
     n = len(scenario.participants)
@@ -230,6 +272,9 @@ async def run(kind: str, scenario: Scenario, *, seconds: float = 15.0, warmup: f
             f"steady window, {seconds} s")
         await asyncio.sleep(warmup)
         steady = await measure(seconds, target, pool)
+        recorded = None
+        if record:
+            recorded = await _recorded_window(target, seconds, warmup, pool, failures, log)
         if not target.alive():
             failures.append("the server process died")
         if failures:
@@ -240,7 +285,33 @@ async def run(kind: str, scenario: Scenario, *, seconds: float = 15.0, warmup: f
     finally:
         await asyncio.gather(*(w.stop() for w in pool), return_exceptions=True)
         target.stop()
-    return summarize(kind, scenario, seconds, n_workers, idle, steady, failures)
+    result = summarize(kind, scenario, seconds, n_workers, idle, steady, failures)
+    if recorded is not None:
+        result["recorded"] = summarize_recorded(scenario, steady, recorded)
+    return result
+
+
+def summarize_recorded(scenario: Scenario, steady: dict[str, Any], rec: dict[str, Any]
+                       ) -> dict[str, Any]:
+    """The recorded window against the steady one: what recording the room added to the
+    server's CPU, per recorded track-second, and whether forwarding stayed whole."""
+    subs = scenario.subscribers
+    per_sub = rec["per_sub"]
+    expected = sum(per_sub[p.name]["expected"] for p in subs if p.name in per_sub)
+    lost = sum(per_sub[p.name]["lost"] for p in subs if p.name in per_sub)
+    cpu_rate = rec["server_cpu_s"] / rec["seconds"]
+    base_rate = steady["server_cpu_s"] / steady["seconds"]
+    r = rec["recording"]
+    tracks = r["tracks"] or 1
+    added = cpu_rate - base_rate
+    return {
+        **r,
+        "server_cpu_pct": round(100 * cpu_rate, 2),
+        "server_cpu_pct_not_recorded": round(100 * base_rate, 2),
+        "recording_cpu_us_per_track_second": round(1e6 * added / tracks, 1),
+        "loss_pct": round(100.0 * lost / expected, 3) if expected else None,
+        "rooms_on_2_cores_at_80pct": int(1.6 / cpu_rate) if cpu_rate > 0 else None,
+    }
 
 
 def summarize(kind: str, scenario: Scenario, seconds: float, n_workers: int,
@@ -378,6 +449,8 @@ def main(argv: list[str] | None = None) -> int:
                     "per 6 participants, at most 8)")
     ap.add_argument("--netns", action="store_true", help="run in a private network "
                     "namespace (always for janus and relay)")
+    ap.add_argument("--record", action="store_true", help="ours: a third window with the "
+                    "room recorded (both copies checked after it)")
     ap.add_argument("--json", help="write the result here")
     args = ap.parse_args(argv)
     if (args.netns or args.server in NETNS_ONLY) and not netns.inside():
@@ -393,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = uvloop.run(run(args.server, scenario, seconds=args.seconds,
                                 warmup=args.warmup, workers=args.workers, address=address,
-                                log=log))
+                                log=log, record=args.record))
     except KeyboardInterrupt:
         return 130
     except Exception:
@@ -401,6 +474,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"{scenario.name}, {len(scenario.participants)} participants\n")
     print(markdown([result]))
+    if "recorded" in result:
+        r = result["recorded"]
+        print(f"\nRecorded window: server CPU {r['server_cpu_pct']} % of one core "
+              f"({r['server_cpu_pct_not_recorded']} % not recorded), {r['tracks']} tracks, "
+              f"{r['recording_cpu_us_per_track_second']} µs CPU per recorded track-second; "
+              f"forwarding loss {r['loss_pct']} %; packets to the recorder "
+              f"{r['packets_in']} = written {r['packets_written']} + padding "
+              f"{r['packets_empty']} + dropped {r['dropped']}; such rooms on 2 cores at "
+              f"80 %: {r['rooms_on_2_cores_at_80pct']}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0 if result["status"] == "ok" else 1

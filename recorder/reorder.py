@@ -90,7 +90,8 @@ class ReorderBuffer:
     def _release(self, now_ms: float, give_up: bool = False) -> list[Released]:
         out: list[Released] = []
         held = self._held
-        assert self._next is not None
+        if self._next is None:
+            return out  # nothing ever came
         gap = False
         while held:
             item = held.pop(self._next, None)

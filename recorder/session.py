@@ -123,6 +123,10 @@ class RecordedTrack:
         if best != self.sub.selector.target:
             self.sub.set_target_layer(best, now)
 
+    def track_last_packet_ms(self) -> float:
+        """When the publisher's packets for this track last arrived (any layer)."""
+        return max((layer.last_packet_ms for layer in self.track.layers), default=0.0)
+
     def expects_packets(self) -> bool:
         """Published, unmuted, and its publisher connected: packets should flow."""
         return (not self.track.muted and not self.track.closed
@@ -270,7 +274,9 @@ class RoomRecording:
             await asyncio.sleep(TICK_S)
 
     def _check_stall(self, rec: RecordedTrack, now: float) -> None:
-        quiet = now - rec.last_packet_ms
+        # what the publisher sends (a video track waiting for its first keyframe hands the
+        # recorder nothing yet, but is not stalled)
+        quiet = now - max(rec.last_packet_ms, rec.track_last_packet_ms())
         if not rec.stalled and quiet >= self.limits.stall_s * 1000 and rec.expects_packets():
             rec.stalled = True
             self.alarm("track_stalled", f"no packets for {quiet / 1000:.1f} s",
@@ -328,6 +334,10 @@ class RoomRecording:
                 continue
             track["sha256"] = out.sha256.hexdigest()
             track["copies"] = []
+            if not track["frames"]:
+                problems.append(f"{track['file']}: no media recorded (no packets, or no "
+                                "keyframe, came while it was recorded)")
+                continue
             for sink in self.sinks:
                 if not complete.get(sink.name):
                     continue

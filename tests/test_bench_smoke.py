@@ -99,3 +99,20 @@ def test_recorder_bench_tiny(tmp_path: Path) -> None:
     for t in report["tracks"]:
         assert t["complete"] and t["written"] == t["packets"] > 0 and t["cpuS"] > 0, t
     assert report["estimate"]["rooms"] > 0
+
+
+def test_harness_recorded_window_tiny(tmp_path: Path) -> None:
+    """The live recorder figure: a lecture forwarded, then forwarded and recorded (5 s:
+    the bench's video has a keyframe every 4 s, and recording starts at one)."""
+    out = tmp_path / "h.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benches.harness", "--scenario", "lecture", "--students", "2",
+         "--seconds", "5", "--warmup", "0.5", "--record", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=180,
+    )
+    assert proc.returncode == 0, f"harness failed:\n{proc.stdout}\n{proc.stderr}"
+    assert "Recorded window" in proc.stdout
+    r = json.loads(out.read_text())["recorded"]
+    assert r["tracks"] == 2 and r["problems"] == []
+    assert r["packets_in"] == r["packets_written"] + r["packets_empty"] > 0
+    assert r["dropped"] == 0 and r["loss_pct"] == 0

@@ -44,6 +44,7 @@ def _track(state: str = "active", muted: bool = False) -> Any:
     track = SimpleNamespace(id="TR_1", muted=muted, closed=False)
     rec = SimpleNamespace(last_packet_ms=0.0, stalled=False, track=track,
                           participant=participant)
+    rec.track_last_packet_ms = lambda: 0.0
     rec.expects_packets = lambda: (not track.muted and not track.closed
                                    and participant.presence.state == "active")
     return rec

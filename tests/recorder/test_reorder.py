@@ -57,3 +57,8 @@ def test_flush_releases_everything_in_order() -> None:
     buf.push(102, b"", 0)
     out = buf.flush()
     assert seqs(out) == [102, 104] and out[0].gap and out[1].gap and buf.lost == 2
+
+
+def test_nothing_in_nothing_out() -> None:
+    buf = ReorderBuffer()
+    assert buf.poll(1000) == [] and buf.flush() == [] and buf.missing() == []
