@@ -229,8 +229,9 @@ class RoomRecording:
         if self.stopped or track.id in self.tracks or track.closed:
             return
         if depacketizer(track.codec.name) is None:
-            log.warning("recording %s: %s tracks cannot be recorded yet", self.id,
-                        track.codec.name)
+            # never silently: the operator learns at once that this track is not recorded
+            self.alarm("recorder_error", f"{track.codec.name} tracks cannot be recorded yet "
+                       "(VP8 and Opus can)", track=track.id, participant=p.id)
             return
         name = f"{room_file_name(p.info.identity)}-{track.source}-{track.id}.webm"
         output = self.writer.output(f"{self.folder}/{name}")

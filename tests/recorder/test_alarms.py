@@ -90,3 +90,14 @@ def test_low_disk_alarms_once_and_clears(tmp_path: Path) -> None:
     assert got[0][1]["reason"] == "disk_low" and got[0][1]["sink"] == "local"
     assert got[0][1]["detail"] == "200 MiB free"
     assert alarms.counts["disk_low"] == 1
+
+
+def test_a_track_it_cannot_record_is_an_alarm_not_a_silence(tmp_path: Path) -> None:
+    rec, bus, alarms, _ = _recording(tmp_path)
+    p = SimpleNamespace(id="PA_1", info=SimpleNamespace(identity="sam"))
+    track = SimpleNamespace(id="TR_9", closed=False, codec=SimpleNamespace(name="H264"))
+    rec.track_published(p, track)
+    assert rec.tracks == {}
+    (got,) = _events(bus)
+    assert got[1]["reason"] == "recorder_error" and got[1]["track"] == "TR_9"
+    assert "H264" in got[1]["detail"] and alarms.counts["recorder_error"] == 1
