@@ -183,8 +183,8 @@ class DualWriter:
                 data = await self._data(i, out, chunk)
                 await asyncio.wait_for(asyncio.to_thread(copy.sink.put, out.path, chunk,
                                                          data), PUT_TIMEOUT_S)
-            except (SinkError, TimeoutError) as exc:
-                error = str(exc) or "timed out"
+            except Exception as exc:  # SinkError, a timeout, or a bug in a sink: all retried
+                error = str(exc) or type(exc).__name__
                 if copy.healthy:
                     copy.healthy = False
                     copy.failures += 1

@@ -192,6 +192,7 @@ class RoomRecording:
         self._ticker: asyncio.Task[None] | None = None
         self._disk_low: set[str] = set()
         self._last_disk_check = 0.0
+        self._done = asyncio.Event()
 
     @property
     def locations(self) -> list[str]:
@@ -311,13 +312,18 @@ class RoomRecording:
         """End every track, let both sinks finish (back-filling what they lack), check each
         copy, write the manifest to each; emits ``recording.completed`` or
         ``recording.failed`` and returns the manifest."""
-        if self.result is not None or self.stopped:
-            while self.result is None:
-                await asyncio.sleep(0.05)
-            return self.result
+        if self.stopped:  # a second caller waits for the first one's result
+            await self._done.wait()
+            return self.result if self.result is not None else self.describe()
+        self.stopped = True
+        try:
+            return await self._finish(reason)
+        finally:
+            self._done.set()
+
+    async def _finish(self, reason: str) -> dict[str, Any]:
         for rec in list(self.tracks.values()):
             rec.sub.close()  # -> track_ended
-        self.stopped = True
         stopped_at = time.time()
         if self._ticker is not None:
             self._ticker.cancel()

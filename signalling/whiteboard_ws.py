@@ -54,15 +54,16 @@ class BoardPeer:
         self.role = role
         self.control = control
         self.queue: asyncio.Queue[bytes | str | None] = asyncio.Queue()
+        self.dropped = False  # too slow: closing, nothing more is queued
         self.task = asyncio.ensure_future(self._send_loop())
 
     def send(self, frame: bytes | str) -> None:
-        if isinstance(frame, str) and not self.control:
+        if (isinstance(frame, str) and not self.control) or self.ws.closed or self.dropped:
             return
-        if self.ws.closed or self.queue.qsize() >= MAX_QUEUED_FRAMES:
-            if not self.ws.closed and self.queue.qsize() >= MAX_QUEUED_FRAMES:
-                log.warning("whiteboard reader %s too slow: closing it", self.who)
-                self.queue.put_nowait(None)
+        if self.queue.qsize() >= MAX_QUEUED_FRAMES:
+            log.warning("whiteboard reader %s too slow: closing it", self.who)
+            self.dropped = True
+            self.queue.put_nowait(None)  # the sender closes the socket when it gets there
             return
         self.queue.put_nowait(frame)
 
