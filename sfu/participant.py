@@ -277,6 +277,8 @@ class Participant:
             )
             transport.ingress = self  # the compiled ingress step asks which sources it takes
             self.publisher = transport
+            for track in self.tracks.values():  # kept across a restart: their NACKs and
+                track.upstream = transport      # keyframe requests go to the new transport
             await transport.gather()
             self._ensure_open()  # removed while gathering: publish nothing
         answer = answer_publisher(offer, self.publisher.local())

@@ -301,6 +301,15 @@ class PublishedTrack:
         self.last_sr: dict[int, tuple[int, float]] = {}
 
     @property
+    def upstream(self) -> MediaTransport:
+        """The publisher's transport: where this track's NACKs and keyframe requests go."""
+        return self._upstream
+
+    @upstream.setter
+    def upstream(self, transport: MediaTransport) -> None:
+        self._upstream = transport
+
+    @property
     def current_ssrc(self) -> int | None:
         """The SSRC of the top layer that is arriving (for reports and metrics)."""
         for layer in reversed(self.layers):

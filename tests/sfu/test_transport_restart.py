@@ -36,6 +36,9 @@ async def test_an_offer_with_new_ice_credentials_gets_a_fresh_transport_and_keep
     assert new.remote_ice is not None and new.remote_ice[0] == "NeW1"
     assert alice.transport_restarts == 1
     assert answer["tracks"] == first["tracks"] == again["tracks"]  # same track ids
+    # the kept tracks ask the new transport for keyframes and retransmissions (a PLI to
+    # the closed one never reaches the browser: video paused in the outage never resumed)
+    assert alice.tracks and all(t.upstream is new for t in alice.tracks.values())
     # the new transport's certificate differs: the browser restarts DTLS too
     assert new.local().fingerprints != old.local().fingerprints
 
