@@ -33,7 +33,6 @@ class AppendOnly(io.RawIOBase):
     def __init__(self, sink: Callable[[bytes], None]) -> None:
         super().__init__()
         self._sink = sink
-        self.written = 0
 
     def writable(self) -> bool:
         return True
@@ -44,7 +43,6 @@ class AppendOnly(io.RawIOBase):
     def write(self, b: Any) -> int:
         data = bytes(b)
         self._sink(data)
-        self.written += len(data)
         return len(data)
 
 

@@ -72,7 +72,6 @@ class Copy:
     sink: Sink
     healthy: bool = True
     error: str = ""
-    failures: int = 0  # outages so far
     backlog: deque[tuple[TrackOutput, Chunk]] = field(default_factory=deque)
     stored_chunks: int = 0
     stored_bytes: int = 0
@@ -187,7 +186,6 @@ class DualWriter:
                 error = str(exc) or type(exc).__name__
                 if copy.healthy:
                     copy.healthy = False
-                    copy.failures += 1
                     copy.error = error
                     log.error("recording sink %s failed: %s", copy.sink.name, error)
                     self.on_alarm(copy.sink, error)

@@ -21,11 +21,12 @@ from prometheus_client.registry import Collector
 
 from classroom.files import write_atomic
 from events import EventBus
+from sfu.room import RecordingRefused
 
 from .alarms import REASONS as ALARM_REASONS
 from .alarms import Alarms
 from .session import Limits, RecordedTrack, RoomRecording
-from .sinks import LocalSink, Sink
+from .sinks import Sink
 
 log = logging.getLogger(__name__)
 REASONS = ("late", "duplicate", "undecodable")
@@ -55,6 +56,10 @@ class Recordings:
             task.add_done_callback(self._finishing.discard)
 
     def start(self, room: Any) -> RoomRecording:
+        """Record ``room`` (the running recording if there is one); RecordingRefused under
+        policy off, whoever asks."""
+        if room.recording_policy == "off":
+            raise RecordingRefused("this room is not recorded (its recording policy is off)")
         current = self.active.get(room.id)
         if current is not None and not current.stopped:
             return current
@@ -130,13 +135,6 @@ class Recordings:
                 log.exception("could not write the manifest of %s", folder)
             found.append(folder)
         return found
-
-
-def local_root(sinks: list[Sink]) -> Path | None:
-    for sink in sinks:
-        if isinstance(sink, LocalSink):
-            return sink.root
-    return None
 
 
 class RecordingCollector(Collector):

@@ -292,8 +292,8 @@ class Room:
     async def request_recording(self, p: Participant, start: bool) -> None:
         """The instructor starts or stops the recording, as the room's policy allows."""
         require_moderator(p.info.role, "start or stop the recording")
-        if self.recorder is None or self.recording_policy == "off":
-            raise RecordingRefused("this room is not recorded (its recording policy is off)")
+        if self.recorder is None:
+            raise RecordingRefused("this server records nothing")
         if not start and self.recording_policy == "always":
             raise RecordingRefused("this room is recorded from start to end (policy always)")
         if start:

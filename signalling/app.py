@@ -32,7 +32,7 @@ from sfu.config import Config
 from sfu.errors import SfuError
 from sfu.metrics import SfuCollector
 from sfu.participant import ROLES, MediaParams
-from sfu.room import RECORDING_POLICIES, RoomRegistry
+from sfu.room import RECORDING_POLICIES, RecordingRefused, RoomRegistry
 
 from . import tokens, whiteboard_ws
 from .session import SignallingSession
@@ -313,11 +313,11 @@ def create_app(config: Config) -> web.Application:
         """Record the room: every track, from now until stopped or the room closes
         (docs/recording.md)."""
         room = room_or_404(request)
-        if room.recording_policy == "off":
-            return _json_error(409, "recording_refused",
-                               "this room is not recorded (its recording policy is off)")
         running = recordings.get(room.id)
-        rec = recordings.start(room)
+        try:
+            rec = recordings.start(room)
+        except RecordingRefused as exc:
+            return _json_error(409, exc.code, str(exc))
         return web.json_response(rec.describe(), status=200 if running is rec else 201)
 
     async def get_recording(request: web.Request) -> web.Response:

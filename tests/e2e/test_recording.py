@@ -7,10 +7,8 @@ the timeline and the manifest sit beside the files in each."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -19,23 +17,12 @@ from urllib.parse import quote
 import aiohttp
 import av
 from conftest import ClientFactory
+from two_networks import until
 
 from benches.server_process import start_server, stop_server
 
 JOIN_TIMEOUT_MS = 15_000
 RECORD_S = 5.0
-
-
-async def _until(what: str, check: Callable[[], Awaitable[Any]], timeout: float = 15.0
-                 ) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        await asyncio.sleep(0.1)
 
 
 def _decode(path: Path) -> tuple[str, int, float]:
@@ -67,7 +54,7 @@ async def test_a_browser_session_is_recorded_whole(
             _, body = await get(f"/api/rooms/{room}/participants")
             return len(body["participants"][0]["tracks"]) == 2
 
-        await _until("the browser publishes audio and video", publishing)
+        await until("the browser publishes audio and video", publishing, 15.0, every_s=0.1)
         async with http.post(f"{base}/api/rooms/{room}/recording") as res:
             assert res.status == 201
             started = await res.json()
@@ -77,7 +64,7 @@ async def test_a_browser_session_is_recorded_whole(
             _, body = await get(f"/api/rooms/{room}/recording")
             return all(t["durationS"] >= RECORD_S for t in body["tracks"])
 
-        await _until(f"{RECORD_S} s recorded", recorded_enough)
+        await until(f"{RECORD_S} s recorded", recorded_enough, 15.0, every_s=0.1)
         async with http.delete(f"{base}/api/rooms/{room}/recording") as res:
             assert res.status == 200
             manifest = await res.json()
@@ -154,7 +141,7 @@ async def test_a_server_killed_mid_recording_leaves_playable_files_and_an_alarm(
                 body = await get(f"/api/rooms/{room}/participants")
                 return len(body["participants"][0]["tracks"]) == 2
 
-            await _until("the browser publishes audio and video", publishing)
+            await until("the browser publishes audio and video", publishing, 15.0, every_s=0.1)
             async with http.post(f"{server.base_url}/api/rooms/{room}/recording") as res:
                 folder = (await res.json())["folder"]
 
@@ -163,7 +150,7 @@ async def test_a_server_killed_mid_recording_leaves_playable_files_and_an_alarm(
                 return len(body["tracks"]) == 2 and all(
                     t["durationS"] >= seconds for t in body["tracks"])
 
-            await _until("4 s recorded", lambda: recorded(4.0))
+            await until("4 s recorded", lambda: recorded(4.0), 15.0, every_s=0.1)
         server.proc.kill()
         server.proc.wait(10)
     finally:

@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 import aiohttp
 from conftest import Client, ClientFactory
+from two_networks import until
 
 from tests.whiteboard.peer import Peer
 from whiteboard import protocol
@@ -142,16 +143,6 @@ async def _follow(peer: Peer) -> None:
                 peer.doc.apply_update(frame.payload)
 
 
-async def _until(what: str, check: Callable[[], Awaitable[bool]],
-                 seen: Callable[[], Any] = lambda: None) -> None:
-    """Poll ``check`` (every client's state, read afresh) until it holds."""
-    deadline = asyncio.get_running_loop().time() + SEEN_S
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not within {SEEN_S} s: {what}; last seen: {seen()}")
-        await asyncio.sleep(0.05)
-
-
 async def test_browsers_node_and_python_share_one_board(
         sfu_server: Any, new_client: ClientFactory,
         mint_token: Callable[..., Awaitable[str]]) -> None:
@@ -175,6 +166,12 @@ async def test_browsers_node_and_python_share_one_board(
                                                             py.items.to_py()]
             return len(last[0]) == n and all(_norm(b) == _norm(last[0]) for b in last)
 
+        async def seen() -> str:
+            return f"last seen: {last}"
+
+        async def everywhere(what: str, n: int) -> None:
+            await until(what, lambda: converged(n), SEEN_S, seen, every_s=0.05)
+
         try:
             await node.wait("synced")
             # at the same time: a rectangle and a pen stroke with the mouse, a text box
@@ -186,7 +183,7 @@ async def test_browsers_node_and_python_share_one_board(
                 _drag(student, "pen", [(0.6, 0.6), (0.65, 0.7), (0.7, 0.65), (0.8, 0.8)]),
                 py.draw(kind="line", points=[800, 100, 1500, 200], color="#2a9d3f", width=4),
             )
-            await _until("four items everywhere", lambda: converged(4), lambda: last)
+            await everywhere("four items everywhere", 4)
             assert sorted(item["kind"] for item in last[0]) == ["line", "pen", "rect", "text"]
             pen = next(item for item in last[0] if item["kind"] == "pen")
             assert pen["by"] == "Sam" and len(pen["points"]) >= 8  # the stroke's moves
@@ -199,7 +196,7 @@ async def test_browsers_node_and_python_share_one_board(
             assert box is not None
             await student.page.mouse.click(box["x"] + 0.25 * box["width"],
                                            box["y"] + 0.25 * box["height"])
-            await _until("the rectangle erased everywhere", lambda: converged(3), lambda: last)
+            await everywhere("the rectangle erased everywhere", 3)
             assert "rect" not in [item["kind"] for item in last[0]]
 
             # locked: the student's tools are off; a write forced past them is refused by
@@ -215,10 +212,10 @@ async def test_browsers_node_and_python_share_one_board(
                 "() => document.querySelector('#whiteboard-panel').dataset.resyncs === '1'",
                 timeout=SEEN_MS)
             await s.wait_for_selector('#whiteboard-panel[data-synced="1"]', timeout=SEEN_MS)
-            await _until("the refused item dropped", lambda: converged(3), lambda: last)
+            await everywhere("the refused item dropped", 3)
             # the teacher still draws; everyone sees it, the refused item reached no one
             await _drag(teacher, "ellipse", [(0.5, 0.1), (0.6, 0.3)])
-            await _until("the teacher's ellipse everywhere", lambda: converged(4), lambda: last)
+            await everywhere("the teacher's ellipse everywhere", 4)
             assert "sneaky" not in json.dumps(last)
 
             # an observer's page shows the board without tools
@@ -226,14 +223,14 @@ async def test_browsers_node_and_python_share_one_board(
                                      await mint_token(room, "parent", "Parent", "observer"),
                                      "observer")
             pages.append(observer)
-            await _until("the observer has the board", lambda: converged(4), lambda: last)
+            await everywhere("the observer has the board", 4)
             assert await observer.page.is_disabled('#whiteboard-panel button[data-tool="pen"]')
             assert await observer.page.is_hidden("#wb-clear")
             assert "View only" in (await observer.page.text_content("#wb-status") or "")
 
             # Clear empties every client
             await teacher.page.click("#wb-clear")
-            await _until("the board cleared everywhere", lambda: converged(0), lambda: last)
+            await everywhere("the board cleared everywhere", 0)
         finally:
             follower.cancel()
             await node.close()
