@@ -221,15 +221,54 @@ class Connection:
         return TwccHistory(self._twcc)
 
 
+class CompiledCache:
+    """:class:`sfu.retransmit.RetransmitCache` in C (``sfu_cache``): the compiled ingress
+    step puts the packets it handles there itself, so the steady case needs no Python per
+    packet. Same interface; the capacity is fixed (``SFU_CACHE_SIZE``, the Python cache's
+    default)."""
+
+    __slots__ = ("ptr",)
+
+    def __init__(self) -> None:
+        assert _fastpath is not None
+        ptr = _fastpath.lib.sfu_cache_new()
+        if ptr == _fastpath.ffi.NULL:
+            raise MemoryError("retransmission cache")
+        self.ptr = _fastpath.ffi.gc(ptr, _fastpath.lib.sfu_cache_free)
+
+    def put(self, ext_seq: int, packet: bytes) -> None:
+        _cache_put(self.ptr, ext_seq, packet, len(packet))
+
+    def get(self, ext_seq: int) -> bytes | None:
+        n = _cache_get(self.ptr, ext_seq, _CACHE_OUT)
+        return _unpack_bytes(_CACHE_OUT, n) if n >= 0 else None
+
+    @property
+    def hits(self) -> int:
+        return int(self.ptr.hits)
+
+    @property
+    def misses(self) -> int:
+        return int(self.ptr.misses)
+
+
+if _fastpath is not None:
+    _cache_put = _fastpath.lib.sfu_cache_put
+    _cache_get = _fastpath.lib.sfu_cache_get
+    _CACHE_OUT = _fastpath.ffi.new("char[1536]")  # SFU_CACHE_MAX
+    _unpack_bytes = _fastpath.ffi.unpack
+
+
 class IngressSource(NamedTuple):
     """One source for the compiled ingress step: its SSRC, the C structs it updates
-    (``sfu_seq``, ``sfu_track``, ``sfu_layer``), and what the owner wants back with each of
-    its packets (``handle``)."""
+    (``sfu_seq``, ``sfu_track``, ``sfu_layer``), its retransmission cache (where the step
+    puts its packets), and what the owner wants back with its packets (``handle``)."""
 
     ssrc: int
     seq: Any
     track: Any
     layer: Any
+    cache: CompiledCache
     handle: Any
 
 
@@ -258,7 +297,7 @@ class Receiver:
         return self._unpack(self.buf, n) if n >= 0 else None
 
     def clear_packet(self) -> bytes:
-        """The packet :data:`ingress` left in the buffer."""
+        """The packet :data:`ingress` left in the buffer (as rewritten, when handled)."""
         return self._unpack(self.buf, self.ptr.len)  # type: ignore[no-any-return]
 
     @property
@@ -279,6 +318,7 @@ class Receiver:
             entry.seq = source.seq
             entry.track = source.track
             entry.layer = source.layer
+            entry.cache = source.cache.ptr
         rx.nsrc = len(sources)
         rx.version = TOPOLOGY.version
         self._sources = sources

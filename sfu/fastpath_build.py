@@ -113,12 +113,24 @@ typedef struct {         /* a Layer's ingress counters and its fan-out plan */
     int python_subs;     /* 1: some subscribers of the layer take the Python path */
 } sfu_layer;
 
+#define SFU_CACHE_SIZE 1024  /* sfu.retransmit.DEFAULT_CAPACITY */
+
+typedef struct {         /* one source's retransmission cache (sfu.retransmit) */
+    int64_t exts[1024];  /* the extended sequence number in each slot (-1: empty) */
+    int lens[1024];
+    int caps[1024];      /* each slot's buffer grows to the largest packet it held */
+    unsigned char *pkts[1024];
+    int64_t hits;
+    int64_t misses;
+} sfu_cache;
+
 typedef struct {         /* one SSRC the compiled ingress step handles */
     uint32_t ssrc;
     int index;           /* the Python side's index of this source */
     sfu_seq *seq;
     sfu_track *track;
     sfu_layer *layer;
+    sfu_cache *cache;    /* where its packets go, as rewritten */
 } sfu_src;
 
 #define SFU_MAX_SOURCES 32
@@ -156,12 +168,17 @@ int sfu_vp8_keyframe(const char *pkt, int len);
 int64_t sfu_seq_update(sfu_seq *s, int seq, uint32_t ts, double now_ms);
 void sfu_seq_init(sfu_seq *s, int clock_rate);
 int sfu_ingress(sfu_rx *rx, const char *pkt, int len);
+sfu_cache *sfu_cache_new(void);
+void sfu_cache_free(sfu_cache *c);
+int sfu_cache_put(sfu_cache *c, int64_t ext, const char *pkt, int len);
+int sfu_cache_get(sfu_cache *c, int64_t ext, char *out);
 extern int64_t sfu_ingress_handled;  /* packets sfu_ingress handled, in this process */
 """
 
 SOURCE = r"""
 #include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -170,6 +187,7 @@ SOURCE = r"""
 typedef int (*sfu_protect_fn)(void *ctx, void *rtp_hdr, int *len_ptr);
 
 #define SFU_MAX_IN 1500  /* as the Python path; 36 bytes left for the SRTP tag and MKI */
+#define SFU_CACHE_MAX 1536  /* the longest packet the retransmission cache keeps */
 #define SFU_TWCC_MASK 8191
 
 static double sfu_monotonic_ms(void)  /* Python's time.monotonic() * 1000 */
@@ -355,6 +373,65 @@ int sfu_vp8_keyframe(const char *pkt_s, int len)
     return i < len && !(pkt[i] & 0x01);
 }
 
+/* The retransmission cache: the last SFU_CACHE_SIZE packets of one source by extended
+   sequence number, each slot a malloc'd buffer that grows to the largest packet it held
+   (so memory is what the packets take, as with Python bytes). NULL: out of memory. */
+sfu_cache *sfu_cache_new(void)
+{
+    sfu_cache *c = calloc(1, sizeof(sfu_cache));
+    int i;
+    if (c != NULL)
+        for (i = 0; i < SFU_CACHE_SIZE; i++)
+            c->exts[i] = -1;
+    return c;
+}
+
+void sfu_cache_free(sfu_cache *c)
+{
+    int i;
+    if (c == NULL)
+        return;
+    for (i = 0; i < SFU_CACHE_SIZE; i++)
+        free(c->pkts[i]);
+    free(c);
+}
+
+/* 0: kept; -1: bad length or out of memory (the slot is then empty: a miss later). */
+int sfu_cache_put(sfu_cache *c, int64_t ext, const char *pkt, int len)
+{
+    int i = (int)(ext & (SFU_CACHE_SIZE - 1));
+    if (len <= 0 || len > SFU_CACHE_MAX) {
+        c->exts[i] = -1;
+        return -1;
+    }
+    if (c->caps[i] < len) {
+        unsigned char *grown = realloc(c->pkts[i], (size_t)len);
+        if (grown == NULL) {
+            c->exts[i] = -1;
+            return -1;
+        }
+        c->pkts[i] = grown;
+        c->caps[i] = len;
+    }
+    memcpy(c->pkts[i], pkt, (size_t)len);
+    c->lens[i] = len;
+    c->exts[i] = ext;
+    return 0;
+}
+
+/* The packet's length, copied to out (SFU_CACHE_MAX bytes); -1: not cached. */
+int sfu_cache_get(sfu_cache *c, int64_t ext, char *out)
+{
+    int i = (int)(ext & (SFU_CACHE_SIZE - 1));
+    if (ext < 0 || c->exts[i] != ext) {
+        c->misses++;
+        return -1;
+    }
+    c->hits++;
+    memcpy(out, c->pkts[i], (size_t)c->lens[i]);
+    return c->lens[i];
+}
+
 /* One ingress packet to every subscriber of its layer: RtpForwarder.on_packet's steady
    case (same source, no resync, not late) then sfu_send. Anything else (a source switch,
    a resync, a late packet, a subscriber without a compiled connection) is left to Python:
@@ -514,10 +591,10 @@ int64_t sfu_seq_update(sfu_seq *s, int seq, uint32_t ts, double now_ms)
    2: RTCP, untouched (Python unprotects it). -1: too short or too long. -2: SRTP
    authentication failed. 0: the clear RTP packet is in rx->buf (rx->len bytes, arrived
    at rx->now_ms), for PublishedTrack.on_rtp's Python path: nothing was changed. > 0: the
-   steady case was handled (PublishedTrack.on_rtp's work up to the retransmission cache,
-   which Python fills from rx->buf): a known source of a VP8 or audio track, in order or
-   after a gap, not a keyframe, with a fan-out plan of the current topology; the flags say
-   what Python has left to do. */
+   steady case was handled (PublishedTrack.on_rtp's work, the retransmission cache
+   included): a known source of a VP8 or audio track, in order or after a gap, not a
+   keyframe, with a fan-out plan of the current topology; the flags say what Python has
+   left to do (1: nothing; rx->buf then holds the packet as rewritten). */
 int64_t sfu_ingress_handled = 0;
 
 int sfu_ingress(sfu_rx *rx, const char *pkt, int len)
@@ -594,6 +671,7 @@ int sfu_ingress(sfu_rx *rx, const char *pkt, int len)
         rx->level = b[offsets >> 16];
         flags |= SFU_IN_LEVEL;
     }
+    sfu_cache_put(src->cache, ext, (const char *)b, len);
     if (la->n && sfu_fanout((const char *)b, len, b[1], ssrc, ext, ts, rx->now_ms, twcc_off,
                             la->dests, la->n))
         flags |= SFU_IN_LEFT;

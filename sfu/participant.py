@@ -451,18 +451,16 @@ class Participant:
             source = track.ingress_source(layer, ssrc)
             if source is not None:
                 found.append(fastpath.IngressSource(
-                    ssrc, source[0], track.ingress_state, layer.counters,
-                    (track, layer, source[1])))
+                    ssrc, source[0], track.ingress_state, layer.counters, source[1],
+                    (track, layer)))
         return found
 
     def on_ingress(self, flags: int, rx: Any, data: bytes, handle: Any) -> None:
-        """A packet the compiled ingress step handled (``data``: as rewritten, ``rx``: its
-        results, ``handle``: its source's (track, layer, retransmission cache)): into the
-        cache, then whatever the flags leave to do."""
-        track, layer, cache = handle
-        cache.put(rx.ext, data)
-        if flags != 1:
-            track.after_ingress(flags, rx, data, layer)
+        """A packet the compiled ingress step handled but left something of to Python
+        (``flags`` > 1; ``data``: as rewritten, ``rx``: its results, ``handle``: its
+        source's (track, layer))."""
+        track, layer = handle
+        track.after_ingress(flags, rx, data, layer)
 
     def set_track_muted(self, track_id: str, muted: bool, by: Participant) -> PublishedTrack:
         track = self.track_by_id(track_id)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
+from . import fastpath
+
 DEFAULT_CAPACITY = 1024  # ~4 s of 2.5 Mbit/s video; power of two
 
 
@@ -24,8 +28,30 @@ class RetransmitCache:
 
     def get(self, ext_seq: int) -> bytes | None:
         i = ext_seq & self._mask
-        if self._exts[i] == ext_seq:
+        if self._exts[i] == ext_seq >= 0:  # (-1 marks an empty slot)
             self.hits += 1
             return self._packets[i]
         self.misses += 1
         return None
+
+
+class Cache(Protocol):
+    """What a retransmission cache offers (both kinds below)."""
+
+    @property
+    def hits(self) -> int: ...
+
+    @property
+    def misses(self) -> int: ...
+
+    def put(self, ext_seq: int, packet: bytes) -> None: ...
+
+    def get(self, ext_seq: int) -> bytes | None: ...
+
+
+def new_cache() -> Cache:
+    """The compiled cache (:class:`sfu.fastpath.CompiledCache`, which the compiled ingress
+    step fills itself) when the module is built, else :class:`RetransmitCache`."""
+    if fastpath.ENABLED:
+        return fastpath.CompiledCache()
+    return RetransmitCache()

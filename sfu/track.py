@@ -18,7 +18,7 @@ from .forwarder import RtpForwarder
 from .keyframe import KeyframeThrottle
 from .layers import LayerSelector
 from .payload import keyframe_detector, vp8_resolution
-from .retransmit import RetransmitCache
+from .retransmit import Cache, new_cache
 from .rtp_header import (
     RtpHeaderError,
     build_id_map,
@@ -288,7 +288,7 @@ class PublishedTrack:
         self._needs_rewrite = publisher_pt != codec.pt
         self._upstream = upstream
         self._receiver_ssrc = receiver_ssrc
-        self._caches: dict[int, RetransmitCache] = {}
+        self._caches: dict[int, Cache] = {}
         self.layers = [Layer(self, i, rid, keyframe_interval_ms)
                        for i, rid in enumerate(rids or (None,))]
         self.simulcast = bool(rids)
@@ -413,7 +413,7 @@ class PublishedTrack:
     def after_ingress(self, flags: int, rx: Any, data: bytes, layer: Layer) -> None:
         """What the compiled ingress step (``fastpath.ingress``) left to Python of
         :meth:`on_rtp` for a packet it handled (``rx``: its results; ``data``: the
-        rewritten packet), besides the retransmission cache."""
+        rewritten packet; the step has put it in the retransmission cache)."""
         now_ms = rx.now_ms
         if flags & fastpath.IN_TWCC and self.twcc is not None:
             self.twcc.on_packet(rx.twcc_seq, now_ms)
@@ -433,16 +433,19 @@ class PublishedTrack:
             for sub in plan.python_subs:
                 sub.forward(data, ssrc, ext, ts, now_ms, twcc_off)
 
-    def ingress_source(self, layer: Layer, ssrc: int) -> tuple[Any, RetransmitCache] | None:
+    def ingress_source(self, layer: Layer,
+                       ssrc: int) -> tuple[Any, fastpath.CompiledCache] | None:
         """(the ``sfu_seq`` of ``ssrc``, its retransmission cache) when the compiled ingress
         step can take its packets now: the layer's current source, not muted, no restart
         pending; None otherwise."""
         tracker = layer.trackers.get(ssrc)
+        cache = self._caches.get(ssrc)
         if (self.ingress_state is None or self.muted or self.closed or tracker is None
                 or ssrc != layer.current_ssrc or tracker.restarts != layer.restarts_seen
-                or isinstance(layer.counters, LayerCounters)):
+                or isinstance(layer.counters, LayerCounters)
+                or not isinstance(cache, fastpath.CompiledCache)):
             return None
-        return tracker.state, self._caches[ssrc]
+        return tracker.state, cache
 
     def _keyframe(self, data: bytes, layer: Layer) -> bool:
         fast = self._fast_keyframe
@@ -478,7 +481,7 @@ class PublishedTrack:
         fastpath.touch()  # the compiled ingress step learns the new source
         layer.restarts_seen = 0
         layer.trackers[ssrc] = tracker
-        self._caches[ssrc] = RetransmitCache()
+        self._caches[ssrc] = new_cache()
         layer.current_ssrc = ssrc
         return tracker
 

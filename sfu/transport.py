@@ -60,7 +60,8 @@ class IngressOwner(Protocol):
         """The sources it may take now."""
 
     def on_ingress(self, flags: int, rx: Any, data: bytes, handle: Any) -> None:
-        """One packet it handled (``handle``: that of its source)."""
+        """One packet it handled that left work to Python (``flags`` > 1; ``handle``: that
+        of its source)."""
 
 _PACK_B1_SEQ_TS_SSRC = struct.Struct("!BHII").pack_into
 _PACK_H = struct.Struct("!H").pack_into
@@ -273,10 +274,11 @@ class MediaTransport:
         r = _compiled_ingress(rx, data, len(data))
         if r > 0:  # handled, up to what the owner does
             self.stats.rtp_in += 1
-            try:
-                owner.on_ingress(r, rx, fast.clear_packet(), fast.handles[rx.src])
-            except Exception:
-                self._rtp_handler_failed()
+            if r != 1:
+                try:
+                    owner.on_ingress(r, rx, fast.clear_packet(), fast.handles[rx.src])
+                except Exception:
+                    self._rtp_handler_failed()
             return True
         if r == 0:  # authenticated; the Python path takes the clear packet
             self._deliver_rtp(fast.clear_packet(), float(rx.now_ms))

@@ -183,3 +183,29 @@ def test_the_compiled_rewrite_and_keyframe_test_match_python() -> None:
         assert got == want, pkt.hex()
         assert fastpath.unpack(fastpath.SCRATCH, len(pkt)) == bytes(expected), pkt.hex()
         assert bool(fastpath.vp8_keyframe(pkt, len(pkt))) == vp8_keyframe(pkt, offset), pkt.hex()
+
+
+def test_the_compiled_cache_answers_as_the_python_one() -> None:
+    """Random packets of random sizes (up to the largest the compiled cache keeps, and one
+    beyond it) over more than a capacity's worth of numbers, wrapping slots: every lookup,
+    hit or miss, answers the same as :class:`RetransmitCache`, and so do the counters."""
+    from sfu.retransmit import RetransmitCache
+
+    rng = random.Random(7)
+    compiled, python = fastpath.CompiledCache(), RetransmitCache()
+    for ext in range(5000):
+        if rng.random() < 0.1:
+            continue  # never arrived
+        size = rng.choice([1, 20, 200, 1200, 1500, 1536, rng.randrange(1, 1537)])
+        data = rng.randbytes(size)
+        compiled.put(ext, data)
+        python.put(ext, data)
+        for probe in (ext, ext - rng.randrange(1, 1100), ext + 1, -1):
+            assert compiled.get(probe) == python.get(probe), probe
+    assert (compiled.hits, compiled.misses) == (python.hits, python.misses)
+    assert compiled.hits > 1000 and compiled.misses > 1000
+    # longer than any packet the server takes in: not kept, and the slot no longer holds
+    # the older packet either (a later lookup of that older number must not find it)
+    compiled.put(5000, b"x" * 10)
+    compiled.put(5000 + 1024, b"y" * 1537)
+    assert compiled.get(5000) is None and compiled.get(5000 + 1024) is None
