@@ -62,8 +62,19 @@ def touch() -> None:
 
 
 #: sfu_fanout(packet, len, b1, ssrc, ext_seq, ts, now_ms, twcc_off, dests, n) -> how many
-#: were left to Python (their ``status`` is 1)
+#: were left to Python (their ``status`` is 1); its sends go out in one batch (io_uring)
 fanout: Any = _fastpath.lib.sfu_fanout if _fastpath is not None else None
+if _fastpath is not None and os.environ.get("SFU_BATCH_SEND", "1") == "0":  # A/B
+    _fastpath.lib.sfu_batch_disable()
+
+
+def batch_state() -> str:
+    """How the compiled fan-out sends: ``io_uring`` (one system call per fan-out),
+    ``sendto`` (one per packet: no io_uring here, or it failed, or ``SFU_BATCH_SEND=0``),
+    ``unknown`` (nothing fanned out yet) or ``off`` (no compiled module)."""
+    if _fastpath is None:
+        return "off"
+    return {1: "io_uring", -1: "sendto"}.get(int(_fastpath.lib.sfu_batch_state()), "unknown")
 
 
 #: sfu_rewrite(packet, len, id_map, a_id, b_id, pt, out) -> offsets: rewrite_extension_ids

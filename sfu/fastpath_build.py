@@ -47,6 +47,7 @@ typedef struct {
     unsigned int addrlen;
     unsigned char addr[28];  /* struct sockaddr_in or sockaddr_in6 of the peer */
     sfu_twcc *twcc;      /* NULL: the peer did not negotiate transport-cc */
+    int pending;         /* 1: buf holds a packet queued in the send batch */
     unsigned char buf[1536];
 } sfu_conn;
 
@@ -161,6 +162,8 @@ int sfu_send(sfu_conn *c, const char *pkt, int len, int b1, int seq,
              unsigned int ts, unsigned int ssrc, int twcc_off);
 int sfu_fanout(const char *pkt, int len, int b1, uint32_t ssrc, int64_t ext,
                uint32_t ts, double now_ms, int twcc_off, sfu_dest **dests, int n);
+int sfu_batch_state(void);
+void sfu_batch_disable(void);
 int sfu_unprotect(sfu_rx *rx, const char *pkt, int len);
 long sfu_rewrite(const char *pkt, int len, const char *id_map, int a_id, int b_id, int pt,
                  char *out);
@@ -177,11 +180,16 @@ extern int64_t sfu_ingress_handled;  /* packets sfu_ingress handled, in this pro
 
 SOURCE = r"""
 #include <errno.h>
+#include <linux/io_uring.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
+#include <unistd.h>
 """ + STRUCTS + r"""
 
 typedef int (*sfu_protect_fn)(void *ctx, void *rtp_hdr, int *len_ptr);
@@ -197,16 +205,17 @@ static double sfu_monotonic_ms(void)  /* Python's time.monotonic() * 1000 */
     return (double)t.tv_sec * 1000.0 + (double)t.tv_nsec / 1e6;
 }
 
-/* >= 0: bytes sent; -1: too long or too short; -2: protect failed; -3: send failed.
-   When the connection does transport-cc and the packet has the element (at twcc_off, > 0),
-   the next transport-wide sequence number is written there and, once sent, recorded with
-   the clear size and the send time (as MediaTransport.send_rewritten and SendHistory). */
-int sfu_send(sfu_conn *c, const char *pkt, int len, int b1, int seq,
-             unsigned int ts, unsigned int ssrc, int twcc_off)
+/* Rewrite and protect one packet into the connection's buffer: the protected length, or
+   -1 too long or too short, -2 protect failed. When the connection does transport-cc and
+   the packet has the element (at twcc_off, > 0), the next transport-wide sequence number
+   is written there and returned in *twcc_seq (else -1), to be recorded once sent. */
+static int sfu_prepare(sfu_conn *c, const char *pkt, int len, int b1, int seq,
+                       unsigned int ts, unsigned int ssrc, int twcc_off, int *twcc_seq)
 {
     unsigned char *b = c->buf;
     sfu_twcc *t = c->twcc;
-    int out, twcc_seq = -1;
+    int out;
+    *twcc_seq = -1;
     if (len < 12 || len > SFU_MAX_IN)
         return -1;
     memcpy(b, pkt, (size_t)len);
@@ -217,24 +226,263 @@ int sfu_send(sfu_conn *c, const char *pkt, int len, int b1, int seq,
     b[8] = (unsigned char)(ssrc >> 24); b[9] = (unsigned char)(ssrc >> 16);
     b[10] = (unsigned char)(ssrc >> 8); b[11] = (unsigned char)ssrc;
     if (t != NULL && twcc_off > 0 && twcc_off + 2 <= len) {
-        twcc_seq = t->assigned = (t->assigned + 1) & 0xFFFF;
-        b[twcc_off] = (unsigned char)(twcc_seq >> 8);
-        b[twcc_off + 1] = (unsigned char)twcc_seq;
+        *twcc_seq = t->assigned = (t->assigned + 1) & 0xFFFF;
+        b[twcc_off] = (unsigned char)(*twcc_seq >> 8);
+        b[twcc_off + 1] = (unsigned char)*twcc_seq;
     }
     out = len;
     if (((sfu_protect_fn)c->protect)(c->srtp, b, &out) != 0)
         return -2;
-    if (sendto(c->fd, b, (size_t)out, 0, (const struct sockaddr *)c->addr,
+    return out;
+}
+
+/* A sent packet's transport-wide number, clear size and send time, in the connection's
+   send history (sfu.twcc.SendHistory's ring). */
+static void sfu_twcc_record(sfu_conn *c, int twcc_seq, int len, double now_ms)
+{
+    sfu_twcc *t = c->twcc;
+    int i = twcc_seq & SFU_TWCC_MASK;
+    t->seqs[i] = twcc_seq;
+    t->sizes[i] = len;
+    t->times[i] = now_ms;
+    t->last_recorded = twcc_seq;
+}
+
+/* >= 0: bytes sent; -1: too long or too short; -2: protect failed; -3: send failed.
+   With transport-cc on the connection and the element in the packet (at twcc_off > 0), the
+   next transport-wide sequence number is written and, once sent, recorded with the clear
+   size and the send time (as MediaTransport.send_rewritten and SendHistory). */
+int sfu_send(sfu_conn *c, const char *pkt, int len, int b1, int seq,
+             unsigned int ts, unsigned int ssrc, int twcc_off)
+{
+    int twcc_seq, out = sfu_prepare(c, pkt, len, b1, seq, ts, ssrc, twcc_off, &twcc_seq);
+    if (out < 0)
+        return out;
+    if (sendto(c->fd, c->buf, (size_t)out, 0, (const struct sockaddr *)c->addr,
                (socklen_t)c->addrlen) < 0)
         return -3;
-    if (twcc_seq >= 0) {
-        int i = twcc_seq & SFU_TWCC_MASK;
-        t->seqs[i] = twcc_seq;
-        t->sizes[i] = len;
-        t->times[i] = sfu_monotonic_ms();
-        t->last_recorded = twcc_seq;
-    }
+    if (twcc_seq >= 0)
+        sfu_twcc_record(c, twcc_seq, len, sfu_monotonic_ms());
     return out;
+}
+
+/* The send batch: a fan-out's packets, each protected in its own connection's buffer, go
+   to the kernel in one io_uring_enter (IORING_OP_SENDMSG with MSG_DONTWAIT, so a full
+   socket buffer fails the send at once, as sendto does) instead of one sendto each: one
+   system call per fan-out, not per subscriber. The ring is made at the first fan-out; if
+   the kernel has no io_uring (or a sandbox forbids it), or it ever fails, sends go back to
+   sendto for good. One event loop per process calls the fan-out, as for every step here. */
+#define SFU_BATCH 256
+
+static struct {
+    int state;           /* 0: not tried yet; 1: on; -1: off (sendto) */
+    int fd;
+    unsigned *sq_tail, *sq_mask, *sq_array, *cq_head, *cq_tail, *cq_mask;
+    struct io_uring_sqe *sqes;
+    struct io_uring_cqe *cqes;
+    int n;                               /* queued in this batch */
+    struct msghdr msgs[SFU_BATCH];
+    struct iovec iovs[SFU_BATCH];
+    sfu_dest *dests[SFU_BATCH];
+    int lens[SFU_BATCH];                 /* clear lengths */
+    int twcc[SFU_BATCH];                 /* transport-wide numbers to record (-1: none) */
+} sfu_batch;
+
+static int sfu_batch_setup(void)
+{
+    struct io_uring_params p;
+    size_t sq_size, cq_size;
+    unsigned char *sq, *cq;
+    void *sqes;
+    int fd;
+    memset(&p, 0, sizeof(p));
+    fd = (int)syscall(__NR_io_uring_setup, SFU_BATCH, &p);
+    if (fd < 0)
+        return -1;
+    sq_size = p.sq_off.array + p.sq_entries * sizeof(unsigned);
+    cq_size = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
+    if (p.features & IORING_FEAT_SINGLE_MMAP) {
+        if (cq_size > sq_size)
+            sq_size = cq_size;
+        cq_size = sq_size;
+    }
+    sq = mmap(NULL, sq_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd,
+              IORING_OFF_SQ_RING);
+    if (sq == MAP_FAILED) {
+        close(fd);
+        return -1;
+    }
+    cq = sq;
+    if (!(p.features & IORING_FEAT_SINGLE_MMAP)) {
+        cq = mmap(NULL, cq_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd,
+                  IORING_OFF_CQ_RING);
+        if (cq == MAP_FAILED) {
+            munmap(sq, sq_size);
+            close(fd);
+            return -1;
+        }
+    }
+    sqes = mmap(NULL, p.sq_entries * sizeof(struct io_uring_sqe), PROT_READ | PROT_WRITE,
+                MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQES);
+    if (sqes == MAP_FAILED) {
+        if (cq != sq)
+            munmap(cq, cq_size);
+        munmap(sq, sq_size);
+        close(fd);
+        return -1;
+    }
+    sfu_batch.fd = fd;
+    sfu_batch.sq_tail = (unsigned *)(sq + p.sq_off.tail);
+    sfu_batch.sq_mask = (unsigned *)(sq + p.sq_off.ring_mask);
+    sfu_batch.sq_array = (unsigned *)(sq + p.sq_off.array);
+    sfu_batch.cq_head = (unsigned *)(cq + p.cq_off.head);
+    sfu_batch.cq_tail = (unsigned *)(cq + p.cq_off.tail);
+    sfu_batch.cq_mask = (unsigned *)(cq + p.cq_off.ring_mask);
+    sfu_batch.cqes = (struct io_uring_cqe *)(cq + p.cq_off.cqes);
+    sfu_batch.sqes = sqes;
+    return 0;
+}
+
+/* 1: fan-outs send in batches; -1: with sendto; 0: not decided yet (no fan-out so far). */
+int sfu_batch_state(void)
+{
+    return sfu_batch.state;
+}
+
+/* sendto from now on (for A/B measurements; SFU_BATCH_SEND=0). */
+void sfu_batch_disable(void)
+{
+    sfu_batch.state = -1;
+}
+
+static void sfu_batch_done(int i, int res, double now_ms)
+{
+    sfu_dest *d = sfu_batch.dests[i];
+    d->conn->pending = 0;
+    if (res >= 0) {
+        d->packets++;
+        d->bytes += sfu_batch.lens[i];
+        if (sfu_batch.twcc[i] >= 0)
+            sfu_twcc_record(d->conn, sfu_batch.twcc[i], sfu_batch.lens[i], now_ms);
+    } else {
+        d->errors++;
+    }
+}
+
+/* Send what is queued and count the results. If the ring fails, what it did not take is
+   sent with sendto and the ring is not used again. */
+static void sfu_batch_flush(void)
+{
+    int n = sfu_batch.n, submitted = 0, reaped = 0, i;
+    double now_ms;
+    if (n == 0)
+        return;
+    sfu_batch.n = 0;
+    __atomic_store_n(sfu_batch.sq_tail, *sfu_batch.sq_tail + (unsigned)n, __ATOMIC_RELEASE);
+    while (submitted < n) {
+        int r = (int)syscall(__NR_io_uring_enter, sfu_batch.fd, n - submitted,
+                             n - submitted, IORING_ENTER_GETEVENTS, NULL, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        submitted += r;
+    }
+    while (reaped < submitted) {
+        unsigned head = *sfu_batch.cq_head;
+        unsigned tail = __atomic_load_n(sfu_batch.cq_tail, __ATOMIC_ACQUIRE);
+        if (head == tail) {
+            int r = (int)syscall(__NR_io_uring_enter, sfu_batch.fd, 0, submitted - reaped,
+                                 IORING_ENTER_GETEVENTS, NULL, 0);
+            if (r < 0 && errno != EINTR)
+                break;
+            continue;
+        }
+        now_ms = sfu_monotonic_ms();
+        for (; head != tail; head++) {
+            struct io_uring_cqe *cqe = &sfu_batch.cqes[head & *sfu_batch.cq_mask];
+            if (cqe->user_data < (uint64_t)n)
+                sfu_batch_done((int)cqe->user_data, cqe->res, now_ms);
+            reaped++;
+        }
+        __atomic_store_n(sfu_batch.cq_head, head, __ATOMIC_RELEASE);
+    }
+    if (submitted < n || reaped < submitted) {  /* the ring failed: never again */
+        sfu_batch.state = -1;
+        now_ms = sfu_monotonic_ms();
+        for (i = submitted; i < n; i++) {
+            sfu_conn *c = sfu_batch.dests[i]->conn;
+            ssize_t r = sendto(c->fd, c->buf, sfu_batch.iovs[i].iov_len, 0,
+                               (const struct sockaddr *)c->addr, (socklen_t)c->addrlen);
+            sfu_batch_done(i, r < 0 ? -1 : 0, now_ms);
+        }
+        for (i = 0; i < submitted; i++)  /* completions never seen: taken as sent */
+            if (sfu_batch.dests[i]->conn->pending)
+                sfu_batch_done(i, 0, now_ms);
+    }
+}
+
+/* Protect one packet into its connection's buffer and queue it (or, with the batch off,
+   send it at once). */
+static void sfu_batch_send(sfu_dest *d, const char *pkt, int len, int b1, int seq,
+                           unsigned int ts, int twcc_off)
+{
+    sfu_conn *c = d->conn;
+    struct io_uring_sqe *sqe;
+    unsigned idx;
+    int i, out, twcc_seq;
+    if (sfu_batch.state == 0)
+        sfu_batch.state = sfu_batch_setup() == 0 ? 1 : -1;
+    if (sfu_batch.state < 0) {
+        if (sfu_send(c, pkt, len, b1, seq, ts, d->out_ssrc, twcc_off) >= 0) {
+            d->packets++;
+            d->bytes += len;
+        } else {
+            d->errors++;
+        }
+        return;
+    }
+    if (c->pending || sfu_batch.n == SFU_BATCH)  /* its buffer is taken, or the batch full */
+        sfu_batch_flush();
+    out = sfu_prepare(c, pkt, len, b1, seq, ts, d->out_ssrc, twcc_off, &twcc_seq);
+    if (out < 0) {
+        d->errors++;
+        return;
+    }
+    if (sfu_batch.state < 0) {  /* the flush above turned the ring off */
+        if (sendto(c->fd, c->buf, (size_t)out, 0, (const struct sockaddr *)c->addr,
+                   (socklen_t)c->addrlen) < 0) {
+            d->errors++;
+            return;
+        }
+        d->packets++;
+        d->bytes += len;
+        if (twcc_seq >= 0)
+            sfu_twcc_record(c, twcc_seq, len, sfu_monotonic_ms());
+        return;
+    }
+    i = sfu_batch.n++;
+    sfu_batch.iovs[i].iov_base = c->buf;
+    sfu_batch.iovs[i].iov_len = (size_t)out;
+    memset(&sfu_batch.msgs[i], 0, sizeof(struct msghdr));
+    sfu_batch.msgs[i].msg_name = c->addr;
+    sfu_batch.msgs[i].msg_namelen = c->addrlen;
+    sfu_batch.msgs[i].msg_iov = &sfu_batch.iovs[i];
+    sfu_batch.msgs[i].msg_iovlen = 1;
+    sfu_batch.dests[i] = d;
+    sfu_batch.lens[i] = len;
+    sfu_batch.twcc[i] = twcc_seq;
+    c->pending = 1;
+    idx = (*sfu_batch.sq_tail + (unsigned)i) & *sfu_batch.sq_mask;
+    sqe = &sfu_batch.sqes[idx];
+    memset(sqe, 0, sizeof(*sqe));
+    sqe->opcode = IORING_OP_SENDMSG;
+    sqe->fd = c->fd;
+    sqe->addr = (uint64_t)(uintptr_t)&sfu_batch.msgs[i];
+    sqe->len = 1;
+    sqe->msg_flags = MSG_DONTWAIT;
+    sqe->user_data = (uint64_t)i;
+    sfu_batch.sq_array[idx] = idx;
 }
 
 /* One SRTP packet in: copied into rx->buf and unprotected there. >= 0: the length of the
@@ -460,14 +708,11 @@ int sfu_fanout(const char *pkt, int len, int b1, uint32_t ssrc, int64_t ext,
             f->has_last_out = 1;
         }
         f->forwarded++;
-        if (sfu_send(d->conn, pkt, len, b1, (int)(out_ext & 0xFFFF), (unsigned int)out_ts,
-                     d->out_ssrc, twcc_off) >= 0) {
-            d->packets++;
-            d->bytes += len;
-        } else {
-            d->errors++;
-        }
+        sfu_batch_send(d, pkt, len, b1, (int)(out_ext & 0xFFFF), (unsigned int)out_ts,
+                       twcc_off);
     }
+    if (sfu_batch.n)
+        sfu_batch_flush();
     return left;
 }
 

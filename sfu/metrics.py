@@ -161,6 +161,11 @@ class SfuCollector(Collector):
             "sfu_fastpath_enabled",
             "1 when the compiled send step (sfu._fastpath) forwards packets, 0 on the Python path",
             value=1 if fastpath.ENABLED else 0)
+        yield GaugeMetricFamily(
+            "sfu_send_batched",
+            "1 when the compiled fan-out hands each packet's sends to the kernel in one "
+            "io_uring call, 0 when it uses one sendto per subscriber",
+            value=1 if fastpath.batch_state() == "io_uring" else 0)
         yield CounterMetricFamily(
             "sfu_ingress_compiled_packets",
             "RTP packets from publishers handled by the compiled ingress step (the rest of "

@@ -209,3 +209,71 @@ def test_the_compiled_cache_answers_as_the_python_one() -> None:
     compiled.put(5000, b"x" * 10)
     compiled.put(5000 + 1024, b"y" * 1537)
     assert compiled.get(5000) is None and compiled.get(5000 + 1024) is None
+
+
+def _io_uring_allowed() -> bool:
+    try:
+        with open("/proc/sys/kernel/io_uring_disabled") as f:
+            return f.read().strip() == "0"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not fastpath.ENABLED, reason="SFU_FASTPATH=0: Python path only")
+def test_a_fanout_sends_every_subscriber_its_own_packet(sockets) -> None:
+    """300 subscribers (more than one send batch holds), one of them twice on the same
+    connection (its buffer must be sent before it is reused), one whose address the kernel
+    refuses: every other subscriber gets its packet, rewritten and protected as the single
+    send does, and the counters say what happened."""
+    a, b = sockets
+    b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    tx, rx = (session(pylibsrtp.Policy.SSRC_ANY_OUTBOUND),
+              session(pylibsrtp.Policy.SSRC_ANY_INBOUND))
+    conns = [fastpath.connect(tx, a, b.getsockname()) for _ in range(299)]
+    refused = fastpath.connect(tx, a, ("127.0.0.1", 0))
+    states, dests = [], []
+    for i in range(301):
+        state = fastpath.forwarder_state()
+        state.source_ssrc = 0x1234
+        state.seq_offset = i
+        state.ts_offset = 1000 * i
+        d = fastpath.dest(state, 0x10000 + i)
+        conn = refused if i == 150 else conns[0 if i == 300 else min(i, 298)]
+        assert conn is not None
+        d.conn = conn.ptr
+        states.append(state)
+        dests.append(d)
+    pkt = packet(bytes(range(256)) * 4)
+    left = fastpath.fanout(pkt, len(pkt), 0x80 | 96, 0x1234, 70000, 5000, 1.0, 0,
+                           fastpath.dest_array(dests), len(dests))
+    assert left == 0
+    got = {}
+    for _ in range(300):
+        plain = rx.unprotect(b.recvfrom(2048)[0])
+        seq, ts, ssrc = struct.unpack_from("!HII", plain, 2)
+        got[ssrc - 0x10000] = (seq, ts, plain[12:])
+    want = {i: ((70000 + i) & 0xFFFF, 5000 + 1000 * i, pkt[12:])
+            for i in range(301) if i != 150}
+    assert got == want
+    assert [d.packets for d in dests] == [0 if i == 150 else 1 for i in range(301)]
+    assert [d.errors for d in dests] == [1 if i == 150 else 0 for i in range(301)]
+    if os.environ.get("SFU_BATCH_SEND") == "0":
+        assert fastpath.batch_state() == "sendto"
+    elif _io_uring_allowed():
+        assert fastpath.batch_state() == "io_uring"
+
+
+@pytest.mark.skipif(not fastpath.ENABLED or os.environ.get("SFU_BATCH_SEND") == "0",
+                    reason="runs the test above without batching")
+def test_the_fanout_without_batching_sends_the_same() -> None:
+    """The same fan-out with sendto per packet (a kernel without io_uring, or one that
+    fails), in a process of its own: the choice is made once per process."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, SFU_BATCH_SEND="0")
+    name = f"{__file__}::test_a_fanout_sends_every_subscriber_its_own_packet"
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           name], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "1 passed" in done.stdout
