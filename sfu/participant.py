@@ -55,6 +55,8 @@ SOURCES = ("microphone", "camera", "screen")
 TICK_S = 0.1
 ALLOCATE_EVERY = 5
 REPORT_EVERY = 10
+#: sender reports per compound RTCP packet (28 bytes each: 896 bytes and the SRTCP trailer)
+SRS_PER_COMPOUND = 32
 #: subscription quality names -> the highest layer index wanted
 QUALITIES = {"off": -1, "low": 0, "medium": 1, "high": 2}
 UNLIMITED_BPS = 1_000_000_000
@@ -997,9 +999,12 @@ class Participant:
         ntp = rtcp.ntp_from_unix(time.time())
         sub_t = self.subscriber
         if sub_t is not None and sub_t.ready:
-            for sub in self.subscriptions.values():
-                if sub.active and sub.stats.packets:
-                    sub_t.send_rtcp(sub.sender_report(t, ntp))
+            reports = [sub.sender_report(t, ntp) for sub in self.subscriptions.values()
+                       if sub.active and sub.stats.packets]
+            # several SRs in one compound packet (RFC 8108 section 5.3): one SRTCP protect
+            # and one send per subscriber and second instead of one per stream
+            for i in range(0, len(reports), SRS_PER_COMPOUND):
+                sub_t.send_rtcp(b"".join(reports[i:i + SRS_PER_COMPOUND]))
         pub_t = self.publisher
         if pub_t is not None and pub_t.ready and self.tracks:
             blocks: list[rtcp.ReportBlock] = []

@@ -100,3 +100,45 @@ async def test_capacity_and_unknown_rooms() -> None:
         room.add(participant(room, "PA_2", "two")[0])
     await room.close()
     assert room.closed and room.participants == {}
+
+
+class _Downlink:
+    """A ready subscriber transport that records the RTCP it is given."""
+
+    ready = True
+
+    def __init__(self) -> None:
+        self.rtcp: list[bytes] = []
+
+    def send_rtcp(self, packet: bytes) -> bool:
+        self.rtcp.append(packet)
+        return True
+
+
+def test_sender_reports_go_out_in_few_compound_packets() -> None:
+    """A subscriber receiving 40 streams gets one sender report for each stream that has
+    sent something, in compound packets of at most 32 (2 sends instead of 40), each SR
+    with its stream's own counts."""
+    from sfu import rtcp
+    from sfu.track import Subscription
+
+    room = RoomRegistry(EventBus(), max_participants=10, auto_create=True).get_for_join("r")
+    owner, _ = participant(room, "PA_a", "alice")
+    bob, _ = participant(room, "PA_b", "bob")
+    down = _Downlink()
+    bob.subscriber = down  # type: ignore[assignment]
+    track = video_track(owner)
+    for i in range(42):
+        sub = Subscription(track, down, out_ssrc=5000 + i, rtx_ssrc=None, rtx_pt=None,  # type: ignore[arg-type]
+                           first_seq=0, first_ts=0)
+        sub.active = i != 40  # one paused, one that has sent nothing: no report for them
+        sub.stats.packets = 0 if i == 41 else 10 + i
+        sub.stats.bytes = 1000 * i
+        bob.subscriptions[f"TR_{i}"] = sub
+    bob.send_reports()
+    assert [len(rtcp.parse(p)) for p in down.rtcp] == [32, 8]
+    reports = [m for p in down.rtcp for m in rtcp.parse(p)]
+    assert all(m.pt == rtcp.SR and m.sender_info is not None for m in reports)
+    assert sorted((m.sender_ssrc, m.sender_info[2], m.sender_info[3])  # type: ignore[index]
+                  for m in reports) == [
+        (5000 + i, 10 + i, 1000 * i) for i in range(40)]
