@@ -271,7 +271,9 @@ int sfu_send(sfu_conn *c, const char *pkt, int len, int b1, int seq,
    socket buffer fails the send at once, as sendto does) instead of one sendto each: one
    system call per fan-out, not per subscriber. The ring is made at the first fan-out; if
    the kernel has no io_uring (or a sandbox forbids it), or it ever fails, sends go back to
-   sendto for good. One event loop per process calls the fan-out, as for every step here. */
+   sendto for good. A batch of one packet goes out with sendto: a ring round trip costs
+   more than one system call (benches/README.md has the figures). One event loop per
+   process calls the fan-out, as for every step here. */
 #define SFU_BATCH 256
 
 static struct {
@@ -378,6 +380,13 @@ static void sfu_batch_flush(void)
     if (n == 0)
         return;
     sfu_batch.n = 0;
+    if (n == 1) {  /* one packet: a plain sendto costs less than a ring round trip */
+        sfu_conn *c = sfu_batch.dests[0]->conn;
+        ssize_t r = sendto(c->fd, c->buf, sfu_batch.iovs[0].iov_len, 0,
+                           (const struct sockaddr *)c->addr, (socklen_t)c->addrlen);
+        sfu_batch_done(0, r < 0 ? -1 : 0, sfu_monotonic_ms());
+        return;
+    }
     __atomic_store_n(sfu_batch.sq_tail, *sfu_batch.sq_tail + (unsigned)n, __ATOMIC_RELEASE);
     while (submitted < n) {
         int r = (int)syscall(__NR_io_uring_enter, sfu_batch.fd, n - submitted,

@@ -263,6 +263,38 @@ def test_a_fanout_sends_every_subscriber_its_own_packet(sockets) -> None:
         assert fastpath.batch_state() == "io_uring"
 
 
+@pytest.mark.skipif(not fastpath.ENABLED, reason="SFU_FASTPATH=0: Python path only")
+def test_a_fanout_to_one_subscriber_is_sent_and_counted(sockets) -> None:
+    """A packet with a single subscriber (a student's video, seen by the instructor only)
+    goes out on its own: delivered to a good address, counted as an error at a refused
+    one; two subscribers on one connection both get theirs."""
+    a, b = sockets
+    tx, rx = (session(pylibsrtp.Policy.SSRC_ANY_OUTBOUND),
+              session(pylibsrtp.Policy.SSRC_ANY_INBOUND))
+    good = fastpath.connect(tx, a, b.getsockname())
+    refused = fastpath.connect(tx, a, ("127.0.0.1", 0))
+    assert good is not None and refused is not None
+
+    def dest(conn: fastpath.Connection, ssrc: int) -> object:
+        state = fastpath.forwarder_state()
+        state.source_ssrc = 0x1234
+        d = fastpath.dest(state, ssrc)
+        d.conn = conn.ptr
+        return d
+
+    pkt = packet(b"student video")
+    sent = []
+    for group in ([dest(good, 0x51)], [dest(refused, 0x52)],
+                  [dest(good, 0x53), dest(good, 0x54)]):
+        fastpath.fanout(pkt, len(pkt), 0x80 | 96, 0x1234, 7, 500, 1.0, 0,
+                        fastpath.dest_array(group), len(group))
+        sent += group
+    got = [struct.unpack_from("!I", rx.unprotect(b.recvfrom(2048)[0]), 8)[0]
+           for _ in range(3)]
+    assert got == [0x51, 0x53, 0x54]
+    assert [(d.packets, d.errors) for d in sent] == [(1, 0), (0, 1), (1, 0), (1, 0)]
+
+
 @pytest.mark.skipif(not fastpath.ENABLED or os.environ.get("SFU_BATCH_SEND") == "0",
                     reason="runs the test above without batching")
 def test_the_fanout_without_batching_sends_the_same() -> None:
