@@ -293,6 +293,9 @@ static struct {
 static int sfu_batch_setup(void)
 {
     struct io_uring_params p;
+    uint64_t probe_buf[(sizeof(struct io_uring_probe)
+                        + 64 * sizeof(struct io_uring_probe_op)) / 8 + 1];
+    struct io_uring_probe *probe = (struct io_uring_probe *)probe_buf;
     size_t sq_size, cq_size;
     unsigned char *sq, *cq;
     void *sqes;
@@ -301,6 +304,15 @@ static int sfu_batch_setup(void)
     fd = (int)syscall(__NR_io_uring_setup, SFU_BATCH, &p);
     if (fd < 0)
         return -1;
+    /* a ring that cannot send (a kernel before 5.6 has no probe, one before 5.3 no
+       SENDMSG) would fail every send with a per-packet error: sendto instead */
+    memset(probe_buf, 0, sizeof(probe_buf));
+    if (syscall(__NR_io_uring_register, fd, IORING_REGISTER_PROBE, probe, 64) < 0
+            || probe->last_op < IORING_OP_SENDMSG
+            || !(probe->ops[IORING_OP_SENDMSG].flags & IO_URING_OP_SUPPORTED)) {
+        close(fd);
+        return -1;
+    }
     sq_size = p.sq_off.array + p.sq_entries * sizeof(unsigned);
     cq_size = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
     if (p.features & IORING_FEAT_SINGLE_MMAP) {
@@ -375,7 +387,7 @@ static void sfu_batch_done(int i, int res, double now_ms)
    sent with sendto and the ring is not used again. */
 static void sfu_batch_flush(void)
 {
-    int n = sfu_batch.n, submitted = 0, reaped = 0, i;
+    int n = sfu_batch.n, submitted = 0, reaped = 0, waits = 0, i;
     double now_ms;
     if (n == 0)
         return;
@@ -403,7 +415,11 @@ static void sfu_batch_flush(void)
         if (head == tail) {
             int r = (int)syscall(__NR_io_uring_enter, sfu_batch.fd, 0, submitted - reaped,
                                  IORING_ENTER_GETEVENTS, NULL, 0);
-            if (r < 0 && errno != EINTR)
+            /* a send the kernel still holds may read its buffer: wait through transient
+               errors (with MSG_DONTWAIT sends complete during the submission, so this
+               loop does not normally run at all) */
+            if (r < 0 && errno != EINTR && !((errno == EAGAIN || errno == EBUSY)
+                                             && ++waits < 100000))
                 break;
             continue;
         }
@@ -425,9 +441,9 @@ static void sfu_batch_flush(void)
                                (const struct sockaddr *)c->addr, (socklen_t)c->addrlen);
             sfu_batch_done(i, r < 0 ? -1 : 0, now_ms);
         }
-        for (i = 0; i < submitted; i++)  /* completions never seen: taken as sent */
+        for (i = 0; i < submitted; i++)  /* completions never seen: counted as failed */
             if (sfu_batch.dests[i]->conn->pending)
-                sfu_batch_done(i, 0, now_ms);
+                sfu_batch_done(i, -1, now_ms);
     }
 }
 
