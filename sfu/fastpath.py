@@ -263,7 +263,21 @@ class CompiledCache:
         return int(self.ptr.misses)
 
 
+def twcc_receive_state(size: int) -> tuple[Any, Any]:
+    """A C ``sfu_twcc_rx`` (transport-cc arrivals of a publisher transport) with ``size``
+    slots, all NaN, and its arrivals array (kept alive by the caller with the struct)."""
+    assert _fastpath is not None
+    t = _fastpath.ffi.new("sfu_twcc_rx *")
+    arrivals = _fastpath.ffi.new("double[]", [float("nan")] * size)
+    t.arrivals = arrivals
+    t.size = size
+    t.max_ext = -1
+    return t, arrivals
+
+
 if _fastpath is not None:
+    #: sfu_twcc_rx_packet(state, seq, arrival_ms): TwccRecorder.on_packet in C
+    twcc_receive = _fastpath.lib.sfu_twcc_rx_packet
     _cache_put = _fastpath.lib.sfu_cache_put
     _cache_get = _fastpath.lib.sfu_cache_get
     _CACHE_OUT = _fastpath.ffi.new("char[1536]")  # SFU_CACHE_MAX

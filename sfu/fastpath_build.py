@@ -81,6 +81,17 @@ typedef struct {         /* RtpForwarder's per-packet fields (sfu.forwarder.Forw
     int64_t forwarded;
 } sfu_fwd;
 
+typedef struct {         /* a publisher transport's transport-cc arrivals (sfu.twcc.TwccRecorder) */
+    int64_t next_ext;    /* the unreported window is [next_ext, max_ext] */
+    int64_t max_ext;     /* -1: nothing received yet */
+    int64_t size;        /* slots in arrivals (a power of two) */
+    int64_t duplicates;
+    int64_t late;
+    int64_t forgotten;
+    int reported;        /* 1: feedback was built at least once */
+    double *arrivals;    /* arrival ms by extended number & (size - 1); NaN: not received */
+} sfu_twcc_rx;
+
 typedef struct {         /* a PublishedTrack's ingress settings and counters */
     int64_t packets_in;
     int64_t bytes_in;
@@ -88,7 +99,8 @@ typedef struct {         /* a PublishedTrack's ingress settings and counters */
     int publisher_pt;    /* the payload type the publisher sends */
     int pt;              /* the canonical one forwarded */
     int video;           /* 1: VP8 (the only video codec the compiled step handles) */
-    int twcc;            /* 1: the publisher's transport-cc numbers go to Python */
+    int twcc;            /* 1: the publisher's transport-cc numbers are recorded: */
+    sfu_twcc_rx *twcc_rx;  /*   here (NULL: by Python) */
     int level;           /* 1: audio levels go to Python */
     unsigned char id_map[256];  /* header extension id -> canonical id (0: blank it) */
 } sfu_track;
@@ -171,6 +183,7 @@ int sfu_vp8_keyframe(const char *pkt, int len);
 int64_t sfu_seq_update(sfu_seq *s, int seq, uint32_t ts, double now_ms);
 void sfu_seq_init(sfu_seq *s, int clock_rate);
 int sfu_ingress(sfu_rx *rx, const char *pkt, int len);
+void sfu_twcc_rx_packet(sfu_twcc_rx *t, int seq, double arrival_ms);
 sfu_cache *sfu_cache_new(void);
 void sfu_cache_free(sfu_cache *c);
 int sfu_cache_put(sfu_cache *c, int64_t ext, const char *pkt, int len);
@@ -181,6 +194,7 @@ extern int64_t sfu_ingress_handled;  /* packets sfu_ingress handled, in this pro
 SOURCE = r"""
 #include <errno.h>
 #include <linux/io_uring.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -850,6 +864,54 @@ int64_t sfu_seq_update(sfu_seq *s, int seq, uint32_t ts, double now_ms)
     return ext;
 }
 
+/* sfu.twcc.TwccRecorder.on_packet: one packet's transport-wide number and arrival time,
+   unwrapped to an extended number; a jump forward of more than 1024 (MAX_FORWARD_JUMP)
+   starts afresh, and unreported arrivals older than the ring are forgotten. */
+static void sfu_twcc_rx_forget(sfu_twcc_rx *t, int64_t new_next)
+{
+    int64_t ext, end = t->max_ext + 1 < new_next ? t->max_ext + 1 : new_next;
+    int64_t mask = t->size - 1;
+    for (ext = t->next_ext; ext < end; ext++) {
+        if (!isnan(t->arrivals[ext & mask]))
+            t->forgotten++;
+        t->arrivals[ext & mask] = NAN;
+    }
+    t->next_ext = new_next;
+}
+
+void sfu_twcc_rx_packet(sfu_twcc_rx *t, int seq, double arrival_ms)
+{
+    int64_t mx = t->max_ext, ext, diff, mask = t->size - 1;
+    if (mx < 0) {
+        ext = (seq & 0xFFFF) + 65536;  /* keeps extended numbers positive going back */
+        t->next_ext = t->max_ext = ext;
+        t->arrivals[ext & mask] = arrival_ms;
+        return;
+    }
+    diff = ((int64_t)seq - mx) & 0xFFFF;
+    ext = diff < 0x8000 ? mx + diff : mx + diff - 65536;
+    if (ext < t->next_ext) {
+        if (t->reported || mx - ext >= t->size) {
+            t->late++;
+            return;
+        }
+        t->next_ext = ext;  /* reordered before the first feedback: widen the window */
+    } else if (ext > mx) {
+        if (ext - mx > 1024) {
+            sfu_twcc_rx_forget(t, mx + 1);
+            t->next_ext = ext;
+        } else if (ext - t->next_ext >= t->size) {
+            sfu_twcc_rx_forget(t, ext - t->size + 1);
+        }
+        t->max_ext = ext;
+    }
+    if (!isnan(t->arrivals[ext & mask])) {
+        t->duplicates++;
+        return;
+    }
+    t->arrivals[ext & mask] = arrival_ms;
+}
+
 /* Flags sfu_ingress returns (with 1 set) for what is left to Python. */
 #define SFU_IN_DONE 1
 #define SFU_IN_TWCC 2    /* rx->twcc_seq: the publisher's transport-wide number */
@@ -924,7 +986,10 @@ int sfu_ingress(sfu_rx *rx, const char *pkt, int len)
     twcc_off = (int)(offsets & 0xFFFF);
     if (twcc_off && tr->twcc) {
         rx->twcc_seq = (b[twcc_off] << 8) | b[twcc_off + 1];
-        flags |= SFU_IN_TWCC;
+        if (tr->twcc_rx != NULL)
+            sfu_twcc_rx_packet(tr->twcc_rx, rx->twcc_seq, rx->now_ms);
+        else
+            flags |= SFU_IN_TWCC;
     }
     ext = sfu_seq_update(sq, seq, ts, rx->now_ms);
     tr->packets_in++;

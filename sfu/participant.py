@@ -36,7 +36,7 @@ from .presence import Presence, new_resume_token
 from .rtp_header import RtpHeaderError, find_extension, header_length
 from .track import RETRANSMIT_BUDGET_BPS, Layer, PublishedTrack, Subscription
 from .transport import MediaTransport
-from .twcc import TwccError, TwccRecorder, parse_feedback
+from .twcc import TwccError, TwccRecorder, new_recorder, parse_feedback
 
 if TYPE_CHECKING:
     from .room import Room
@@ -398,7 +398,7 @@ class Participant:
         assert self.publisher is not None
         keep: set[str] = set()
         if self._twcc_rx is None and any(m.twcc_ext_id for m in accepted):
-            self._twcc_rx = TwccRecorder()
+            self._twcc_rx = new_recorder()
         for m in accepted:
             keep.add(m.mid)
             if m.mid_ext_id:

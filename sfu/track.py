@@ -27,6 +27,7 @@ from .rtp_header import (
     rtx_wrap,
 )
 from .sequence import SequenceTracker
+from .twcc import CompiledTwccRecorder
 
 if TYPE_CHECKING:
     from .transport import MediaTransport
@@ -282,6 +283,8 @@ class PublishedTrack:
         self.ingress_state = fastpath.track_state(
             publisher_pt, codec.pt, self._ext_id_map, video=kind == "video",
             twcc=twcc is not None, level=on_audio_level is not None)
+        if self.ingress_state is not None and isinstance(twcc, CompiledTwccRecorder):
+            self.ingress_state.twcc_rx = twcc.state  # arrivals recorded in C (twcc keeps it)
         self.stats = TrackStats(self.ingress_state)
         if kind == "video" and codec.name.upper() != "VP8":
             self.ingress_state = None

@@ -21,6 +21,7 @@ from sfu.participant import Participant
 from sfu.sequence import SequenceTracker
 from sfu.track import PublishedTrack, Subscription
 from sfu.transport import MediaTransport
+from sfu.twcc import CompiledTwccRecorder, TwccRecorder
 
 pytestmark = pytest.mark.skipif(not fastpath.ENABLED, reason="SFU_FASTPATH=0")
 
@@ -88,8 +89,7 @@ class Twcc:
         self.seen.append((seq, now_ms))
 
 
-def make(kind: str, down: object,
-         twcc: bool = True) -> tuple[PublishedTrack, Subscription, list[Any]]:
+def make(kind: str, down: object, twcc: Any) -> tuple[PublishedTrack, Subscription, list[Any]]:
     levels: list[Any] = []
     codec = codecs.VP8 if kind == "video" else codecs.OPUS
     ext = {TWCC_EXT: codecs.TWCC_ID, LEVEL_EXT: codecs.AUDIO_LEVEL_ID}
@@ -97,7 +97,7 @@ def make(kind: str, down: object,
         track_id="TR", participant_id="PA", kind=kind, source="camera", mid="0", codec=codec,
         publisher_pt=100, ext_map=ext, ssrc=SSRC_A, rtx_ssrc=None, upstream=FakeTransport(),  # type: ignore[arg-type]
         receiver_ssrc=1, keyframe_interval_ms=0,
-        twcc=Twcc() if twcc else None,  # type: ignore[arg-type]
+        twcc=twcc,
         on_audio_level=lambda pid, level, now: levels.append((pid, level, now)))
     sub = Subscription(track, down, out_ssrc=0xAAAA, rtx_ssrc=0xBBBB, rtx_pt=None,  # type: ignore[arg-type]
                        first_seq=65000, first_ts=0xFFFFFF00)
@@ -156,15 +156,23 @@ def script() -> list[tuple[str, Any]]:
     return steps
 
 
-@pytest.mark.parametrize("kind,twcc", [("video", True), ("audio", True), ("video", False)])
-def test_compiled_ingress_matches_the_python_path(kind: str, twcc: bool) -> None:
-    """Without transport-cc (and for video: no audio level) the steady packets leave nothing
-    to Python: the compiled step also fills the retransmission cache."""
+RECORDERS = {"python": (Twcc, Twcc), "compiled": (CompiledTwccRecorder, TwccRecorder),
+             "none": (lambda: None, lambda: None)}
+
+
+@pytest.mark.parametrize("kind,twcc", [("video", "python"), ("audio", "python"),
+                                       ("video", "none"), ("video", "compiled"),
+                                       ("audio", "compiled")])
+def test_compiled_ingress_matches_the_python_path(kind: str, twcc: str) -> None:
+    """Without transport-cc recorded in Python (and for video: no audio level) the steady
+    packets leave nothing to Python: the compiled step also fills the retransmission cache
+    and, with the compiled recorder, records transport-cc arrivals."""
     wire = WireTransport()
     try:
-        c_track, c_sub, c_levels = make(kind, wire, twcc)
+        make_c, make_py = RECORDERS[twcc]
+        c_track, c_sub, c_levels = make(kind, wire, make_c())
         py_down = FakeTransport()
-        py_track, py_sub, py_levels = make(kind, py_down, twcc)
+        py_track, py_sub, py_levels = make(kind, py_down, make_py())
         py_sub.dest = None
         c_owner, py_owner = Owner(c_track), Owner(py_track)
 
@@ -219,9 +227,14 @@ def test_compiled_ingress_matches_the_python_path(kind: str, twcc: bool) -> None
         if kind == "video":
             assert py_track.stats.nacks_sent == 1
             assert py_layer.keyframes == 2
-        if twcc:
+        if twcc == "python":
             assert c_track.twcc.seen == py_track.twcc.seen  # type: ignore[union-attr]
             assert len(c_track.twcc.seen) == packets  # type: ignore[union-attr]
+        if twcc == "compiled":  # the same feedback from the compiled recorder
+            assert c_track.twcc is not None and py_track.twcc is not None
+            feedback = py_track.twcc.build_feedback(1, 2, 0.0)
+            assert feedback and c_track.twcc.build_feedback(1, 2, 0.0) == feedback
+            assert c_track.twcc.duplicates == py_track.twcc.duplicates
         assert c_levels == py_levels
         assert bool(py_levels) == (kind == "audio")
         # the compiled step took the steady packets; first packets, the late one, keyframes,
@@ -229,8 +242,9 @@ def test_compiled_ingress_matches_the_python_path(kind: str, twcc: bool) -> None
         handled = fastpath.ingress_handled() - handled_before
         assert handled >= packets - 25
         # and the owner hears only of the packets that left it something to do (without
-        # transport-cc: the gap's NACK)
-        assert c_owner.handled == (handled if twcc else py_track.stats.nacks_sent)
+        # transport-cc for Python, video: the gap's NACK)
+        python_work = twcc == "python" or kind == "audio"
+        assert c_owner.handled == (handled if python_work else py_track.stats.nacks_sent)
         assert transport.stats.rtp_in == packets
     finally:
         wire.close()
@@ -239,7 +253,7 @@ def test_compiled_ingress_matches_the_python_path(kind: str, twcc: bool) -> None
 def test_garbage_and_unknown_sources_are_counted_and_nothing_is_forwarded() -> None:
     wire = WireTransport()
     try:
-        track, sub, _ = make("video", wire)
+        track, sub, _ = make("video", wire, Twcc())
         owner = Owner(track)
         transport, tx = keyed_transport(owner)
         for s in range(10):

@@ -6,17 +6,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sfu import rtcp
+from sfu import fastpath, rtcp
 from sfu.twcc import (
     MAX_FEEDBACK_BYTES,
     MAX_PACKET_STATUS_COUNT,
     MAX_STATUSES_PER_PACKET,
+    CompiledTwccRecorder,
     SendHistory,
     TwccError,
     TwccFeedback,
     TwccRecorder,
     parse_feedback,
 )
+
+#: every recorder test runs against both: the compiled one must behave as the Python one
+RECORDERS = [TwccRecorder] + ([CompiledTwccRecorder] if fastpath.ENABLED else [])
+recorders = pytest.mark.parametrize("make", RECORDERS, ids=lambda c: c.__name__)
 
 QUANTUM_MS = 0.125 + 1e-6  # arrivals are rounded to the nearest 250 us
 
@@ -73,12 +78,13 @@ def test_parse_chrome_capture() -> None:
     assert fb.packets == expected
 
 
-def test_build_matches_known_bytes() -> None:
+@recorders
+def test_build_matches_known_bytes(make: type[TwccRecorder]) -> None:
     # pion/rtcp's TransportLayerCC marshal vector "example1" (libwebrtc layout): one packet,
     # seq 153, received 37 ms after reference time 4057090 (x 64 ms), feedback count 23,
     # run-length chunk "1 x small delta", delta 0x94, then RTCP padding of one byte.
     expected = bytes.fromhex("afcd0005fa17fa1743032fa0009900013de8021720019401")
-    rec = TwccRecorder()
+    rec = make()
     for i in range(23):  # 23 earlier feedbacks, one packet each
         rec.on_packet(130 + i, 1000.0 + i)
         assert len(rec.build_feedback(1, 2, 0.0)) == 1
@@ -146,8 +152,9 @@ def test_reserved_symbol_beyond_status_count_is_ignored() -> None:
 # --- recorder round trips -------------------------------------------------------------
 
 
-def test_roundtrip_with_loss() -> None:
-    rec = TwccRecorder()
+@recorders
+def test_roundtrip_with_loss(make: type[TwccRecorder]) -> None:
+    rec = make()
     arrivals = {100: 10.0, 101: 12.3, 104: 15.0, 105: 15.1, 110: 40.0}
     for seq, sent in arrivals.items():
         rec.on_packet(seq, sent)
@@ -163,8 +170,9 @@ def test_roundtrip_with_loss() -> None:
     assert build(rec) == []  # nothing new
 
 
-def test_next_feedback_reports_gap_since_last_one_as_lost() -> None:
-    rec = TwccRecorder()
+@recorders
+def test_next_feedback_reports_gap_since_last_one_as_lost(make: type[TwccRecorder]) -> None:
+    rec = make()
     rec.on_packet(1, 0.0)
     build(rec)
     rec.on_packet(4, 30.0)
@@ -173,8 +181,9 @@ def test_next_feedback_reports_gap_since_last_one_as_lost() -> None:
     assert fb.packets == [(2, None), (3, None), (4, 30.0)]
 
 
-def test_roundtrip_across_sequence_wrap() -> None:
-    rec = TwccRecorder()
+@recorders
+def test_roundtrip_across_sequence_wrap(make: type[TwccRecorder]) -> None:
+    rec = make()
     seqs = [65530, 65531, 65533, 65535, 0, 1, 3]
     for i, seq in enumerate(seqs):
         rec.on_packet(seq, 100.0 + 2.5 * i)
@@ -184,8 +193,9 @@ def test_roundtrip_across_sequence_wrap() -> None:
     assert got[0] == 110.0 and got[3] == 115.0
 
 
-def test_reordered_before_feedback_gives_negative_delta() -> None:
-    rec = TwccRecorder()
+@recorders
+def test_reordered_before_feedback_gives_negative_delta(make: type[TwccRecorder]) -> None:
+    rec = make()
     rec.on_packet(10, 50.0)
     rec.on_packet(12, 51.0)
     rec.on_packet(11, 49.5)  # late, and its arrival precedes its predecessor's
@@ -194,8 +204,9 @@ def test_reordered_before_feedback_gives_negative_delta() -> None:
     assert fb.packets == [(9, 52.0), (10, 50.0), (11, 49.5), (12, 51.0)]
 
 
-def test_reordered_after_feedback_is_ignored() -> None:
-    rec = TwccRecorder()
+@recorders
+def test_reordered_after_feedback_is_ignored(make: type[TwccRecorder]) -> None:
+    rec = make()
     rec.on_packet(10, 0.0)
     rec.on_packet(12, 1.0)
     build(rec)
@@ -206,8 +217,9 @@ def test_reordered_after_feedback_is_ignored() -> None:
     assert feedback_map(build(rec)) == [(13, 3.0)]
 
 
-def test_duplicates_keep_first_arrival() -> None:
-    rec = TwccRecorder()
+@recorders
+def test_duplicates_keep_first_arrival(make: type[TwccRecorder]) -> None:
+    rec = make()
     rec.on_packet(5, 1.0)
     rec.on_packet(6, 2.0)
     rec.on_packet(5, 9.0)
@@ -215,8 +227,9 @@ def test_duplicates_keep_first_arrival() -> None:
     assert rec.duplicates == 1
 
 
-def test_large_gaps_use_two_byte_deltas() -> None:
-    rec = TwccRecorder()
+@recorders
+def test_large_gaps_use_two_byte_deltas(make: type[TwccRecorder]) -> None:
+    rec = make()
     times = [0.0, 63.75, 64.0 + 63.75, 1000.0, 8000.0]
     for i, t in enumerate(times):
         rec.on_packet(i, t)
@@ -225,8 +238,9 @@ def test_large_gaps_use_two_byte_deltas() -> None:
     assert [t for _, t in feedback_map(packets)] == times
 
 
-def test_delta_beyond_16_bits_splits_packet() -> None:
-    rec = TwccRecorder()
+@recorders
+def test_delta_beyond_16_bits_splits_packet(make: type[TwccRecorder]) -> None:
+    rec = make()
     rec.on_packet(1, 0.0)
     rec.on_packet(2, 20_000.0)  # 80000 ticks: no int16 fits
     rec.on_packet(3, 20_001.0)
@@ -241,8 +255,9 @@ def test_delta_beyond_16_bits_splits_packet() -> None:
     ]
 
 
-def test_many_statuses_split_into_bounded_packets() -> None:
-    rec = TwccRecorder()
+@recorders
+def test_many_statuses_split_into_bounded_packets(make: type[TwccRecorder]) -> None:
+    rec = make()
     n = 5000
     for i in range(n):
         if i % 3:  # a third lost, the rest 1 ms apart: a mix of vectors and deltas
@@ -259,8 +274,9 @@ def test_many_statuses_split_into_bounded_packets() -> None:
         assert t == (float(i) if i % 3 else None)
 
 
-def test_long_loss_run_uses_run_length_chunks() -> None:
-    rec = TwccRecorder()
+@recorders
+def test_long_loss_run_uses_run_length_chunks(make: type[TwccRecorder]) -> None:
+    rec = make()
     rec.on_packet(0, 0.0)
     rec.on_packet(900, 5.0)
     (pkt,) = build(rec)
@@ -270,8 +286,9 @@ def test_long_loss_run_uses_run_length_chunks() -> None:
     assert len(got) == 901 and sum(t is not None for _, t in got) == 2
 
 
-def test_feedback_count_wraps() -> None:
-    rec = TwccRecorder()
+@recorders
+def test_feedback_count_wraps(make: type[TwccRecorder]) -> None:
+    rec = make()
     counts = []
     for i in range(300):
         rec.on_packet(i, float(i))
@@ -279,8 +296,9 @@ def test_feedback_count_wraps() -> None:
     assert counts == [i & 0xFF for i in range(300)]
 
 
-def test_memory_bounded_without_feedback() -> None:
-    rec = TwccRecorder(size=1024)
+@recorders
+def test_memory_bounded_without_feedback(make: type[TwccRecorder]) -> None:
+    rec = make(size=1024)
     for i in range(100_000):
         rec.on_packet(i & 0xFFFF, float(i))
     assert rec.forgotten == 100_000 - 1024
@@ -290,8 +308,9 @@ def test_memory_bounded_without_feedback() -> None:
     assert got[-1] == (99_999 & 0xFFFF, 99_999.0)
 
 
-def test_reference_time_wraps_but_differences_survive() -> None:
-    rec = TwccRecorder()
+@recorders
+def test_reference_time_wraps_but_differences_survive(make: type[TwccRecorder]) -> None:
+    rec = make()
     base = (1 << 23) * 64.0 - 10.0  # the 24-bit signed reference time flips sign here
     rec.on_packet(1, base)
     rec.on_packet(2, base + 30.0)
@@ -332,11 +351,12 @@ def test_send_history_forgets_after_size_and_after_wrap() -> None:
     assert h2.lookup(5) is None
 
 
-def test_send_history_rejects_bad_size() -> None:
+@recorders
+def test_send_history_rejects_bad_size(make: type[TwccRecorder]) -> None:
     with pytest.raises(ValueError):
         SendHistory(size=1000)
     with pytest.raises(ValueError):
-        TwccRecorder(size=3)
+        make(size=3)
 
 
 # --- property tests ---------------------------------------------------------------------
@@ -353,12 +373,15 @@ events = st.lists(
 )
 
 
+@recorders
 @settings(max_examples=300, deadline=None)
 @given(st.integers(0, 65535), events)
-def test_random_arrivals_roundtrip(start: int, evs: list[tuple[int, int, bool, bool]]) -> None:
+def test_random_arrivals_roundtrip(
+    make: type[TwccRecorder], start: int, evs: list[tuple[int, int, bool, bool]]
+) -> None:
     """A model of the recorder: every packet not yet covered by a feedback is reported
     with its first arrival; the gaps up to the highest one as lost."""
-    rec = TwccRecorder()
+    rec = make()
     ext, arrival_us = start + (1 << 16), 0
     recorded: dict[int, float] = {}
     reported_upto: int | None = None
@@ -428,12 +451,15 @@ def test_mutated_feedback_raises_only_twcc_error(
     assert len(fb.packets) == (data[2] << 8 | data[3])
 
 
-def test_recorder_work_is_bounded_when_sequence_numbers_jump() -> None:
+@recorders
+def test_recorder_work_is_bounded_when_sequence_numbers_jump(
+    make: type[TwccRecorder]
+) -> None:
     """A publisher jumping its transport-wide sequence number by thousands on every packet
     must not make each packet walk (and the next feedback report) the whole window: a jump
     restarts the record, so the window stays one packet wide (it used to cost ~2 ms per
     packet)."""
-    rec = TwccRecorder()
+    rec = make()
     seq = 0
     for i in range(200):
         seq = (seq + 16000) & 0xFFFF
