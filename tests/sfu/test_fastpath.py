@@ -275,9 +275,12 @@ def test_a_fanout_to_one_subscriber_is_sent_and_counted(sockets) -> None:
     refused = fastpath.connect(tx, a, ("127.0.0.1", 0))
     assert good is not None and refused is not None
 
+    states = []  # a dest's forwarder state lives as long as the caller keeps it
+
     def dest(conn: fastpath.Connection, ssrc: int) -> object:
         state = fastpath.forwarder_state()
         state.source_ssrc = 0x1234
+        states.append(state)
         d = fastpath.dest(state, ssrc)
         d.conn = conn.ptr
         return d
