@@ -262,6 +262,13 @@ static void sfu_twcc_record(sfu_conn *c, int twcc_seq, int len, double now_ms)
     t->last_recorded = twcc_seq;
 }
 
+/* The packet prepared in the connection's buffer (len bytes) to its peer: 0 sent, -1 not. */
+static int sfu_conn_sendto(sfu_conn *c, size_t len)
+{
+    return sendto(c->fd, c->buf, len, 0, (const struct sockaddr *)c->addr,
+                  (socklen_t)c->addrlen) < 0 ? -1 : 0;
+}
+
 /* >= 0: bytes sent; -1: too long or too short; -2: protect failed; -3: send failed.
    With transport-cc on the connection and the element in the packet (at twcc_off > 0), the
    next transport-wide sequence number is written and, once sent, recorded with the clear
@@ -272,8 +279,7 @@ int sfu_send(sfu_conn *c, const char *pkt, int len, int b1, int seq,
     int twcc_seq, out = sfu_prepare(c, pkt, len, b1, seq, ts, ssrc, twcc_off, &twcc_seq);
     if (out < 0)
         return out;
-    if (sendto(c->fd, c->buf, (size_t)out, 0, (const struct sockaddr *)c->addr,
-               (socklen_t)c->addrlen) < 0)
+    if (sfu_conn_sendto(c, (size_t)out) < 0)
         return -3;
     if (twcc_seq >= 0)
         sfu_twcc_record(c, twcc_seq, len, sfu_monotonic_ms());
@@ -397,6 +403,18 @@ static void sfu_batch_done(int i, int res, double now_ms)
     }
 }
 
+/* Entries from..n-1 of the batch, each with sendto, and their results counted. */
+static void sfu_batch_sendto(int from, int n)
+{
+    int i, res[SFU_BATCH];
+    double now_ms;
+    for (i = from; i < n; i++)
+        res[i] = sfu_conn_sendto(sfu_batch.dests[i]->conn, sfu_batch.iovs[i].iov_len);
+    now_ms = sfu_monotonic_ms();
+    for (i = from; i < n; i++)
+        sfu_batch_done(i, res[i], now_ms);
+}
+
 /* Send what is queued and count the results. If the ring fails, what it did not take is
    sent with sendto and the ring is not used again. */
 static void sfu_batch_flush(void)
@@ -406,11 +424,8 @@ static void sfu_batch_flush(void)
     if (n == 0)
         return;
     sfu_batch.n = 0;
-    if (n == 1) {  /* one packet: a plain sendto costs less than a ring round trip */
-        sfu_conn *c = sfu_batch.dests[0]->conn;
-        ssize_t r = sendto(c->fd, c->buf, sfu_batch.iovs[0].iov_len, 0,
-                           (const struct sockaddr *)c->addr, (socklen_t)c->addrlen);
-        sfu_batch_done(0, r < 0 ? -1 : 0, sfu_monotonic_ms());
+    if (n == 1 || sfu_batch.state < 0) {  /* one packet (sendto costs less), or no ring */
+        sfu_batch_sendto(0, n);
         return;
     }
     __atomic_store_n(sfu_batch.sq_tail, *sfu_batch.sq_tail + (unsigned)n, __ATOMIC_RELEASE);
@@ -448,21 +463,16 @@ static void sfu_batch_flush(void)
     }
     if (submitted < n || reaped < submitted) {  /* the ring failed: never again */
         sfu_batch.state = -1;
+        sfu_batch_sendto(submitted, n);
         now_ms = sfu_monotonic_ms();
-        for (i = submitted; i < n; i++) {
-            sfu_conn *c = sfu_batch.dests[i]->conn;
-            ssize_t r = sendto(c->fd, c->buf, sfu_batch.iovs[i].iov_len, 0,
-                               (const struct sockaddr *)c->addr, (socklen_t)c->addrlen);
-            sfu_batch_done(i, r < 0 ? -1 : 0, now_ms);
-        }
         for (i = 0; i < submitted; i++)  /* completions never seen: counted as failed */
             if (sfu_batch.dests[i]->conn->pending)
                 sfu_batch_done(i, -1, now_ms);
     }
 }
 
-/* Protect one packet into its connection's buffer and queue it (or, with the batch off,
-   send it at once). */
+/* Protect one packet into its connection's buffer and queue it (with the ring off, the
+   flush right away sends it with sendto). */
 static void sfu_batch_send(sfu_dest *d, const char *pkt, int len, int b1, int seq,
                            unsigned int ts, int twcc_off)
 {
@@ -472,15 +482,6 @@ static void sfu_batch_send(sfu_dest *d, const char *pkt, int len, int b1, int se
     int i, out, twcc_seq;
     if (sfu_batch.state == 0)
         sfu_batch.state = sfu_batch_setup() == 0 ? 1 : -1;
-    if (sfu_batch.state < 0) {
-        if (sfu_send(c, pkt, len, b1, seq, ts, d->out_ssrc, twcc_off) >= 0) {
-            d->packets++;
-            d->bytes += len;
-        } else {
-            d->errors++;
-        }
-        return;
-    }
     if (c->pending || sfu_batch.n == SFU_BATCH)  /* its buffer is taken, or the batch full */
         sfu_batch_flush();
     out = sfu_prepare(c, pkt, len, b1, seq, ts, d->out_ssrc, twcc_off, &twcc_seq);
@@ -488,30 +489,22 @@ static void sfu_batch_send(sfu_dest *d, const char *pkt, int len, int b1, int se
         d->errors++;
         return;
     }
-    if (sfu_batch.state < 0) {  /* the flush above turned the ring off */
-        if (sendto(c->fd, c->buf, (size_t)out, 0, (const struct sockaddr *)c->addr,
-                   (socklen_t)c->addrlen) < 0) {
-            d->errors++;
-            return;
-        }
-        d->packets++;
-        d->bytes += len;
-        if (twcc_seq >= 0)
-            sfu_twcc_record(c, twcc_seq, len, sfu_monotonic_ms());
-        return;
-    }
     i = sfu_batch.n++;
     sfu_batch.iovs[i].iov_base = c->buf;
     sfu_batch.iovs[i].iov_len = (size_t)out;
+    sfu_batch.dests[i] = d;
+    sfu_batch.lens[i] = len;
+    sfu_batch.twcc[i] = twcc_seq;
+    c->pending = 1;
+    if (sfu_batch.state < 0) {  /* no ring (or the flush above turned it off) */
+        sfu_batch_flush();
+        return;
+    }
     memset(&sfu_batch.msgs[i], 0, sizeof(struct msghdr));
     sfu_batch.msgs[i].msg_name = c->addr;
     sfu_batch.msgs[i].msg_namelen = c->addrlen;
     sfu_batch.msgs[i].msg_iov = &sfu_batch.iovs[i];
     sfu_batch.msgs[i].msg_iovlen = 1;
-    sfu_batch.dests[i] = d;
-    sfu_batch.lens[i] = len;
-    sfu_batch.twcc[i] = twcc_seq;
-    c->pending = 1;
     idx = (*sfu_batch.sq_tail + (unsigned)i) & *sfu_batch.sq_mask;
     sqe = &sfu_batch.sqes[idx];
     memset(sqe, 0, sizeof(*sqe));
