@@ -184,6 +184,11 @@ class Polls:
 
     # -- time and results -------------------------------------------------------------
 
+    def get_timer(self) -> float | None:
+        """The earliest deadline of the open timed polls (None: none)."""
+        return min((p.closes_ms for p in self.polls.values()
+                    if p.open and p.closes_ms is not None), default=None)
+
     def tick(self, now_ms: float) -> list[Poll]:
         """Close the timed polls whose deadline passed; returns them."""
         due = [p for p in self.polls.values()

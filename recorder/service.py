@@ -20,8 +20,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from classroom.files import write_atomic
+from classroom.room import Classroom, RecordingRefused
 from events import EventBus
-from sfu.room import RecordingRefused
 
 from .alarms import REASONS as ALARM_REASONS
 from .alarms import Alarms
@@ -55,7 +55,7 @@ class Recordings:
             self._finishing.add(task)
             task.add_done_callback(self._finishing.discard)
 
-    def start(self, room: Any) -> RoomRecording:
+    def start(self, room: Classroom) -> RoomRecording:
         """Record ``room`` (the running recording if there is one); RecordingRefused under
         policy off, whoever asks."""
         if room.recording_policy == "off":

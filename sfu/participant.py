@@ -16,8 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from aiortc.rtcdtlstransport import RTCCertificate
-
 from . import fastpath, rtcp, sdp
 from .allocator import Allocator, TrackDemand
 from .bandwidth import DownlinkEstimator
@@ -35,7 +33,7 @@ from .negotiation import (
 from .presence import Presence, new_resume_token
 from .rtp_header import RtpHeaderError, find_extension, header_length
 from .track import RETRANSMIT_BUDGET_BPS, Layer, PublishedTrack, Subscription
-from .transport import MediaTransport
+from .transport import Certificate, MediaTransport, TransportFactory, UdpTransports
 from .twcc import TwccError, TwccRecorder, new_recorder, parse_feedback
 
 if TYPE_CHECKING:
@@ -93,7 +91,7 @@ class Grants:
 class MediaParams:
     """What every participant's media needs from the server (one instance per server)."""
 
-    certificate: RTCCertificate
+    certificate: Certificate
     #: addresses to bind UDP sockets on and announce as ICE host candidates
     ice_addresses: tuple[str, ...]
     keyframe_interval_ms: float = 500.0
@@ -108,6 +106,9 @@ class MediaParams:
     transport_timeout_ms: float = 10_000.0
     #: where the counters of closed tracks/subscriptions go (metrics never go down)
     retired: Retired = field(default_factory=Retired)
+    #: makes the participants' transports (None: sfu.transport.UdpTransports on
+    #: ``ice_addresses`` with ``certificate``)
+    transport_factory: TransportFactory | None = None
 
 
 @dataclass(slots=True)
@@ -138,15 +139,17 @@ class Participant:
         self._on_detached: Callable[[], None] | None = None
         #: the subscriber offer sent and not answered yet (resent after a resume)
         self._outstanding_offer: dict[str, Any] | None = None
-        #: DTLS certificates of transports created to replace dead ones (a new fingerprint
-        #: makes the browser restart DTLS); None = the server's shared certificate
-        self._publisher_cert: RTCCertificate | None = None
-        self._subscriber_cert: RTCCertificate | None = None
+        #: transports created to replace dead ones get a fresh DTLS certificate (a new
+        #: fingerprint makes the browser restart DTLS); else the server's shared one
+        self._fresh_publisher_cert = False
+        self._fresh_subscriber_cert = False
         #: transports replaced (ICE restart, or dead after an outage)
         self.transport_restarts = 0
         self._last_restart_ms: dict[str, float] = {}
         self._params = params
         self._retired = params.retired
+        self._transports = params.transport_factory or UdpTransports(
+            params.certificate, params.ice_addresses)
         self.closed = False
         self.joined_at = time.time()
         self._ssrcs: set[int] = set()
@@ -270,12 +273,11 @@ class Participant:
         self._ensure_open()
         await self._maybe_restart_publisher(offer)
         if self.publisher is None:
-            transport = MediaTransport(
-                self._publisher_cert or self._params.certificate,
-                list(self._params.ice_addresses), controlling=False,
+            transport = self._transports(
+                name=f"{self.id}/pub", controlling=False,
+                fresh_certificate=self._fresh_publisher_cert,
                 on_rtp=self._on_publisher_rtp, on_rtcp=self._on_publisher_rtcp,
                 on_state=lambda state: self._on_publisher_state(state, transport),
-                name=f"{self.id}/pub",
             )
             transport.ingress = self  # the compiled ingress step asks which sources it takes
             self.publisher = transport
@@ -326,7 +328,7 @@ class Participant:
                  "the old one failed" if dead else "ICE restart")
         self.publisher = None
         self.transport_restarts += 1
-        self._publisher_cert = RTCCertificate.generateCertificate()
+        self._fresh_publisher_cert = True
         await old.close()
         self._ensure_open()
 
@@ -342,7 +344,7 @@ class Participant:
         log.info("participant %s: new subscriber transport", self.id)
         self.transport_restarts += 1
         self.subscriber = None
-        self._subscriber_cert = RTCCertificate.generateCertificate()
+        self._fresh_subscriber_cert = True
         self._subscriber_connected_ms = None
         # the new transport numbers transport-wide sequence numbers afresh
         self.downlink = DownlinkEstimator(initial_bps=self._params.initial_downlink_bps)
@@ -605,12 +607,11 @@ class Participant:
 
     def _subscriber_transport(self) -> MediaTransport:
         if self.subscriber is None:
-            transport = MediaTransport(
-                self._subscriber_cert or self._params.certificate,
-                list(self._params.ice_addresses), controlling=True,
+            transport = self._transports(
+                name=f"{self.id}/sub", controlling=True,
+                fresh_certificate=self._fresh_subscriber_cert,
                 on_rtp=self._on_subscriber_rtp, on_rtcp=self._on_subscriber_rtcp,
                 on_state=lambda state: self._on_subscriber_state(state, transport),
-                name=f"{self.id}/sub",
             )
             self.subscriber = transport
         return self.subscriber
@@ -834,7 +835,6 @@ class Participant:
             self.allocate(t)
             self.dynacast(t)
             self._expire_silent_transports(t)
-        self.room.tick(t)
         if self._ticks % REPORT_EVERY == 0:
             self.send_reports()
 

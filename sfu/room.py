@@ -1,4 +1,11 @@
-"""Rooms and the room registry: who is in a room, and who receives whose tracks."""
+"""Media rooms and their registry: who is in a room, and who receives whose tracks.
+
+A media room knows participants, their tracks and subscriptions, reconnection grace
+windows and the active speakers; nothing of classroom tools or recording. An application
+(``classroom.room.Classroom``) sits above it as its :class:`RoomListener`, the narrow
+interface through which the room tells its owner what happened. The room runs its own
+timer (the active-speaker detector's), from the first participant's arrival to its close.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +14,8 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from classroom.chat import Chat
-from classroom.errors import MODERATORS, ClassroomError, require_moderator
-from classroom.hands import Hands
-from classroom.polls import Polls
 from events import EventBus
 
 from .errors import ResumeRefused, RoomClosed, RoomFull, RoomNotFound
@@ -34,31 +37,39 @@ class PresenceStats:
     refused: int = 0
 
 
-def _wall_ms() -> float:
-    return time.time() * 1000.0
+class RoomListener(Protocol):
+    """What a media room tells the application that owns it (mediasoup's
+    ``Router::Listener``): called after the room's own work and its events, never to ask
+    for a decision. Exceptions are logged and contained."""
+
+    def participant_left(self, p: Participant, reason: str) -> None: ...
+
+    def track_published(self, p: Participant, track: PublishedTrack) -> None: ...
+
+    def room_closed(self, reason: str) -> None: ...
 
 
-class UnknownParticipant(ClassroomError):
-    code = "unknown_participant"
+class NoListener:
+    """The listener of a room nobody owns (tests, benches): does nothing."""
 
+    def participant_left(self, p: Participant, reason: str) -> None:
+        pass
 
-#: when a room is recorded (docs/recording.md): from its creation to its end, when the
-#: instructor (or the room API) asks, or never
-RECORDING_POLICIES = ("always", "on_request", "off")
+    def track_published(self, p: Participant, track: PublishedTrack) -> None:
+        pass
 
-
-class RecordingRefused(ClassroomError):
-    code = "recording_refused"
+    def room_closed(self, reason: str) -> None:
+        pass
 
 
 class Room:
     def __init__(self, room_id: str, *, bus: EventBus, max_participants: int,
                  auto_created: bool = False, reconnect_window_s: float = 20.0,
-                 presence_stats: PresenceStats | None = None,
-                 recording_policy: str = "on_request") -> None:
+                 presence_stats: PresenceStats | None = None) -> None:
         self.id = room_id
-        self.recording_policy = recording_policy
         self.bus = bus
+        #: the application above this room (set by its owner before anyone joins)
+        self.listener: RoomListener = NoListener()
         self.max_participants = max_participants
         self.auto_created = auto_created
         self.reconnect_window_s = reconnect_window_s
@@ -69,18 +80,10 @@ class Room:
         #: called after a participant's grace window ran out and it was removed
         self.on_expired: Callable[[Room], Any] | None = None
         self._grace_timers: dict[str, asyncio.TimerHandle] = {}
-        #: fed by every microphone's RFC 6464 audio level; ticked by the participants
+        #: fed by every microphone's RFC 6464 audio level; ticked by the room's timer
         self.speakers = ActiveSpeakerDetector()
         self.current_speakers: list[str] = []
-        #: the room's polls (classroom.polls, sans-IO; wall-clock milliseconds)
-        self.polls = Polls(self._emit)
-        #: raised hands, chat and reactions (classroom.hands, classroom.chat; wall clock)
-        self.hands = Hands(self._emit)
-        self.chat = Chat(self._emit)
-        #: the room's recording while one runs (recorder.session.RoomRecording)
-        self.recording: Any = None
-        #: starts and stops recordings (recorder.service.Recordings; set by the server)
-        self.recorder: Any = None
+        self._timer: asyncio.TimerHandle | None = None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -89,11 +92,11 @@ class Room:
             "numParticipants": len(self.participants),
             "maxParticipants": self.max_participants,
             "reconnectWindowS": self.reconnect_window_s,
-            "recordingPolicy": self.recording_policy,
-            "recording": self.recording is not None,
         }
 
-    def _broadcast(self, message: dict[str, Any], exclude: Participant | None = None) -> None:
+    def broadcast(self, message: dict[str, Any], exclude: Participant | None = None) -> None:
+        """Send ``message`` to every participant (but ``exclude``); one failing send is
+        logged and the others still get it."""
         for p in list(self.participants.values()):
             if p is not exclude:
                 try:
@@ -113,7 +116,8 @@ class Room:
         if len(self.participants) >= self.max_participants:
             raise RoomFull(f"room {self.id!r} is full ({self.max_participants})")
         self.participants[p.id] = p
-        self._broadcast({"type": "participant_joined", "participant": p.describe()}, exclude=p)
+        self._start_timer()
+        self.broadcast({"type": "participant_joined", "participant": p.describe()}, exclude=p)
         self.bus.emit("participant.joined", self.id, {
             "participant": p.id, "identity": p.info.identity, "role": p.info.role})
         for other in self.participants.values():
@@ -136,7 +140,7 @@ class Room:
         window = self.reconnect_window_s
         log.info("participant %s (%s) reconnecting (%s); window %g s", p.id,
                  p.info.identity, cause, window)
-        self._broadcast({"type": "participant_reconnecting", "participantId": p.id},
+        self.broadcast({"type": "participant_reconnecting", "participantId": p.id},
                         exclude=p)
         self.bus.emit("participant.reconnecting", self.id, {
             "participant": p.id, "identity": p.info.identity, "cause": cause,
@@ -187,7 +191,7 @@ class Room:
             self.presence_stats.resumes += 1
             log.info("participant %s (%s) resumed after %.1f s", p.id, p.info.identity,
                      outage / 1000)
-            self._broadcast({"type": "participant_resumed", "participantId": p.id}, exclude=p)
+            self.broadcast({"type": "participant_resumed", "participantId": p.id}, exclude=p)
             self.bus.emit("participant.resumed", self.id, {
                 "participant": p.id, "identity": p.info.identity, "outageMs": round(outage)})
         return p, outage
@@ -203,31 +207,27 @@ class Room:
         await p.close()
         speaking_ms = self.speakers.speaking_ms(p.id)
         self.speakers.remove(p.id)
-        self._broadcast({"type": "participant_left", "participantId": p.id, "reason": reason})
-        if self.hands.left(p.id, _wall_ms()):
-            self._broadcast({"type": "hand_lowered", "participantId": p.id, "by": p.id,
-                             "reason": "left"})
-        self.chat.left(p.id)
+        self.broadcast({"type": "participant_left", "participantId": p.id, "reason": reason})
         self.bus.emit("participant.left", self.id, {
             "participant": p.id, "identity": p.info.identity, "reason": reason,
             "speakingMs": round(speaking_ms)})
+        self._tell("participant_left", p, reason)
 
     def track_published(self, p: Participant, track: PublishedTrack) -> None:
         if self.participants.get(p.id) is not p:
             return  # removed while its offer was being handled
-        self._broadcast({"type": "track_published", "track": track.describe()}, exclude=p)
+        self.broadcast({"type": "track_published", "track": track.describe()}, exclude=p)
         self.bus.emit("track.published", self.id, {"participant": p.id, **track.describe()})
         for other in self.participants.values():
             if other is not p:
                 other.subscribe(track)
-        if self.recording is not None:
-            self.recording.track_published(p, track)
+        self._tell("track_published", p, track)
 
     def track_unpublished(self, p: Participant, track: PublishedTrack) -> None:
         for other in self.participants.values():
             if other is not p:
                 other.unsubscribe(track.id)
-        self._broadcast(
+        self.broadcast(
             {"type": "track_unpublished", "trackId": track.id, "participantId": p.id},
             exclude=p,
         )
@@ -236,109 +236,36 @@ class Room:
     def track_muted(self, p: Participant, track: PublishedTrack) -> None:
         message = {"type": "track_muted", "trackId": track.id, "participantId": p.id,
                    "muted": track.muted}
-        self._broadcast(message)
+        self.broadcast(message)
         self.bus.emit("track.muted", self.id, {"participant": p.id, "id": track.id,
                                                "muted": track.muted})
 
-    # -- polls (classroom.polls): the room owns them, the session routes the messages ------
+    def _tell(self, what: str, *args: Any) -> None:
+        try:
+            getattr(self.listener, what)(*args)
+        except Exception:
+            log.exception("room %s: listener failed on %s", self.id, what)
 
-    def _emit(self, type_: str, data: dict[str, Any]) -> None:
-        self.bus.emit(type_, self.id, data)
+    # -- the room's timer -----------------------------------------------------------------
 
-    def create_poll(self, p: Participant, spec: dict[str, Any]) -> None:
-        poll = self.polls.create(p.id, p.info.role, spec, time.time() * 1000.0)
-        self._broadcast({"type": "poll", **poll.describe()})
+    def _start_timer(self) -> None:
+        if self._timer is None and not self.closed:
+            self._timer = asyncio.get_running_loop().call_later(
+                self.speakers.interval_ms / 1000.0, self._on_timer)
 
-    def answer_poll(self, p: Participant, poll_id: Any, answer: Any) -> None:
-        self.polls.answer(p.id, poll_id, answer, time.time() * 1000.0)
-        p.send({"type": "poll_answered", "pollId": poll_id})  # (right or wrong: at publish)
-        self._results_to_moderators(poll_id)
-
-    def close_poll(self, p: Participant, poll_id: Any) -> None:
-        self.polls.close(p.id, p.info.role, poll_id, time.time() * 1000.0)
-        self._broadcast({"type": "poll_closed", "pollId": poll_id, "reason": "instructor"})
-        self._results_to_moderators(poll_id)
-
-    def publish_poll(self, p: Participant, poll_id: Any) -> None:
-        self._broadcast({"type": "poll_results",
-                         **self.polls.publish(p.id, p.info.role, poll_id)})
-
-    def poll_results(self, p: Participant, poll_id: Any) -> None:
-        p.send({"type": "poll_results", **self.polls.results(poll_id, p.info.role)})
-
-    def _results_to_moderators(self, poll_id: str) -> None:
-        for q in self.participants.values():
-            if q.info.role in MODERATORS:
-                q.send({"type": "poll_results", **self.polls.results(poll_id, q.info.role)})
-
-    # -- hands, chat, reactions (classroom.hands, classroom.chat) --------------------------
-
-    def classroom_state(self) -> dict[str, Any]:
-        """What a joining participant gets of the room's classroom tools."""
-        return {"polls": [poll.describe() for poll in self.polls.polls.values() if poll.open],
-                "hands": self.hands.queue(), "chat": self.chat.recent(),
-                "recording": self.recording_state()}
-
-    # -- recording (recorder.service via self.recorder; docs/recording.md) -----------------
-
-    def recording_state(self) -> dict[str, Any]:
-        """What every participant is told: is the room being recorded (the indicator)."""
-        return {"active": self.recording is not None, "policy": self.recording_policy,
-                "recordingId": self.recording.id if self.recording is not None else None}
-
-    def announce_recording(self) -> None:
-        self._broadcast({"type": "recording", **self.recording_state()})
-
-    async def request_recording(self, p: Participant, start: bool) -> None:
-        """The instructor starts or stops the recording, as the room's policy allows."""
-        require_moderator(p.info.role, "start or stop the recording")
-        if self.recorder is None:
-            raise RecordingRefused("this server records nothing")
-        if not start and self.recording_policy == "always":
-            raise RecordingRefused("this room is recorded from start to end (policy always)")
-        if start:
-            self.recorder.start(self)
-        else:
-            await self.recorder.stop(self.id)
-
-    def raise_hand(self, p: Participant) -> None:
-        now = _wall_ms()
-        if self.hands.raise_hand(p.id, now):
-            self._broadcast({"type": "hand_raised", "participantId": p.id,
-                             "raisedAtMs": round(now)})
-
-    def lower_hand(self, p: Participant, who: str | None) -> None:
-        """``who``: whose hand (default: p's own); None and ``"all"`` as documented."""
-        now = _wall_ms()
-        if who == "all":
-            lowered = self.hands.lower_all(p.id, p.info.role, now)
-        else:
-            target = who if who is not None else p.id
-            if target != p.id and target not in self.participants:
-                raise UnknownParticipant(f"no participant {target[:40]!r} in this room")
-            lowered = [target] if self.hands.lower(target, p.id, p.info.role, now) else []
-        for target in lowered:
-            self._broadcast({"type": "hand_lowered", "participantId": target, "by": p.id,
-                             "reason": "lowered"})
-
-    def send_chat(self, p: Participant, text: Any) -> None:
-        msg = self.chat.send(p.id, text, _wall_ms(), p.info.name or p.info.identity)
-        self._broadcast({"type": "chat", **msg.describe()})
-
-    def delete_chat(self, p: Participant, message_id: Any) -> None:
-        msg = self.chat.delete(message_id, p.id, p.info.role)
-        self._broadcast({"type": "chat_deleted", "messageId": msg.id, "by": p.id})
-
-    def react(self, p: Participant, reaction: Any) -> None:
-        name = self.chat.react(p.id, reaction, _wall_ms())
-        self._broadcast({"type": "reaction", "participantId": p.id, "reaction": name})
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self.closed:
+            return
+        try:
+            self.tick(now_ms())
+        except Exception:
+            log.exception("room %s: tick failed", self.id)
+        self._start_timer()
 
     def tick(self, now_ms: float) -> None:
-        """Periodic room work, driven by its participants' control ticks."""
+        """The room's periodic work (sans-IO: the time is given; its timer calls it)."""
         self.speaker_tick(now_ms)
-        for poll in self.polls.tick(time.time() * 1000.0):
-            self._broadcast({"type": "poll_closed", "pollId": poll.id, "reason": "timer"})
-            self._results_to_moderators(poll.id)
 
     def speaker_tick(self, now_ms: float) -> None:
         """Tell the room who is speaking when it changes (rate-limited by the detector)."""
@@ -347,7 +274,7 @@ class Room:
             return
         self.current_speakers = [pid for pid, _ in speakers]
         listed = [{"participantId": pid, "level": round(score, 3)} for pid, score in speakers]
-        self._broadcast({"type": "speakers", "speakers": listed})
+        self.broadcast({"type": "speakers", "speakers": listed})
         self.bus.emit("room.speakers", self.id, {"speakers": listed})
 
     def subscription_paused(self, p: Participant, sub: Subscription, paused: bool,
@@ -375,17 +302,17 @@ class Room:
             except Exception:
                 log.debug("send failed", exc_info=True)
             await self.remove(p, reason)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._tell("room_closed", reason)
         self.bus.emit("room.closed", self.id, {"reason": reason})
 
 
 class RoomRegistry:
     def __init__(self, bus: EventBus, *, max_participants: int, auto_create: bool,
-                 reconnect_window_s: float = 20.0, recording_policy: str = "on_request"
-                 ) -> None:
+                 reconnect_window_s: float = 20.0) -> None:
         self.bus = bus
-        self.recording_policy = recording_policy
-        #: given to every room (recorder.service.Recordings; set by the server)
-        self.recorder: Any = None
         self.rooms: dict[str, Room] = {}
         self.max_participants = max_participants
         self.auto_create = auto_create
@@ -393,8 +320,8 @@ class RoomRegistry:
         self.presence_stats = PresenceStats()
 
     def create(self, room_id: str, max_participants: int | None = None,
-               auto_created: bool = False, reconnect_window_s: float | None = None,
-               recording_policy: str | None = None) -> Room:
+               auto_created: bool = False, reconnect_window_s: float | None = None
+               ) -> Room:
         room = self.rooms.get(room_id)
         if room is not None:
             return room
@@ -402,14 +329,10 @@ class RoomRegistry:
         room = Room(room_id, bus=self.bus,
                     max_participants=max_participants or self.max_participants,
                     auto_created=auto_created, reconnect_window_s=window,
-                    presence_stats=self.presence_stats,
-                    recording_policy=recording_policy or self.recording_policy)
+                    presence_stats=self.presence_stats)
         room.on_expired = self.left
-        room.recorder = self.recorder
         self.rooms[room_id] = room
         self.bus.emit("room.created", room_id, {"maxParticipants": room.max_participants})
-        if room.recording_policy == "always" and self.recorder is not None:
-            self.recorder.start(room)
         return room
 
     def get_for_join(self, room_id: str) -> Room:

@@ -548,3 +548,38 @@ class MediaTransport:
             self._on_state("closed")
         except Exception:
             log.exception("transport %s state listener failed", self.name)
+
+
+#: the DTLS identity of transports (aiortc's certificate type)
+Certificate = RTCCertificate
+
+
+def new_certificate() -> Certificate:
+    """A fresh self-signed DTLS certificate (a new fingerprint makes a browser restart
+    DTLS on an existing peer connection)."""
+    return RTCCertificate.generateCertificate()
+
+
+class TransportFactory(Protocol):
+    """Makes a participant's transports (its publisher and subscriber connections). The
+    server's is :class:`UdpTransports`; tests give participants their own."""
+
+    def __call__(self, *, name: str, controlling: bool, fresh_certificate: bool,
+                 on_rtp: Callable[[bytes, float], None], on_rtcp: Callable[[bytes], None],
+                 on_state: Callable[[str], None]) -> MediaTransport: ...
+
+
+class UdpTransports:
+    """ICE/DTLS/SRTP transports on UDP sockets bound to ``ice_addresses``, with the
+    server's shared certificate (or, to replace a dead transport, a fresh one)."""
+
+    def __init__(self, certificate: Certificate, ice_addresses: tuple[str, ...]) -> None:
+        self.certificate = certificate
+        self.ice_addresses = ice_addresses
+
+    def __call__(self, *, name: str, controlling: bool, fresh_certificate: bool,
+                 on_rtp: Callable[[bytes, float], None], on_rtcp: Callable[[bytes], None],
+                 on_state: Callable[[str], None]) -> MediaTransport:
+        return MediaTransport(new_certificate() if fresh_certificate else self.certificate,
+                              list(self.ice_addresses), controlling=controlling,
+                              on_rtp=on_rtp, on_rtcp=on_rtcp, on_state=on_state, name=name)

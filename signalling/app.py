@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from aiortc.rtcdtlstransport import RTCCertificate
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from classroom.engagement import Thresholds
 from classroom.reports import SessionReporter
+from classroom.room import RECORDING_POLICIES, Classroom, RecordingRefused
+from classroom.rooms import Classrooms
 from events import EventBus
 from events.filelog import FileLog
 from events.metrics import EventSinkCollector, MeasuredSink
@@ -31,8 +32,9 @@ from recorder.sinks import LocalSink, S3Sink, Sink
 from sfu.config import Config
 from sfu.errors import SfuError
 from sfu.metrics import SfuCollector
-from sfu.participant import ROLES, MediaParams
-from sfu.room import RECORDING_POLICIES, RecordingRefused, RoomRegistry
+from sfu.participant import ROLES, MediaParams, Participant
+from sfu.room import Room, RoomRegistry
+from sfu.transport import new_certificate
 
 from . import tokens, whiteboard_ws
 from .session import SignallingSession
@@ -47,7 +49,9 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 class ServerState:
     config: Config
     bus: EventBus
+    #: the media rooms (sfu) and, above each, its classroom (classroom.rooms)
     rooms: RoomRegistry
+    classrooms: Classrooms
     media: MediaParams
     metrics_errors: dict[str, int] = field(default_factory=dict)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
@@ -111,14 +115,14 @@ def recording_sinks(config: Config) -> Callable[[], list[Sink]]:
 def create_app(config: Config) -> web.Application:
     config = config.with_secret()
     bus = EventBus()
+    rooms = RoomRegistry(bus, max_participants=config.rooms.max_participants,
+                         auto_create=config.rooms.auto_create,
+                         reconnect_window_s=config.rooms.reconnect_window_s)
     state = ServerState(
-        config=config, bus=bus,
-        rooms=RoomRegistry(bus, max_participants=config.rooms.max_participants,
-                           auto_create=config.rooms.auto_create,
-                           reconnect_window_s=config.rooms.reconnect_window_s,
-                           recording_policy=config.recording.policy),
+        config=config, bus=bus, rooms=rooms,
+        classrooms=Classrooms(rooms, bus, recording_policy=config.recording.policy),
         media=MediaParams(
-            certificate=RTCCertificate.generateCertificate(),
+            certificate=new_certificate(),
             ice_addresses=config.media.ice_addresses,
             keyframe_interval_ms=config.media.keyframe_interval_ms,
             publisher_max_bitrate_bps=config.media.publisher_max_bitrate_bps,
@@ -161,7 +165,7 @@ def create_app(config: Config) -> web.Application:
             min_free_bytes=config.recording.min_free_mb << 20,
             finish_timeout_s=config.recording.finish_timeout_s))
     state.registry.register(RecordingCollector(recordings))
-    state.rooms.recorder = recordings
+    state.classrooms.recorder = recordings
     app = web.Application(client_max_size=65536)
     app[STATE] = state
 
@@ -269,9 +273,9 @@ def create_app(config: Config) -> web.Application:
         if policy is not None and policy not in RECORDING_POLICIES:
             return _json_error(400, "bad_message", "recordingPolicy must be one of "
                                + ", ".join(RECORDING_POLICIES))
-        existed = name in state.rooms.rooms
-        room = state.rooms.create(name, maxp, reconnect_window_s=window,
-                                  recording_policy=policy)
+        existed = name in state.classrooms.rooms
+        room = state.classrooms.create(name, maxp, reconnect_window_s=window,
+                                       recording_policy=policy)
         return web.json_response(room.describe(), status=200 if existed else 201)
 
     async def recent_events(request: web.Request) -> web.Response:
@@ -287,10 +291,11 @@ def create_app(config: Config) -> web.Application:
         return web.json_response({"events": found})
 
     async def list_rooms(request: web.Request) -> web.Response:
-        return web.json_response({"rooms": [r.describe() for r in state.rooms.rooms.values()]})
+        return web.json_response({"rooms": [r.describe()
+                                            for r in state.classrooms.rooms.values()]})
 
-    def room_or_404(request: web.Request) -> Any:
-        room = state.rooms.rooms.get(request.match_info["room"])
+    def room_or_404(request: web.Request) -> Classroom:
+        room = state.classrooms.get(request.match_info["room"])
         if room is None:
             raise web.HTTPNotFound(text='{"error":{"code":"room_not_found","message":"no such '
                                    'room"}}', content_type="application/json")
@@ -298,7 +303,7 @@ def create_app(config: Config) -> web.Application:
 
     async def close_room(request: web.Request) -> web.Response:
         room_or_404(request)
-        await state.rooms.close(request.match_info["room"])
+        await state.classrooms.close(request.match_info["room"])
         return web.Response(status=204)
 
     async def session_report(request: web.Request) -> web.Response:
@@ -346,8 +351,8 @@ def create_app(config: Config) -> web.Application:
             {"participants": [{**p.describe(), "media": p.media_stats()}
                               for p in room.participants.values()]})
 
-    def participant_or_404(request: web.Request) -> Any:
-        room = room_or_404(request)
+    def participant_or_404(request: web.Request) -> tuple[Room, Participant]:
+        room = room_or_404(request).media
         p = room.by_identity(request.match_info["identity"])
         if p is None:
             raise web.HTTPNotFound(text='{"error":{"code":"participant_not_found","message":'
@@ -367,12 +372,12 @@ def create_app(config: Config) -> web.Application:
         track_id, muted = body.get("trackId"), body.get("muted", True)
         if not isinstance(track_id, str) or not isinstance(muted, bool):
             return _json_error(400, "bad_message", "trackId (string) and muted (bool) required")
-        if p.track_by_id(track_id) is None:
+        track = p.track_by_id(track_id)
+        if track is None:
             return _json_error(404, "unknown_track", f"no track {track_id!r}")
         if not muted:
             return _json_error(409, "permission_denied",
                                "only the publisher can unmute its track")
-        track = p.track_by_id(track_id)
         track.set_muted(True, 0.0)
         room.track_muted(p, track)
         return web.json_response(track.describe())
@@ -386,8 +391,8 @@ def create_app(config: Config) -> web.Application:
 
     async def on_shutdown(app: web.Application) -> None:
         state.ready = False
-        for name in list(state.rooms.rooms):
-            await state.rooms.close(name, "server_shutdown")
+        for name in list(state.classrooms.rooms):
+            await state.classrooms.close(name, "server_shutdown")
         await recordings.close()
 
     async def on_cleanup(app: web.Application) -> None:

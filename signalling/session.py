@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from classroom.errors import ClassroomError
+from classroom.room import Classroom
 from sfu.errors import ResumeRefused, SfuError
 from sfu.negotiation import NoCommonCodecError
 from sfu.participant import QUALITIES, Participant, ParticipantInfo
@@ -62,6 +63,8 @@ class SignallingSession:
         self.ws = ws
         self.participant: Participant | None = None
         self.room: Room | None = None
+        #: the classroom tools of the room (polls, hands, chat, recording)
+        self.classroom: Classroom | None = None
         self._outbox: asyncio.Queue[dict[str, Any] | object | None] = asyncio.Queue()
         self._ended = False
         self._close_code = WSCloseCode.OK
@@ -203,7 +206,8 @@ class SignallingSession:
             raise ProtocolError("already_joined", "this socket has already joined")
         cfg = self.state.config
         claims = tokens.verify(msg.get("token"), cfg.auth.api_key, cfg.auth.api_secret)
-        room = self.state.rooms.get_for_join(claims.room)
+        classroom = self.state.classrooms.get_for_join(claims.room)
+        room = classroom.media
         # loop: another join with this identity may slip in while we await a removal
         while (previous := room.by_identity(claims.identity)) is not None:
             previous.send({"type": "left", "reason": "replaced"})
@@ -215,11 +219,11 @@ class SignallingSession:
         participant = Participant(info, room, self.state.media, self.send)
         others = [p.describe() for p in room.participants.values()]
         room.add(participant)  # room_full / room_closed: refused before 'joined' is sent
-        self.participant, self.room = participant, room
+        self.participant, self.room, self.classroom = participant, room, classroom
         participant.attach(self.send, self._closed_by_server, self._taken_over)
         # queued before anything room.add scheduled for this participant (subscriber offer)
         self.send({"type": "joined", "room": room.id, "participant": participant.describe(),
-                   "participants": others, **room.classroom_state(),
+                   "participants": others, **classroom.state(),
                    **self._resume_info(participant, room)})
         return None
 
@@ -228,17 +232,18 @@ class SignallingSession:
             raise ProtocolError("already_joined", "this socket has already joined")
         room_id = _field(msg, "room", str)
         participant_id = _field(msg, "participantId", str)
-        room = self.state.rooms.rooms.get(room_id)
-        if room is None:
+        classroom = self.state.classrooms.get(room_id)
+        if classroom is None:
             self.state.rooms.presence_stats.refused += 1
             raise ResumeRefused("the room has closed; join again")
+        room = classroom.media
         participant, outage_ms = room.resume(participant_id, msg.get("resumeToken"))
-        self.participant, self.room = participant, room
+        self.participant, self.room, self.classroom = participant, room, classroom
         participant.attach(self.send, self._closed_by_server, self._taken_over)
         others = [p.describe() for p in room.participants.values() if p is not participant]
         self.send({"type": "resumed", "room": room.id, "participant": participant.describe(),
                    "participants": others, "outageMs": round(outage_ms),
-                   **room.classroom_state(), **self._resume_info(participant, room)})
+                   **classroom.state(), **self._resume_info(participant, room)})
         participant.resync()
 
     @staticmethod
@@ -302,61 +307,61 @@ class SignallingSession:
                                 "target must be 'subscriber'")
         await self.participant.restart_subscriber()
 
-    # polls (classroom.polls via the room; docs/protocol.md)
+    # polls (classroom.polls via the classroom; docs/protocol.md)
 
     async def _on_poll_create(self, msg: dict[str, Any]) -> None:
-        assert self.participant is not None
-        self.participant.room.create_poll(self.participant, _field(msg, "poll", dict))
+        assert self.participant is not None and self.classroom is not None
+        self.classroom.create_poll(self.participant, _field(msg, "poll", dict))
 
     async def _on_poll_answer(self, msg: dict[str, Any]) -> None:
-        assert self.participant is not None
-        self.participant.room.answer_poll(self.participant, _field(msg, "pollId", str),
+        assert self.participant is not None and self.classroom is not None
+        self.classroom.answer_poll(self.participant, _field(msg, "pollId", str),
                                           msg.get("answer"))
 
     async def _on_poll_close(self, msg: dict[str, Any]) -> None:
-        assert self.participant is not None
-        self.participant.room.close_poll(self.participant, _field(msg, "pollId", str))
+        assert self.participant is not None and self.classroom is not None
+        self.classroom.close_poll(self.participant, _field(msg, "pollId", str))
 
     async def _on_poll_publish(self, msg: dict[str, Any]) -> None:
-        assert self.participant is not None
-        self.participant.room.publish_poll(self.participant, _field(msg, "pollId", str))
+        assert self.participant is not None and self.classroom is not None
+        self.classroom.publish_poll(self.participant, _field(msg, "pollId", str))
 
     async def _on_poll_results(self, msg: dict[str, Any]) -> None:
-        assert self.participant is not None
-        self.participant.room.poll_results(self.participant, _field(msg, "pollId", str))
+        assert self.participant is not None and self.classroom is not None
+        self.classroom.poll_results(self.participant, _field(msg, "pollId", str))
 
-    # hands, chat, reactions (classroom.hands, classroom.chat via the room)
+    # hands, chat, reactions (classroom.hands, classroom.chat via the classroom)
 
     async def _on_hand_raise(self, msg: dict[str, Any]) -> None:
-        assert self.participant is not None
-        self.participant.room.raise_hand(self.participant)
+        assert self.participant is not None and self.classroom is not None
+        self.classroom.raise_hand(self.participant)
 
     async def _on_hand_lower(self, msg: dict[str, Any]) -> None:
-        assert self.participant is not None
-        self.participant.room.lower_hand(self.participant,
+        assert self.participant is not None and self.classroom is not None
+        self.classroom.lower_hand(self.participant,
                                          _field(msg, "participantId", str, required=False))
 
     async def _on_chat_send(self, msg: dict[str, Any]) -> None:
-        assert self.participant is not None
-        self.participant.room.send_chat(self.participant, msg.get("text"))
+        assert self.participant is not None and self.classroom is not None
+        self.classroom.send_chat(self.participant, msg.get("text"))
 
     async def _on_chat_delete(self, msg: dict[str, Any]) -> None:
-        assert self.participant is not None
-        self.participant.room.delete_chat(self.participant, _field(msg, "messageId", str))
+        assert self.participant is not None and self.classroom is not None
+        self.classroom.delete_chat(self.participant, _field(msg, "messageId", str))
 
     async def _on_react(self, msg: dict[str, Any]) -> None:
-        assert self.participant is not None
-        self.participant.room.react(self.participant, msg.get("reaction"))
+        assert self.participant is not None and self.classroom is not None
+        self.classroom.react(self.participant, msg.get("reaction"))
 
-    # recording (recorder.service via the room; docs/recording.md)
+    # recording (recorder.service via the classroom; docs/recording.md)
 
     async def _on_recording_start(self, msg: dict[str, Any]) -> None:
-        assert self.participant is not None
-        await self.participant.room.request_recording(self.participant, True)
+        assert self.participant is not None and self.classroom is not None
+        await self.classroom.request_recording(self.participant, True)
 
     async def _on_recording_stop(self, msg: dict[str, Any]) -> None:
-        assert self.participant is not None
-        await self.participant.room.request_recording(self.participant, False)
+        assert self.participant is not None and self.classroom is not None
+        await self.classroom.request_recording(self.participant, False)
 
     async def _on_leave(self, msg: dict[str, Any]) -> str:
         self.send({"type": "left", "reason": "left"})
