@@ -32,35 +32,6 @@ ENABLED = _fastpath is not None
 send: Any = _fastpath.lib.sfu_send if _fastpath is not None else None
 
 
-class _Topology:
-    """Bumped whenever what the compiled steps need to know may have changed: a
-    selector's current layer, a subscription's activation or transport, a track's
-    subscriptions or mute, a transport's compiled connection, a publisher's sources.
-    Fan-out plans and ingress tables built before are rebuilt. With the compiled module
-    the number lives in C memory, where the ingress step reads it."""
-
-    __slots__ = ("_cell",)
-
-    def __init__(self) -> None:
-        self._cell: Any = _fastpath.ffi.new("int64_t *") if _fastpath is not None else [0]
-
-    @property
-    def version(self) -> int:
-        return int(self._cell[0])
-
-    @property
-    def cell(self) -> Any:
-        """The ``int64_t *`` the compiled ingress step reads (with the module built)."""
-        return self._cell
-
-
-TOPOLOGY = _Topology()
-
-
-def touch() -> None:
-    TOPOLOGY.cell[0] += 1
-
-
 #: sfu_fanout(packet, len, b1, ssrc, ext_seq, ts, now_ms, twcc_off, dests, n) -> how many
 #: were left to Python (their ``status`` is 1); its sends go out in one batch (io_uring)
 fanout: Any = _fastpath.lib.sfu_fanout if _fastpath is not None else None
@@ -327,13 +298,18 @@ class Receiver:
 
     @property
     def stale(self) -> bool:
-        """The sources were set before the topology last changed (or never)."""
-        return int(self.ptr.version) != TOPOLOGY.version
+        """The sources must be set again (never set, or :meth:`invalidate` since)."""
+        return int(self.ptr.version) < 0
+
+    def invalidate(self) -> None:
+        """What the sources were made from changed: until :meth:`set_sources` is called
+        again, the ingress step leaves every packet to Python."""
+        self.ptr.version = -1
 
     def set_sources(self, sources: list[IngressSource]) -> None:
-        """The sources the ingress step handles, as of the current topology; a packet of
-        source i is reported with ``ptr.src`` i (``handles[i]`` is its handle). The structs
-        are kept alive here until the next call."""
+        """The sources the ingress step handles, as of now; a packet of source i is reported
+        with ``ptr.src`` i (``handles[i]`` is its handle). The structs are kept alive here
+        until the next call."""
         rx = self.ptr
         sources = sources[:MAX_SOURCES]
         for i, source in enumerate(sources):
@@ -345,7 +321,7 @@ class Receiver:
             entry.layer = source.layer
             entry.cache = source.cache.ptr
         rx.nsrc = len(sources)
-        rx.version = TOPOLOGY.version
+        rx.version = 0  # valid (-1: stale)
         self._sources = sources
         self.handles = [source.handle for source in sources]
 
@@ -358,7 +334,6 @@ def receiver(session: Any) -> Receiver | None:
     rx = _fastpath.ffi.new("sfu_rx *")
     rx.srtp = _fastpath.ffi.cast("void *", int(_srtp_ffi.cast("uintptr_t", session._srtp[0])))
     rx.unprotect = _function_pointer("srtp_unprotect")
-    rx.topology = TOPOLOGY.cell
     rx.version = -1
     return Receiver(rx, session)
 

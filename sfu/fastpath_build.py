@@ -120,7 +120,7 @@ typedef struct {         /* a Layer's ingress counters and its fan-out plan */
     int64_t bytes;
     int64_t frames;
     double last_packet_ms;
-    int64_t plan_version;    /* the topology version dests was built at (-1: none) */
+    int64_t plan_version;    /* 0: dests is the current plan; -1: made again by Python */
     sfu_dest **dests;
     int n;
     int python_subs;     /* 1: some subscribers of the layer take the Python path */
@@ -151,8 +151,7 @@ typedef struct {         /* one SSRC the compiled ingress step handles */
 typedef struct {
     void *srtp;          /* srtp_t of the receiving direction */
     void *unprotect;     /* srtp_unprotect */
-    int64_t *topology;   /* the current topology version (sfu.fastpath.TOPOLOGY) */
-    int64_t version;     /* the topology version srcs was built at (-1: none) */
+    int64_t version;     /* 0: srcs is current; -1: made again by Python (Receiver.stale) */
     int nsrc;
     sfu_src srcs[SFU_MAX_SOURCES];
     /* after sfu_ingress: */
@@ -932,7 +931,7 @@ int sfu_ingress(sfu_rx *rx, const char *pkt, int len)
     sfu_layer *la;
     uint32_t ssrc, ts;
     int i, hlen, diff, seq, flags = SFU_IN_DONE, twcc_off;
-    int64_t ext, topology;
+    int64_t ext;
     long offsets;
     if (len < 12 || len > (int)sizeof(rx->buf))
         return -1;
@@ -944,8 +943,7 @@ int sfu_ingress(sfu_rx *rx, const char *pkt, int len)
         return -2;
     len = rx->len;
     rx->now_ms = sfu_monotonic_ms();
-    topology = *rx->topology;
-    if (rx->version != topology || len < 12 || (b[0] >> 6) != 2)
+    if (rx->version < 0 || len < 12 || (b[0] >> 6) != 2)
         return 0;
     hlen = 12 + 4 * (b[0] & 0x0F);
     if (b[0] & 0x10) {
@@ -970,7 +968,7 @@ int sfu_ingress(sfu_rx *rx, const char *pkt, int len)
     seq = (b[2] << 8) | b[3];
     diff = (int)((seq - sq->max_ext) & 0xFFFF);
     if ((b[1] & 0x7F) != tr->publisher_pt || sq->max_ext < 0 || diff == 0 || diff >= 0x8000
-            || la->plan_version != topology
+            || la->plan_version < 0
             || (tr->video && sfu_vp8_keyframe((const char *)b, len)))
         return 0;
     /* from here on, the packet is handled here */

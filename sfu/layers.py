@@ -21,15 +21,18 @@ Layers are indexed 0 (lowest) .. n-1; -1 means "nothing".
 
 from __future__ import annotations
 
-from .fastpath import touch
+from collections.abc import Callable
 
 
 class LayerSelector:
     """Current/target layer state machine; ``accept`` is on the per-packet path."""
 
-    __slots__ = ("_current", "target", "switches", "_gone")
+    __slots__ = ("_current", "target", "switches", "_gone", "_on_current")
 
-    def __init__(self) -> None:
+    def __init__(self, on_current: Callable[[], None] | None = None) -> None:
+        #: told when ``current`` changes (the subscription: its track's fan-out plans
+        #: list the subscribers by their current layer)
+        self._on_current = on_current
         #: layer being forwarded now; -1 = nothing (paused, not started, or layer gone)
         self._current = -1
         #: layer wanted; -1 = paused
@@ -100,7 +103,8 @@ class LayerSelector:
     def current(self, layer: int) -> None:
         if layer != self._current:
             self._current = layer
-            touch()  # the compiled fan-out's plans follow the current layer
+            if self._on_current is not None:
+                self._on_current()
 
     def __repr__(self) -> str:
         return f"LayerSelector(current={self.current}, target={self.target})"

@@ -71,6 +71,31 @@ def now_ms() -> float:
     return time.monotonic() * 1000.0
 
 
+class SsrcTable(dict[int, Layer]):
+    """A publisher's SSRC -> layer routes. Every change tells ``on_change`` (the compiled
+    ingress step's table of sources is made from these routes)."""
+
+    __slots__ = ("_on_change",)
+
+    def __init__(self, on_change: Callable[[], None]) -> None:
+        super().__init__()
+        self._on_change = on_change
+
+    def __setitem__(self, ssrc: int, layer: Layer) -> None:
+        if self.get(ssrc) is not layer:
+            super().__setitem__(ssrc, layer)
+            self._on_change()
+
+    def __delitem__(self, ssrc: int) -> None:
+        super().__delitem__(ssrc)
+        self._on_change()
+
+    def forget(self, track: PublishedTrack) -> None:
+        """Drop every route to ``track``'s layers."""
+        for ssrc in [s for s, la in self.items() if la.track is track]:
+            del self[ssrc]
+
+
 def _random_ssrc(taken: set[int]) -> int:
     while True:
         ssrc = secrets.randbits(32)
@@ -157,7 +182,7 @@ class Participant:
         # publishing
         self.publisher: MediaTransport | None = None
         self.tracks: dict[str, PublishedTrack] = {}  # by mid
-        self._ssrc_table: dict[int, Layer] = {}
+        self._ssrc_table = SsrcTable(self._ssrc_routes_changed)
         self._mid_ext_ids: set[int] = set()
         self._rid_ext_ids: dict[str, int] = {}  # by mid
         #: arrival record of the publisher's transport-wide sequence numbers (its feedback)
@@ -441,8 +466,11 @@ class Participant:
         self.room.track_unpublished(self, track)
 
     def _forget_ssrcs(self, track: PublishedTrack) -> None:
-        self._ssrc_table = {s: la for s, la in self._ssrc_table.items() if la.track is not track}
-        fastpath.touch()
+        self._ssrc_table.forget(track)
+
+    def _ssrc_routes_changed(self) -> None:
+        if self.publisher is not None:
+            self.publisher.invalidate_ingress()
 
     # -- the compiled ingress step (sfu.fastpath.ingress) --------------------------------
 
@@ -519,7 +547,6 @@ class Participant:
             learned = [s for s, la in self._ssrc_table.items() if la is layer]
             if len(learned) >= MAX_SSRCS_PER_TRACK:
                 del self._ssrc_table[learned[0]]  # a bounded table, oldest out
-                fastpath.touch()
             self._ssrc_table[ssrc] = layer
             return layer
         return None

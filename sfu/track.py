@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 
 _SEQ_TS = struct.Struct("!HI")
 _fanout = fastpath.fanout
-_TOPOLOGY = fastpath.TOPOLOGY
 _rewrite = fastpath.rewrite
 _SCRATCH = fastpath.SCRATCH
 _unpack = fastpath.unpack
@@ -163,7 +162,8 @@ class Layer:
         self.index = index
         self.rid = rid
         self.current_ssrc: int | None = None
-        #: the compiled fan-out's list of this layer's subscribers (see FanoutPlan)
+        #: the compiled fan-out's list of this layer's subscribers (see FanoutPlan); None
+        #: when it must be made again (``invalidate_plan``)
         self.plan: FanoutPlan | None = None
         self.trackers: dict[int, SequenceTracker] = {}
         self.restarts_seen = 0
@@ -180,6 +180,14 @@ class Layer:
         self.enabled = True
         self.unneeded_since_ms: float | None = None
         self.keyframe_throttle = KeyframeThrottle(keyframe_interval_ms)
+
+    def invalidate_plan(self) -> None:
+        """The fan-out plan is made again at the next packet (in Python, and the compiled
+        ingress step leaves the layer's packets to Python until then)."""
+        self.plan = None
+        c = self.counters
+        if not isinstance(c, LayerCounters):
+            c.plan_version = -1
 
     @property
     def packets(self) -> int:
@@ -389,7 +397,7 @@ class PublishedTrack:
         index = layer.index
         if tracker.restarts != layer.restarts_seen:
             layer.restarts_seen = tracker.restarts
-            fastpath.touch()  # the compiled ingress step takes the source again
+            self._sources_changed()  # the compiled ingress step takes the source again
             for sub in self.subscriptions:
                 if sub.selector.current == index:
                     sub.forwarder.resync()  # output continues without a sequence jump
@@ -397,7 +405,7 @@ class PublishedTrack:
         # all of them in the steady case and leaves switches, resyncs and late packets to
         # the Python path (status 1); without it, every one takes the Python path
         plan = layer.plan
-        if plan is None or plan.version != _TOPOLOGY.version:
+        if plan is None:
             plan = layer.plan = FanoutPlan(self.subscriptions, layer)
         if plan.n and _fanout(data, len(data), data[1], ssrc, ext, ts, now_ms, twcc_off,
                               plan.array, plan.n):
@@ -481,11 +489,11 @@ class PublishedTrack:
             self._caches.pop(oldest, None)
         tracker = SequenceTracker(self.codec.clock_rate,
                                   fastpath.sequence_state(self.codec.clock_rate))
-        fastpath.touch()  # the compiled ingress step learns the new source
         layer.restarts_seen = 0
         layer.trackers[ssrc] = tracker
         self._caches[ssrc] = new_cache()
         layer.current_ssrc = ssrc
+        self._sources_changed()  # the compiled ingress step learns the new source
         return tracker
 
     def cached(self, ssrc: int, ext_seq: int) -> bytes | None:
@@ -546,20 +554,34 @@ class PublishedTrack:
 
     # -- subscriptions ----------------------------------------------------------------
 
+    # -- what the compiled steps were told: made again after a change -------------------
+
+    def invalidate_plans(self) -> None:
+        """The set of subscribers forwarding a layer, or how one is reached, changed: each
+        layer's fan-out plan is made again at its next packet."""
+        for layer in self.layers:
+            layer.invalidate_plan()
+
+    def _sources_changed(self) -> None:
+        """Which sources the compiled ingress step may take changed (a new or restarted
+        SSRC, mute, close): the publisher transport's table is made again, and the plans."""
+        self.upstream.invalidate_ingress()
+        self.invalidate_plans()
+
     def add_subscription(self, sub: Subscription) -> None:
         self.subscriptions.append(sub)
-        fastpath.touch()
+        self.invalidate_plans()
 
     def remove_subscription(self, sub: Subscription) -> None:
         if sub in self.subscriptions:
             self.subscriptions.remove(sub)
-            fastpath.touch()
+            self.invalidate_plans()
 
     def set_muted(self, muted: bool, now_ms: float) -> None:
         if muted == self.muted:
             return
         self.muted = muted
-        fastpath.touch()  # a muted track's packets take the Python path (not forwarded)
+        self._sources_changed()  # a muted track's packets take the Python path (not forwarded)
         if not muted:
             # output continues without a sequence gap; video needs a keyframe to resume
             for sub in self.subscriptions:
@@ -570,7 +592,7 @@ class PublishedTrack:
         if self.closed:
             return
         self.closed = True
-        fastpath.touch()
+        self._sources_changed()
         for sub in list(self.subscriptions):
             sub.close()
         self.subscriptions.clear()
@@ -624,13 +646,14 @@ class SubscriptionStats:
 class FanoutPlan:
     """The subscribers of one layer the compiled fan-out sends to: those forwarding this
     layer (``selector.current``) and active, in subscription order, each with the compiled
-    connection of its transport (NULL, i.e. the Python path, without one). Valid while
-    ``fastpath.TOPOLOGY.version`` has not moved."""
+    connection of its transport (NULL, i.e. the Python path, without one). Valid until the
+    objects it was made from say otherwise (:meth:`Layer.invalidate_plan`): the track's
+    subscription set and mute, each subscription's current layer, activation and
+    downstream, and each downstream's compiled connection."""
 
-    __slots__ = ("version", "subs", "array", "n", "python_subs")
+    __slots__ = ("subs", "array", "n", "python_subs")
 
     def __init__(self, subscriptions: list[Subscription], layer: Layer) -> None:
-        self.version = _TOPOLOGY.version
         index = layer.index
         forwarding = [s for s in subscriptions if s.selector.current == index and s.active]
         self.subs = [s for s in forwarding if s.dest is not None]
@@ -648,13 +671,15 @@ class FanoutPlan:
             c.dests = self.array if self.array is not None else fastpath.NULL
             c.n = self.n
             c.python_subs = int(bool(self.python_subs))
-            c.plan_version = self.version
+            c.plan_version = 0  # valid (-1: made again at the next packet)
 
 
 class Downstream(Protocol):
     """Where a subscription sends: a subscriber's transport (sfu.transport.MediaTransport),
     or a recorder (recorder.session.RecorderDownstream). One with a ``fast_connection``
-    gets the compiled fan-out; others are sent to from Python."""
+    gets the compiled fan-out; others are sent to from Python. One whose compiled
+    connection can change (a transport: connected, failed, closed) has
+    ``route_listeners``, a list of callables it calls after each change."""
 
     def send_rewritten(self, packet: bytes, b1: int, seq: int, ts: int, ssrc: int,
                        twcc_off: int = 0) -> bool: ...
@@ -687,7 +712,7 @@ class Subscription:
                                       state=state)
         #: the compiled fan-out's view of this subscription (None without it)
         self.dest = fastpath.dest(state, out_ssrc)
-        self.selector = LayerSelector()
+        self.selector = LayerSelector(on_current=track.invalidate_plans)
         if not track.simulcast:
             # one layer: forwarded from the start (audio is never paused; a single-layer
             # video is paused and resumed by the allocator through the selector)
@@ -707,6 +732,7 @@ class Subscription:
         #: retransmissions in bytes: a share of the downlink, so NACK storms cannot flood it
         self._retransmit_budget = TokenBucket(*_retransmit_bucket(RETRANSMIT_BUDGET_BPS))
         self._on_close = on_close
+        self._watch(downstream)
         #: last SR we sent: compact ntp (middle 32 bits) -> send time in ms
         self.last_sr_ntp: int = 0
         self.last_sr_ms: float = 0.0
@@ -720,7 +746,7 @@ class Subscription:
     def active(self, active: bool) -> None:
         if active != self._active:
             self._active = active
-            fastpath.touch()
+            self.track.invalidate_plans()
 
     @property
     def downstream(self) -> Downstream:
@@ -728,8 +754,24 @@ class Subscription:
 
     @downstream.setter
     def downstream(self, transport: Downstream) -> None:
+        self._unwatch(self._downstream)
         self._downstream = transport
-        fastpath.touch()
+        self._watch(transport)
+        self.track.invalidate_plans()
+
+    def _route_changed(self) -> None:
+        """The downstream's compiled connection changed."""
+        self.track.invalidate_plans()
+
+    def _watch(self, downstream: Downstream) -> None:
+        listeners = getattr(downstream, "route_listeners", None)
+        if listeners is not None:
+            listeners.append(self._route_changed)
+
+    def _unwatch(self, downstream: Downstream) -> None:
+        listeners = getattr(downstream, "route_listeners", None)
+        if listeners is not None and self._route_changed in listeners:
+            listeners.remove(self._route_changed)
 
     def forward(self, data: bytes, ssrc: int, ext: int, ts: int, now_ms: float,
                 twcc_off: int = 0) -> None:
@@ -840,6 +882,7 @@ class Subscription:
             return
         self.closed = True
         self.active = False
+        self._unwatch(self._downstream)
         self.track.remove_subscription(self)
         if self._on_close is not None:
             self._on_close(self)

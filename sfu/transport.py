@@ -151,6 +151,9 @@ class MediaTransport:
         #: the compiled send step (sfu.fastpath), None when not built or not connected
         self._fast: Any = None
         self._fast_conn: fastpath.Connection | None = None  # keeps what _fast points into
+        #: called after the compiled connection (``fast_connection``) changed: the
+        #: subscriptions sending here, whose fan-out plans hold it
+        self.route_listeners: list[Callable[[], None]] = []
         self._addr: Any = None
         #: transport-wide congestion control on what we send: set when the peer negotiated
         #: the transport-cc extension; every sent packet carrying the element gets our own
@@ -359,7 +362,20 @@ class MediaTransport:
                 # from now on the compiled send step numbers and records (nothing was sent
                 # before: there was no connection)
                 self.twcc_history = self._fast_conn.enable_twcc(self.twcc_last_seq)
-            fastpath.touch()
+            self._route_changed()
+
+    def _route_changed(self) -> None:
+        for listener in list(self.route_listeners):
+            try:
+                listener()
+            except Exception:
+                log.exception("transport %s route listener failed", self.name)
+
+    def invalidate_ingress(self) -> None:
+        """Which sources the compiled ingress step may take changed (the publisher's SSRC
+        table or a track's sources): its table is made again at the next packet."""
+        if self._rx_fast is not None:
+            self._rx_fast.invalidate()
 
     def _bypass_stun_parse(self) -> None:
         """RTP and RTCP datagrams go from each ICE socket straight to
@@ -402,7 +418,7 @@ class MediaTransport:
                 # make asyncio log a warning per packet (and its fd may be reused)
                 self._sendto = None
                 self._fast = None
-                fastpath.touch()
+                self._route_changed()
             try:
                 self._on_state(state)
             except Exception:
@@ -530,7 +546,7 @@ class MediaTransport:
             return
         self._sendto = None
         self._fast = None
-        fastpath.touch()
+        self._route_changed()
         self._rx_srtp = None
         self._rx_fast = None
         self.state = "closed"

@@ -42,7 +42,7 @@ class WireTransport:
     def send_rewritten(self, packet: bytes, b1: int, seq: int, ts: int, ssrc: int,
                        twcc_off: int = 0) -> bool:
         self.python_sends += 1
-        return fastpath.send(self.fast_connection, packet, len(packet), b1, seq, ts, ssrc,
+        return fastpath.send(self.conn.ptr, packet, len(packet), b1, seq, ts, ssrc,
                              twcc_off) > 0
 
     def send_rtcp(self, packet: bytes) -> bool:
@@ -105,7 +105,7 @@ def test_compiled_fanout_matches_the_python_path() -> None:
         py_down = FakeTransport()
         py_track, py_sub = make(py_down)
         py_sub.dest = None  # this one takes the Python path for every packet
-        fastpath.touch()
+        py_track.invalidate_plans()
         run(c_track)
         run(py_track)
         expected = py_down.rtp
@@ -141,6 +141,36 @@ def test_plans_follow_the_topology() -> None:
         wire.inp.settimeout(0.2)
         with pytest.raises(TimeoutError):
             wire.inp.recvfrom(2048)
+    finally:
+        wire.close()
+
+
+def test_a_downstream_route_change_reaches_the_plans_through_the_subscription() -> None:
+    """A transport whose compiled connection goes away (failed, closed) tells the
+    subscriptions sending there; their tracks' plans are made again, so the next packet is
+    not sent on the old connection. A change to one track leaves other tracks' plans."""
+    wire = WireTransport()
+    wire.route_listeners = []  # type: ignore[attr-defined]
+    try:
+        track, sub = make(wire)
+        other, _ = make(FakeTransport())
+        for s in range(3):
+            track.on_rtp(rtp(s), 1111, s, s * 960, s * 20.0)
+            other.on_rtp(rtp(s), 1111, s, s * 960, s * 20.0)
+        assert len(wire.received(3)) == 3
+        sends = wire.python_sends
+        others_plan = other.layers[0].plan
+        assert others_plan is not None and track.layers[0].plan is not None
+        assert wire.route_listeners == [sub._route_changed]  # type: ignore[attr-defined]
+        wire.fast_connection = None  # as MediaTransport does when its path fails...
+        for listener in wire.route_listeners:  # type: ignore[attr-defined]
+            listener()  # ...and then tells its listeners
+        assert track.layers[0].plan is None and other.layers[0].plan is others_plan
+        track.on_rtp(rtp(3), 1111, 3, 3 * 960, 60.0)
+        assert wire.python_sends == sends + 1  # the Python path: no compiled connection
+        assert len(wire.received(1)) == 1
+        sub.close()
+        assert wire.route_listeners == []  # type: ignore[attr-defined]
     finally:
         wire.close()
 

@@ -182,6 +182,8 @@ def test_compiled_ingress_matches_the_python_path(kind: str, twcc: str) -> None:
 
         c_owner.on_ingress = counted  # type: ignore[method-assign]
         transport, tx = keyed_transport(c_owner)
+        # the track's publisher transport is this one (its RTCP is recorded by the fake)
+        c_track.upstream.invalidate_ingress = transport.invalidate_ingress  # type: ignore[method-assign]
         twcc_seq = 500
         packets = 0
         handled_before = fastpath.ingress_handled()

@@ -20,6 +20,10 @@ class FakeTransport:
     def __init__(self) -> None:
         self.rtp: list[bytes] = []
         self.rtcp: list[bytes] = []
+        self.ingress_invalidations = 0
+
+    def invalidate_ingress(self) -> None:
+        self.ingress_invalidations += 1
 
     def send_rewritten(self, packet: bytes, b1: int, seq: int, ts: int, ssrc: int,
                        twcc_off: int = 0) -> bool:
