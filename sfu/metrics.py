@@ -68,9 +68,10 @@ class Retired:
         for t in (p.publisher, p.subscriber):
             if t is not None:
                 self.srtp_failures += t.stats.srtp_auth_failures
-        self.unknown_ssrc += p.unknown_ssrc_packets + p.wrong_pt_packets + p.invalid_rtp_packets
-        self.twcc_in += p.twcc_feedback
-        self.twcc_out += p.twcc_feedback_sent
+        self.unknown_ssrc += (p.publishing.unknown_ssrc_packets + p.publishing.wrong_pt_packets
+                              + p.publishing.invalid_rtp_packets)
+        self.twcc_in += p.downlink.twcc_feedback_total
+        self.twcc_out += p.publishing.twcc_feedback_sent
         self.transport_restarts += p.transport_restarts
 
 
@@ -116,11 +117,12 @@ class SfuCollector(Collector):
                 for t in (p.publisher, p.subscriber):
                     if t is not None:
                         srtp += t.stats.srtp_auth_failures
-                unknown += p.unknown_ssrc_packets + p.wrong_pt_packets + p.invalid_rtp_packets
-                twcc_in += p.twcc_feedback
-                twcc_out += p.twcc_feedback_sent
+                unknown += (p.publishing.unknown_ssrc_packets + p.publishing.wrong_pt_packets
+                              + p.publishing.invalid_rtp_packets)
+                twcc_in += p.downlink.twcc_feedback_total
+                twcc_out += p.publishing.twcc_feedback_sent
                 if p.subscriptions:
-                    estimates.append(p.downlink.estimate_bps(now))
+                    estimates.append(p.downlink.estimator.estimate_bps(now))
                 for track in list(p.tracks.values()):
                     tracks += 1
                     layers_off += sum(1 for la in track.layers if not la.enabled)

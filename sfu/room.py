@@ -82,6 +82,8 @@ class Room:
         self._grace_timers: dict[str, asyncio.TimerHandle] = {}
         #: fed by every microphone's RFC 6464 audio level; ticked by the room's timer
         self.speakers = ActiveSpeakerDetector()
+        #: where participants' microphone levels go (sfu.participant.RoomLink)
+        self.on_audio_level: Callable[[str, int, float], None] = self.speakers.on_level
         self.current_speakers: list[str] = []
         self._timer: asyncio.TimerHandle | None = None
 

@@ -17,7 +17,7 @@ from test_fanout import KEY, WireTransport
 from test_track import FakeTransport
 
 from sfu import codecs, fastpath
-from sfu.participant import Participant
+from sfu.publisher import PublisherSide
 from sfu.sequence import SequenceTracker
 from sfu.track import PublishedTrack, Subscription
 from sfu.transport import MediaTransport
@@ -68,12 +68,12 @@ def test_the_compiled_sequence_tracker_matches_the_python_one() -> None:
 class Owner:
     """The publishing participant's side of ingress, with the participant's own methods."""
 
-    ingress_sources = Participant.ingress_sources
-    on_ingress = Participant.on_ingress
-    on_rtp = Participant._on_publisher_rtp
+    ingress_sources = PublisherSide.ingress_sources
+    on_ingress = PublisherSide.on_ingress
+    on_rtp = PublisherSide.on_rtp
 
     def __init__(self, track: PublishedTrack) -> None:
-        self._ssrc_table = {SSRC_A: track.layers[0], SSRC_B: track.layers[0]}
+        self.ssrc_table = {SSRC_A: track.layers[0], SSRC_B: track.layers[0]}
         self.invalid_rtp_packets = self.unknown_ssrc_packets = self.wrong_pt_packets = 0
         self.handled = 0
 
@@ -178,7 +178,7 @@ def test_compiled_ingress_matches_the_python_path(kind: str, twcc: str) -> None:
 
         def counted(flags: int, rx: Any, data: bytes, handle: Any) -> None:
             c_owner.handled += 1
-            Participant.on_ingress(c_owner, flags, rx, data, handle)  # type: ignore[arg-type]
+            PublisherSide.on_ingress(c_owner, flags, rx, data, handle)  # type: ignore[arg-type]
 
         c_owner.on_ingress = counted  # type: ignore[method-assign]
         transport, tx = keyed_transport(c_owner)

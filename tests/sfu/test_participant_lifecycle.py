@@ -95,8 +95,8 @@ async def test_ssrcs_learned_from_the_mid_extension_are_bounded_per_track() -> N
     for ssrc in range(1000, 1500):  # a publisher spraying new SSRCs
         packet = (struct.pack("!BBHII", 0x90, audio.publisher_pt, 1, 1, ssrc)
                   + struct.pack("!HH", 0xBEDE, len(ext) // 4) + ext + b"opus")
-        alice._on_publisher_rtp(packet, 0.0)
-    learned = [s for s, la in alice._ssrc_table.items() if la.track is audio]
+        alice.publishing.on_rtp(packet, 0.0)
+    learned = [s for s, la in alice.publishing.ssrc_table.items() if la.track is audio]
     assert len(learned) <= 3 and 1499 in learned
     await alice.close()
 

@@ -73,7 +73,7 @@ async def test_join_publish_leave_fans_out_messages_and_events() -> None:
     assert bob_inbox[-1] == {"type": "participant_left", "participantId": "PA_a",
                              "reason": "left"}
     assert bob.subscriptions == {} and track.closed
-    assert [s.track_id for s in bob.slots] == [None]  # m-line stays, inactive
+    assert [s.track_id for s in bob.subscribing.slots] == [None]  # m-line stays, inactive
     await room.remove(bob, "disconnected")
     await registry.left(room)
     assert registry.rooms == {}
@@ -126,7 +126,7 @@ def test_sender_reports_go_out_in_few_compound_packets() -> None:
     owner, _ = participant(room, "PA_a", "alice")
     bob, _ = participant(room, "PA_b", "bob")
     down = _Downlink()
-    bob.subscriber = down  # type: ignore[assignment]
+    bob.subscribing.transport = down  # type: ignore[assignment]
     track = video_track(owner)
     for i in range(42):
         sub = Subscription(track, down, out_ssrc=5000 + i, rtx_ssrc=None, rtx_pt=None,  # type: ignore[arg-type]

@@ -63,7 +63,7 @@ async def test_restart_subscriber_moves_every_subscription_to_a_new_transport_an
     track = video_track(alice)
     alice.tracks["1"] = track
     bob.subscribe(track)
-    await bob._send_subscriber_offer()
+    await bob_inbox.wait("offer")
     old = bob.subscriber
     offers = [m for m in bob_inbox if m["type"] == "offer"]
     assert old is not None and offers

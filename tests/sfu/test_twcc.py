@@ -472,7 +472,7 @@ def test_recorder_work_is_bounded_when_sequence_numbers_jump(
 
 
 def test_feedback_claiming_more_packets_than_were_sent_is_not_parsed() -> None:
-    from sfu.participant import _twcc_plausible
+    from sfu.subscriber import _twcc_plausible
 
     fci = struct.pack("!HHI", 100, 8192, 0) + bytes([0x20, 0x00])  # run of 8192 'received'
     assert not _twcc_plausible(fci, 150)  # only 51 packets sent since 100
