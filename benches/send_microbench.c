@@ -1,6 +1,6 @@
 /* The send path alone: one 1100-byte UDP datagram to each of N loopback sockets, either
    with one sendto per datagram or all N in one io_uring_enter (IORING_OP_SENDMSG, as the
-   compiled fan-out in sfu/fastpath_build.py does), and the sender's CPU time per datagram.
+   compiled fan-out in sfu/fastpath.c does), and the sender's CPU time per datagram.
 
      gcc -O2 -o /tmp/send_microbench benches/send_microbench.c
      /tmp/send_microbench 20 sendto 20000          # nobody waiting on the sockets

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up the project on a fresh Debian/Ubuntu machine with Python 3.11.
-#   scripts/setup.sh          runtime dependencies in .venv
+#   scripts/setup.sh          runtime dependencies in .venv, and the project installed in it
+#                             (editable; the package build compiles sfu/fastpath.c)
 #   scripts/setup.sh --test   plus test dependencies (pytest, playwright), Debian chromium,
 #                             Debian janus (the bench's peer SFU) and Debian nats-server
 #                             (the event sink tests start their own)
@@ -33,6 +34,14 @@ fi
 if [ -z "$PY" ]; then
   echo "Python 3.11 or newer is required" >&2
   exit 1
+fi
+
+# the package build compiles the forwarding path's C (sfu/fastpath.c, through cffi): it
+# needs a C compiler, the C library's and Linux's headers, and the Python headers
+if ! command -v gcc >/dev/null 2>&1 || ! "$PY" -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+    || [ ! -e /usr/include/linux/io_uring.h ]; then
+  echo "installing gcc and the C and Python headers for the compiled forwarding path..."
+  apt_install gcc libc6-dev linux-libc-dev python3-dev
 fi
 
 if [ ! -x .venv/bin/python ]; then
@@ -81,13 +90,5 @@ if ! build_webui; then
     exit 1
   fi
   echo "WARNING: the whiteboard bundle did not build; the page runs without a whiteboard" >&2
-fi
-# the compiled send step of the forwarding path (optional: without it the server uses its
-# slower Python path); needs a C compiler and the Python headers
-if ! .venv/bin/python -m sfu.fastpath_build >/dev/null 2>&1; then
-  echo "installing gcc and the Python headers for the compiled send step..."
-  apt_install gcc python3-dev || true
-  .venv/bin/python -m sfu.fastpath_build >/dev/null || \
-    echo "WARNING: sfu._fastpath not built; the server forwards on its slower Python path" >&2
 fi
 echo "environment ready: .venv ($(.venv/bin/python --version))"

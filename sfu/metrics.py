@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from . import fastpath
+from .engine import ENGINE
 from .presence import RECONNECTING
 
 if TYPE_CHECKING:
@@ -162,17 +162,17 @@ class SfuCollector(Collector):
         yield GaugeMetricFamily(
             "sfu_fastpath_enabled",
             "1 when the compiled send step (sfu._fastpath) forwards packets, 0 on the Python path",
-            value=1 if fastpath.ENABLED else 0)
+            value=1 if ENGINE.name == "compiled" else 0)
         yield GaugeMetricFamily(
             "sfu_send_batched",
             "1 when the compiled fan-out hands each packet's sends to the kernel in one "
             "io_uring call, 0 when it uses one sendto per subscriber",
-            value=1 if fastpath.batch_state() == "io_uring" else 0)
+            value=1 if ENGINE.batch_state() == "io_uring" else 0)
         yield CounterMetricFamily(
             "sfu_ingress_compiled_packets",
             "RTP packets from publishers handled by the compiled ingress step (the rest of "
             "sfu_rtp_packets_in took the Python path)",
-            value=fastpath.ingress_handled())
+            value=ENGINE.ingress_handled())
         yield GaugeMetricFamily("sfu_participants", "Connected participants", value=participants)
         yield GaugeMetricFamily("sfu_published_tracks", "Published tracks", value=tracks)
         yield GaugeMetricFamily("sfu_subscriptions", "Track subscriptions", value=subscriptions)

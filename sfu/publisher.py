@@ -16,13 +16,14 @@ import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import fastpath, rtcp, sdp
+from . import rtcp, sdp
+from .engine import ENGINE, IngressSource
 from .errors import PermissionDenied, TooManyTracks, UnknownTrack
 from .negotiation import AcceptedMedia, NoCommonCodecError, answer_publisher
 from .rtp_header import RtpHeaderError, find_extension, header_length
 from .track import Layer, PublishedTrack
 from .transport import MediaTransport
-from .twcc import TwccRecorder, new_recorder
+from .twcc import TwccRecorder
 
 if TYPE_CHECKING:
     from .participant import Participant
@@ -175,7 +176,7 @@ class PublisherSide:
         owner = self._owner
         keep: set[str] = set()
         if self.twcc_rx is None and any(m.twcc_ext_id for m in accepted):
-            self.twcc_rx = new_recorder()
+            self.twcc_rx = ENGINE.twcc_recorder()
         for m in accepted:
             keep.add(m.mid)
             if m.mid_ext_id:
@@ -233,17 +234,17 @@ class PublisherSide:
             owner.room.track_muted(owner, track)
         return track
 
-    # -- the compiled ingress step (sfu.fastpath.ingress) --------------------------------
+    # -- the compiled ingress step (sfu.engine: ENGINE.ingress) -------------------------
 
-    def ingress_sources(self) -> list[fastpath.IngressSource]:
+    def ingress_sources(self) -> list[IngressSource]:
         """The sources whose packets the compiled ingress step may take now: asked by the
         publisher transport once what they are made from changed."""
-        found: list[fastpath.IngressSource] = []
+        found: list[IngressSource] = []
         for ssrc, layer in self.ssrc_table.items():
             track = layer.track
             source = track.ingress_source(layer, ssrc)
             if source is not None:
-                found.append(fastpath.IngressSource(
+                found.append(IngressSource(
                     ssrc, source[0], track.ingress_state, layer.counters, source[1],
                     (track, layer)))
         return found

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from . import fastpath
-
 DEFAULT_CAPACITY = 1024  # ~4 s of 2.5 Mbit/s video; power of two
 
 
@@ -47,11 +45,3 @@ class Cache(Protocol):
     def put(self, ext_seq: int, packet: bytes) -> None: ...
 
     def get(self, ext_seq: int) -> bytes | None: ...
-
-
-def new_cache() -> Cache:
-    """The compiled cache (:class:`sfu.fastpath.CompiledCache`, which the compiled ingress
-    step fills itself) when the module is built, else :class:`RetransmitCache`."""
-    if fastpath.ENABLED:
-        return fastpath.CompiledCache()
-    return RetransmitCache()

@@ -115,23 +115,19 @@ class SequenceTracker:
     """Tracks one incoming RTP stream.
 
     ``update`` is called once per received packet, before fan-out, so per-subscriber work
-    sees only extended sequence numbers and never a duplicate. ``state`` (a C struct from
-    :func:`sfu.fastpath.sequence_state`, where the compiled ingress step updates it) holds
-    the per-packet fields; by default a :class:`SequenceState`.
+    sees only extended sequence numbers and never a duplicate. ``state`` holds the
+    per-packet fields and ``update`` updates them: by default a :class:`SequenceState` and
+    the Python update; the compiled engine gives its C struct (which its ingress step
+    updates too) and its C update (sfu.engine).
     """
 
     __slots__ = ("clock_rate", "state", "_update", "_expected_prior", "_received_prior")
 
-    def __init__(self, clock_rate: int, state: Any = None) -> None:
+    def __init__(self, clock_rate: int, state: Any = None,
+                 update: Callable[[Any, int, int, float], int] | None = None) -> None:
         self.clock_rate = clock_rate
-        if state is None:
-            self.state = SequenceState(clock_rate)
-            self._update: Callable[[Any, int, int, float], int] = _update
-        else:
-            from . import fastpath
-
-            self.state = state
-            self._update = fastpath.sequence_update
+        self.state = state if state is not None else SequenceState(clock_rate)
+        self._update: Callable[[Any, int, int, float], int] = update or _update
         self._expected_prior = 0
         self._received_prior = 0
 

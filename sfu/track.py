@@ -12,32 +12,24 @@ import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from . import fastpath, rtcp
-from .codecs import AUDIO_LEVEL_ID, TWCC_ID, CodecSpec
+from . import rtcp
+from .codecs import CodecSpec
+from .engine import ENGINE, IN_LEFT, IN_LEVEL, IN_NACK, IN_TWCC
 from .forwarder import RtpForwarder
 from .keyframe import KeyframeThrottle
 from .layers import LayerSelector
 from .payload import keyframe_detector, vp8_resolution
-from .retransmit import Cache, new_cache
-from .rtp_header import (
-    RtpHeaderError,
-    build_id_map,
-    header_length,
-    rewrite_extension_ids,
-    rtx_wrap,
-)
+from .retransmit import Cache
+from .rtp_header import RtpHeaderError, build_id_map, header_length, rtx_wrap
 from .sequence import SequenceTracker
-from .twcc import CompiledTwccRecorder
 
 if TYPE_CHECKING:
     from .transport import MediaTransport
     from .twcc import TwccRecorder
 
 _SEQ_TS = struct.Struct("!HI")
-_fanout = fastpath.fanout
-_rewrite = fastpath.rewrite
-_SCRATCH = fastpath.SCRATCH
-_unpack = fastpath.unpack
+_fanout = ENGINE.fanout
+_rewrite = ENGINE.rewrite
 #: NACK handling bounds (a NACK is attacker-controlled input)
 MAX_NACK_SEQS = 64
 RESEND_GUARD_MS = 100.0
@@ -131,19 +123,6 @@ class TrackStats:
         self._in.duplicates = n
 
 
-class LayerCounters:
-    """A layer's per-packet fields. With the compiled ingress step they live in its C
-    ``sfu_layer`` (same names, and the fan-out plan it forwards with), which it updates."""
-
-    __slots__ = ("packets", "bytes", "frames", "last_packet_ms")
-
-    def __init__(self) -> None:
-        self.packets = 0
-        self.bytes = 0
-        self.frames = 0
-        self.last_packet_ms = -1e12
-
-
 class Layer:
     """One received encoding of a track: a simulcast layer (by rid), or the only one.
 
@@ -167,9 +146,9 @@ class Layer:
         self.plan: FanoutPlan | None = None
         self.trackers: dict[int, SequenceTracker] = {}
         self.restarts_seen = 0
-        #: packets, bytes, frames, last_packet_ms: C fields with the compiled ingress step
-        state = fastpath.layer_state()
-        self.counters: Any = state if state is not None else LayerCounters()
+        #: packets, bytes, frames, last_packet_ms and the plan the compiled fan-out uses:
+        #: the engine's (sfu.engine.LayerCounters, or a C struct the ingress step updates)
+        self.counters: Any = ENGINE.layer_counters()
         self.keyframes = 0
         self.width = 0
         self.height = 0
@@ -185,9 +164,7 @@ class Layer:
         """The fan-out plan is made again at the next packet (in Python, and the compiled
         ingress step leaves the layer's packets to Python until then)."""
         self.plan = None
-        c = self.counters
-        if not isinstance(c, LayerCounters):
-            c.plan_version = -1
+        self.counters.plan_version = -1
 
     @property
     def packets(self) -> int:
@@ -288,11 +265,9 @@ class PublishedTrack:
         self._ext_id_map = build_id_map(ext_map)
         #: the compiled ingress step's view of this track (None without the compiled module,
         #: or for a video codec it cannot spot keyframes of: those take the Python path)
-        self.ingress_state = fastpath.track_state(
+        self.ingress_state = ENGINE.track_state(
             publisher_pt, codec.pt, self._ext_id_map, video=kind == "video",
-            twcc=twcc is not None, level=on_audio_level is not None)
-        if self.ingress_state is not None and isinstance(twcc, CompiledTwccRecorder):
-            self.ingress_state.twcc_rx = twcc.state  # arrivals recorded in C (twcc keeps it)
+            twcc=twcc, level=on_audio_level is not None)
         self.stats = TrackStats(self.ingress_state)
         if kind == "video" and codec.name.upper() != "VP8":
             self.ingress_state = None
@@ -305,7 +280,7 @@ class PublishedTrack:
         self.simulcast = bool(rids)
         self._is_video = kind == "video"
         self._detect_keyframe = keyframe_detector(codec.name)
-        self._fast_keyframe = fastpath.vp8_keyframe if codec.name.upper() == "VP8" else None
+        self._fast_keyframe = ENGINE.vp8_keyframe if codec.name.upper() == "VP8" else None
         self.twcc = twcc
         self.on_audio_level = on_audio_level
         #: last sender report from the publisher per ssrc: (ntp middle 32 bits, arrival ms)
@@ -354,17 +329,7 @@ class PublishedTrack:
             layer = self.layers[0]
         offsets = 0
         if data[0] & 0x10 or self._needs_rewrite:
-            n = len(data)
-            if _rewrite is not None and (offsets := _rewrite(
-                    data, n, self._ext_id_map, TWCC_ID, AUDIO_LEVEL_ID, self.codec.pt,
-                    _SCRATCH)) >= 0:
-                data = _unpack(_SCRATCH, n)  # the same, compiled, on a copy
-            else:
-                buf = bytearray(data)
-                offsets = rewrite_extension_ids(buf, self._ext_id_map, TWCC_ID,
-                                                AUDIO_LEVEL_ID)
-                buf[1] = (buf[1] & 0x80) | self.codec.pt
-                data = bytes(buf)
+            data, offsets = _rewrite(data, self._ext_id_map, self.codec.pt)
         twcc_off = offsets & 0xFFFF
         if twcc_off and self.twcc is not None:
             # every packet, duplicates too: the publisher wants feedback on each one
@@ -422,20 +387,20 @@ class PublishedTrack:
                     sub.forward(data, ssrc, ext, ts, now_ms, twcc_off)
 
     def after_ingress(self, flags: int, rx: Any, data: bytes, layer: Layer) -> None:
-        """What the compiled ingress step (``fastpath.ingress``) left to Python of
+        """What the compiled ingress step (``sfu.engine``'s ``ingress``) left to Python of
         :meth:`on_rtp` for a packet it handled (``rx``: its results; ``data``: the
         rewritten packet; the step has put it in the retransmission cache)."""
         now_ms = rx.now_ms
-        if flags & fastpath.IN_TWCC and self.twcc is not None:
+        if flags & IN_TWCC and self.twcc is not None:
             self.twcc.on_packet(rx.twcc_seq, now_ms)
-        if flags & fastpath.IN_LEVEL and self.on_audio_level is not None:
+        if flags & IN_LEVEL and self.on_audio_level is not None:
             self.on_audio_level(self.participant_id, rx.level, now_ms)
         ssrc = rx.ssrc
-        if flags & fastpath.IN_NACK:
+        if flags & IN_NACK:
             tracker = layer.trackers.get(ssrc)
             if tracker is not None:
                 self._nack_upstream(ssrc, tracker.missing)
-        if flags & fastpath.IN_LEFT and layer.plan is not None:
+        if flags & IN_LEFT and layer.plan is not None:
             plan = layer.plan
             ext, ts, twcc_off = rx.ext, rx.ts, rx.twcc_off
             for sub in plan.subs:
@@ -444,17 +409,15 @@ class PublishedTrack:
             for sub in plan.python_subs:
                 sub.forward(data, ssrc, ext, ts, now_ms, twcc_off)
 
-    def ingress_source(self, layer: Layer,
-                       ssrc: int) -> tuple[Any, fastpath.CompiledCache] | None:
+    def ingress_source(self, layer: Layer, ssrc: int) -> tuple[Any, Cache] | None:
         """(the ``sfu_seq`` of ``ssrc``, its retransmission cache) when the compiled ingress
         step can take its packets now: the layer's current source, not muted, no restart
         pending; None otherwise."""
         tracker = layer.trackers.get(ssrc)
         cache = self._caches.get(ssrc)
         if (self.ingress_state is None or self.muted or self.closed or tracker is None
-                or ssrc != layer.current_ssrc or tracker.restarts != layer.restarts_seen
-                or isinstance(layer.counters, LayerCounters)
-                or not isinstance(cache, fastpath.CompiledCache)):
+                or cache is None or ssrc != layer.current_ssrc
+                or tracker.restarts != layer.restarts_seen):
             return None
         return tracker.state, cache
 
@@ -487,11 +450,10 @@ class PublishedTrack:
             oldest = next(iter(layer.trackers))
             del layer.trackers[oldest]
             self._caches.pop(oldest, None)
-        tracker = SequenceTracker(self.codec.clock_rate,
-                                  fastpath.sequence_state(self.codec.clock_rate))
+        tracker = ENGINE.sequence_tracker(self.codec.clock_rate)
         layer.restarts_seen = 0
         layer.trackers[ssrc] = tracker
-        self._caches[ssrc] = new_cache()
+        self._caches[ssrc] = ENGINE.retransmit_cache()
         layer.current_ssrc = ssrc
         self._sources_changed()  # the compiled ingress step learns the new source
         return tracker
@@ -657,21 +619,20 @@ class FanoutPlan:
         index = layer.index
         forwarding = [s for s in subscriptions if s.selector.current == index and s.active]
         self.subs = [s for s in forwarding if s.dest is not None]
-        #: subscriptions without a C view (all of them without the compiled module): the
-        #: Python path
+        #: subscriptions without a C view (all of them on the Python engine): the Python
+        #: path
         self.python_subs = [s for s in forwarding if s.dest is None]
         for s in self.subs:
             t = s.downstream
             fast = getattr(t, "fast_connection", None)
-            s.dest.conn = fast if fast is not None else fastpath.NULL
-        self.array = fastpath.dest_array([s.dest for s in self.subs]) if self.subs else None
+            s.dest.conn = fast if fast is not None else ENGINE.null
+        self.array = ENGINE.dest_array([s.dest for s in self.subs]) if self.subs else None
         self.n = len(self.subs)
-        c = layer.counters
-        if not isinstance(c, LayerCounters):  # the compiled ingress step forwards with it
-            c.dests = self.array if self.array is not None else fastpath.NULL
-            c.n = self.n
-            c.python_subs = int(bool(self.python_subs))
-            c.plan_version = 0  # valid (-1: made again at the next packet)
+        c = layer.counters  # the compiled ingress step forwards with it
+        c.dests = self.array if self.array is not None else ENGINE.null
+        c.n = self.n
+        c.python_subs = int(bool(self.python_subs))
+        c.plan_version = 0  # valid (-1: made again at the next packet)
 
 
 class Downstream(Protocol):
@@ -707,11 +668,11 @@ class Subscription:
         self.out_ssrc = out_ssrc
         self.rtx_ssrc = rtx_ssrc
         self.rtx_pt = rtx_pt
-        state = fastpath.forwarder_state()
+        state = ENGINE.forwarder_state()
         self.forwarder = RtpForwarder(out_ssrc, track.codec.clock_rate, first_seq, first_ts,
                                       state=state)
         #: the compiled fan-out's view of this subscription (None without it)
-        self.dest = fastpath.dest(state, out_ssrc)
+        self.dest = ENGINE.dest(state, out_ssrc)
         self.selector = LayerSelector(on_current=track.invalidate_plans)
         if not track.simulcast:
             # one layer: forwarded from the start (audio is never paused; a single-layer

@@ -30,7 +30,7 @@ import logging
 import struct
 from collections.abc import Callable
 from time import monotonic as _monotonic
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pylibsrtp
 from aiortc.rtcdtlstransport import (
@@ -43,20 +43,23 @@ from aiortc.rtcicetransport import RTCIceGatherer, RTCIceParameters, RTCIceTrans
 from aiortc.sdp import candidate_from_sdp
 from pylibsrtp._binding import ffi, lib
 
-from . import fastpath
 from .codecs import TWCC_ID
+from .engine import ENGINE, IngressSource
 from .negotiation import LocalTransport
 from .rtp_header import extension_offset
 from .twcc import SendHistory
 
+if TYPE_CHECKING:
+    from .fastpath import Connection, Receiver, TwccHistory
+
 log = logging.getLogger(__name__)
-_compiled_ingress = fastpath.ingress
+_compiled_ingress = ENGINE.ingress
 
 
 class IngressOwner(Protocol):
     """Who a publisher transport's compiled ingress step works for (the participant)."""
 
-    def ingress_sources(self) -> list[fastpath.IngressSource]:
+    def ingress_sources(self) -> list[IngressSource]:
         """The sources it may take now."""
 
     def on_ingress(self, flags: int, rx: Any, data: bytes, handle: Any) -> None:
@@ -65,7 +68,7 @@ class IngressOwner(Protocol):
 
 _PACK_B1_SEQ_TS_SSRC = struct.Struct("!BHII").pack_into
 _PACK_H = struct.Struct("!H").pack_into
-_fast_send = fastpath.send
+_fast_send = ENGINE.send
 #: remote candidates accepted per connection (each one makes the server send STUN checks)
 MAX_REMOTE_CANDIDATES = 32
 SRTP_MAX_PACKET = 1500 - 16 - 4  # pylibsrtp buffer minus the largest SRTP trailer
@@ -136,7 +139,7 @@ class MediaTransport:
         self._stun_request_received = conn.request_received
         conn.request_received = self._request_received  # type: ignore[method-assign]
         self._rx_srtp: Any = None  # set once DTLS has keyed SRTP
-        self._rx_fast: fastpath.Receiver | None = None  # its compiled unprotect step
+        self._rx_fast: Receiver | None = None  # its compiled unprotect step
         self._dtls = _SfuDtlsTransport(self._ice, [certificate])
         self._dtls._owner = self
         self._start_task: asyncio.Task[None] | None = None
@@ -148,9 +151,9 @@ class MediaTransport:
         self._cbuf: Any = None
         self._len_p = ffi.new("int *")
         self._sendto: Callable[[bytes, Any], None] | None = None
-        #: the compiled send step (sfu.fastpath), None when not built or not connected
+        #: the compiled send step (sfu.fastpath), None on the Python engine or not connected
         self._fast: Any = None
-        self._fast_conn: fastpath.Connection | None = None  # keeps what _fast points into
+        self._fast_conn: Connection | None = None  # keeps what _fast points into
         #: called after the compiled connection (``fast_connection``) changed: the
         #: subscriptions sending here, whose fan-out plans hold it
         self.route_listeners: list[Callable[[], None]] = []
@@ -158,7 +161,7 @@ class MediaTransport:
         #: transport-wide congestion control on what we send: set when the peer negotiated
         #: the transport-cc extension; every sent packet carrying the element gets our own
         #: sequence number and is remembered for the feedback
-        self.twcc_history: SendHistory | fastpath.TwccHistory | None = None
+        self.twcc_history: SendHistory | TwccHistory | None = None
         self._twcc_seq = 0  # the Python send path's last transport-wide number
         #: the peer's ICE ufrag/pwd this transport was started with (new ones = ICE restart)
         self.remote_ice: tuple[str, str] | None = None
@@ -270,7 +273,7 @@ class MediaTransport:
     def last_rx_ms(self, ms: float) -> None:
         self._last_rx_ms = ms
 
-    def _ingress(self, data: bytes, owner: IngressOwner, fast: fastpath.Receiver) -> bool:
+    def _ingress(self, data: bytes, owner: IngressOwner, fast: Receiver) -> bool:
         """The compiled ingress step on one RTP/RTCP datagram; False: not taken (RTCP, bad
         length), for the path below."""
         rx = fast.ptr
@@ -345,7 +348,7 @@ class MediaTransport:
 
     def _enable_fast_path(self) -> None:
         self._rx_srtp = self._dtls._rx_srtp
-        self._rx_fast = fastpath.receiver(self._rx_srtp)
+        self._rx_fast = ENGINE.receiver(self._rx_srtp)
         self._bypass_stun_parse()
         session = self._dtls._tx_srtp
         self._srtp_ptr = session._srtp[0]
@@ -355,7 +358,7 @@ class MediaTransport:
         if pair is not None:
             self._sendto = pair.protocol.transport.sendto
             self._addr = pair.remote_addr
-            self._fast_conn = fastpath.connect(
+            self._fast_conn = ENGINE.connect(
                 session, pair.protocol.transport.get_extra_info("socket"), pair.remote_addr)
             self._fast = self._fast_conn.ptr if self._fast_conn is not None else None
             if self._fast_conn is not None and self.twcc_history is not None:
@@ -455,9 +458,9 @@ class MediaTransport:
     def twcc_last_seq(self) -> int:
         """The last transport-wide sequence number sent."""
         history = self.twcc_history
-        if isinstance(history, fastpath.TwccHistory):
-            return history.last_assigned
-        return self._twcc_seq
+        if history is None or isinstance(history, SendHistory):
+            return self._twcc_seq  # (numbered by the Python send path)
+        return history.last_assigned
 
     def enable_twcc(self) -> None:
         if self.twcc_history is None:

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-from . import fastpath
+from typing import Protocol
 
 RTPFB = 205
 FMT_TWCC = 15
@@ -360,71 +358,6 @@ class TwccRecorder:
         self._fb_count = (self._fb_count + 1) & 0xFF
         out.append(bytes(pkt))
         return ext
-
-
-class CompiledTwccRecorder(TwccRecorder):
-    """:class:`TwccRecorder` with its state in C (``sfu_twcc_rx``), so that the compiled
-    ingress step records a packet's arrival without Python; the Python path records
-    through the same C function, and feedback is built here from the C arrays. Same
-    behaviour and interface."""
-
-    __slots__ = ("state", "_keep")
-
-    def __init__(self, size: int = DEFAULT_RECORDER_SIZE) -> None:
-        if size <= 0 or size & (size - 1) or size > SEQ_MOD // 2:
-            raise ValueError("recorder size must be a power of two <= 32768")
-        self._mask = size - 1
-        self._size = size
-        self._fb_count = 0
-        self._last_ref = 0
-        #: the C struct (``sfu_track.twcc_rx`` of the publisher's tracks points at it)
-        self.state, self._keep = fastpath.twcc_receive_state(size)
-
-    def on_packet(self, seq: int, arrival_ms: float) -> None:
-        fastpath.twcc_receive(self.state, seq, arrival_ms)
-
-    @property
-    def _arrivals(self) -> Any:  # type: ignore[override]
-        return self._keep
-
-    @property
-    def _next_ext(self) -> int:
-        return int(self.state.next_ext)
-
-    @_next_ext.setter
-    def _next_ext(self, value: int) -> None:
-        self.state.next_ext = value
-
-    @property
-    def _max_ext(self) -> int:  # type: ignore[override]
-        return int(self.state.max_ext)
-
-    @property
-    def _reported(self) -> bool:
-        return bool(self.state.reported)
-
-    @_reported.setter
-    def _reported(self, value: bool) -> None:
-        self.state.reported = int(value)
-
-    @property
-    def duplicates(self) -> int:  # type: ignore[override]
-        return int(self.state.duplicates)
-
-    @property
-    def late(self) -> int:  # type: ignore[override]
-        return int(self.state.late)
-
-    @property
-    def forgotten(self) -> int:  # type: ignore[override]
-        return int(self.state.forgotten)
-
-
-def new_recorder() -> TwccRecorder:
-    """The compiled recorder when the module is built, else :class:`TwccRecorder`."""
-    if fastpath.ENABLED:
-        return CompiledTwccRecorder()
-    return TwccRecorder()
 
 
 def _encode_chunks(statuses: bytearray) -> bytearray:

@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 from sfu import config as config_mod
-from sfu import fastpath
+from sfu.engine import ENGINE
 
 from . import tokens
 
@@ -62,9 +62,10 @@ def _serve(args: argparse.Namespace) -> int:
         # of the forwarding path; see docs/architecture.md)
         gc.freeze()
         print(f"classroom-sfu listening on {url}/", flush=True)
-        if not fastpath.ENABLED:
-            print("compiled send step not built (python -m sfu.fastpath_build) or disabled "
-                  "(SFU_FASTPATH=0): forwarding on the slower Python path", flush=True)
+        if ENGINE.name != "compiled":
+            print("compiled forwarding steps not built (pip install . builds them) or "
+                  "disabled (SFU_FASTPATH=0): forwarding on the slower Python engine",
+                  flush=True)
         if cfg.server.dev_mode:
             print(f"dev mode: open {url}/ and join with the form", flush=True)
         else:

@@ -13,7 +13,7 @@ import pytest
 from sfu_harness import HealthyPair, Http, track_counts, unique, wait_until
 
 from benches.rawclient import RawClient
-from sfu import fastpath
+from sfu.engine import ENGINE
 from signalling import tokens
 
 pytestmark = pytest.mark.integration
@@ -318,7 +318,7 @@ async def test_metrics_match_the_situation(sfu_server) -> None:  # type: ignore[
                 await asyncio.sleep(0.05)  # poll interval
             assert value("sfu_rtp_bytes_out_total", kind="video") > \
                 value("sfu_rtp_bytes_out_total", kind="audio") > 0
-            if fastpath.ENABLED:  # most packets took the compiled ingress step (not the
+            if ENGINE.name == "compiled":  # most packets took the compiled ingress step (not the
                 # first of each source, nor the first after each of the joins and
                 # subscriptions above: there are only ~40 here)
                 compiled = value("sfu_ingress_compiled_packets_total") - compiled_before

@@ -9,12 +9,13 @@ import struct
 
 import pylibsrtp
 import pytest
+from engines import COMPILED, fastpath
 from test_track import FakeTransport, rtp
 
-from sfu import codecs, fastpath
+from sfu import codecs
 from sfu.track import PublishedTrack, Subscription
 
-pytestmark = pytest.mark.skipif(not fastpath.ENABLED, reason="SFU_FASTPATH=0")
+pytestmark = pytest.mark.skipif(not COMPILED, reason="SFU_FASTPATH=0")
 
 KEY = bytes(range(30))
 

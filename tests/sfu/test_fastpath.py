@@ -11,8 +11,8 @@ import time
 
 import pylibsrtp
 import pytest
+from engines import COMPILED, fastpath
 
-from sfu import fastpath
 from sfu.payload import vp8_keyframe
 from sfu.rtp_header import RtpHeaderError, build_id_map, header_length, rewrite_extension_ids
 
@@ -55,11 +55,11 @@ def sockets():
 
 
 def test_the_compiled_step_is_built() -> None:
-    assert fastpath.ENABLED or os.environ.get("SFU_FASTPATH") == "0", (
-        "sfu._fastpath is not built: run python -m sfu.fastpath_build (scripts/setup.sh does)")
+    assert COMPILED or os.environ.get("SFU_FASTPATH") == "0", (
+        "sfu._fastpath is not built: pip install -e . (scripts/setup.sh) builds it")
 
 
-@pytest.mark.skipif(not fastpath.ENABLED, reason="SFU_FASTPATH=0: Python path only")
+@pytest.mark.skipif(not COMPILED, reason="SFU_FASTPATH=0: Python path only")
 @pytest.mark.parametrize("twcc", [False, True])
 def test_same_bytes_as_the_python_path(sockets, twcc: bool) -> None:
     a, b = sockets
@@ -96,7 +96,7 @@ def test_same_bytes_as_the_python_path(sockets, twcc: bool) -> None:
         assert history.lookup(2) is None
 
 
-@pytest.mark.skipif(not fastpath.ENABLED, reason="SFU_FASTPATH=0: Python path only")
+@pytest.mark.skipif(not COMPILED, reason="SFU_FASTPATH=0: Python path only")
 def test_errors_are_reported_not_raised(sockets) -> None:
     a, b = sockets
     fc = fastpath.connect(session(pylibsrtp.Policy.SSRC_ANY_OUTBOUND), a, b.getsockname())
@@ -120,7 +120,7 @@ def test_ipv6_addresses_are_encoded() -> None:
     assert len(raw4) == 16 and raw4[4:8] == bytes([10, 0, 0, 1])
 
 
-@pytest.mark.skipif(not fastpath.ENABLED, reason="SFU_FASTPATH=0")
+@pytest.mark.skipif(not COMPILED, reason="SFU_FASTPATH=0")
 def test_the_compiled_unprotect_gives_what_pylibsrtp_gives() -> None:
     tx = session(pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
     reference = session(pylibsrtp.Policy.SSRC_ANY_INBOUND)
@@ -165,7 +165,7 @@ def _random_packet(rng: random.Random) -> bytes:
             + ext + payload)
 
 
-@pytest.mark.skipif(not fastpath.ENABLED, reason="SFU_FASTPATH=0")
+@pytest.mark.skipif(not COMPILED, reason="SFU_FASTPATH=0")
 def test_the_compiled_rewrite_and_keyframe_test_match_python() -> None:
     rng = random.Random(7741)
     for _ in range(5000):
@@ -219,7 +219,7 @@ def _io_uring_allowed() -> bool:
         return False
 
 
-@pytest.mark.skipif(not fastpath.ENABLED, reason="SFU_FASTPATH=0: Python path only")
+@pytest.mark.skipif(not COMPILED, reason="SFU_FASTPATH=0: Python path only")
 def test_a_fanout_sends_every_subscriber_its_own_packet(sockets) -> None:
     """300 subscribers (more than one send batch holds), one of them twice on the same
     connection (its buffer must be sent before it is reused), one whose address the kernel
@@ -263,7 +263,7 @@ def test_a_fanout_sends_every_subscriber_its_own_packet(sockets) -> None:
         assert fastpath.batch_state() == "io_uring"
 
 
-@pytest.mark.skipif(not fastpath.ENABLED, reason="SFU_FASTPATH=0: Python path only")
+@pytest.mark.skipif(not COMPILED, reason="SFU_FASTPATH=0: Python path only")
 def test_a_fanout_to_one_subscriber_is_sent_and_counted(sockets) -> None:
     """A packet with a single subscriber (a student's video, seen by the instructor only)
     goes out on its own: delivered to a good address, counted as an error at a refused
@@ -298,7 +298,7 @@ def test_a_fanout_to_one_subscriber_is_sent_and_counted(sockets) -> None:
     assert [(d.packets, d.errors) for d in sent] == [(1, 0), (0, 1), (1, 0), (1, 0)]
 
 
-@pytest.mark.skipif(not fastpath.ENABLED or os.environ.get("SFU_BATCH_SEND") == "0",
+@pytest.mark.skipif(not COMPILED or os.environ.get("SFU_BATCH_SEND") == "0",
                     reason="runs the test above without batching")
 def test_the_fanout_without_batching_sends_the_same() -> None:
     """The same fan-out with sendto per packet (a kernel without io_uring, or one that

@@ -13,17 +13,18 @@ from typing import Any
 import pylibsrtp
 import pytest
 from aiortc.rtcdtlstransport import RTCCertificate
+from engines import COMPILED, fastpath
 from test_fanout import KEY, WireTransport
 from test_track import FakeTransport
 
-from sfu import codecs, fastpath
+from sfu import codecs
 from sfu.publisher import PublisherSide
 from sfu.sequence import SequenceTracker
 from sfu.track import PublishedTrack, Subscription
 from sfu.transport import MediaTransport
-from sfu.twcc import CompiledTwccRecorder, TwccRecorder
+from sfu.twcc import TwccRecorder
 
-pytestmark = pytest.mark.skipif(not fastpath.ENABLED, reason="SFU_FASTPATH=0")
+pytestmark = pytest.mark.skipif(not COMPILED, reason="SFU_FASTPATH=0")
 
 TWCC_EXT, LEVEL_EXT = 5, 2  # the publisher's extension ids (mapped to the canonical ones)
 SSRC_A, SSRC_B = 1111, 2222
@@ -36,7 +37,8 @@ def window_of(state: Any) -> int:
 def test_the_compiled_sequence_tracker_matches_the_python_one() -> None:
     rnd = random.Random(7)
     for _ in range(40):
-        py, c = SequenceTracker(90000), SequenceTracker(90000, fastpath.sequence_state(90000))
+        py, c = SequenceTracker(90000), SequenceTracker(
+            90000, fastpath.sequence_state(90000), fastpath.sequence_update)
         seq = rnd.randrange(65536)
         now = 0.0
         for _ in range(400):
@@ -156,7 +158,8 @@ def script() -> list[tuple[str, Any]]:
     return steps
 
 
-RECORDERS = {"python": (Twcc, Twcc), "compiled": (CompiledTwccRecorder, TwccRecorder),
+RECORDERS = {"python": (Twcc, Twcc),
+             "compiled": (lambda: fastpath.CompiledTwccRecorder(), TwccRecorder),
              "none": (lambda: None, lambda: None)}
 
 

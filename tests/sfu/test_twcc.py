@@ -3,15 +3,15 @@ from __future__ import annotations
 import struct
 
 import pytest
+from engines import COMPILED, fastpath
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sfu import fastpath, rtcp
+from sfu import rtcp
 from sfu.twcc import (
     MAX_FEEDBACK_BYTES,
     MAX_PACKET_STATUS_COUNT,
     MAX_STATUSES_PER_PACKET,
-    CompiledTwccRecorder,
     SendHistory,
     TwccError,
     TwccFeedback,
@@ -20,7 +20,7 @@ from sfu.twcc import (
 )
 
 #: every recorder test runs against both: the compiled one must behave as the Python one
-RECORDERS = [TwccRecorder] + ([CompiledTwccRecorder] if fastpath.ENABLED else [])
+RECORDERS = [TwccRecorder] + ([fastpath.CompiledTwccRecorder] if COMPILED else [])
 recorders = pytest.mark.parametrize("make", RECORDERS, ids=lambda c: c.__name__)
 
 QUANTUM_MS = 0.125 + 1e-6  # arrivals are rounded to the nearest 250 us
