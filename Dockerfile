@@ -1,5 +1,14 @@
-# Two stages: the wheel is built where a C compiler is (the package build compiles the
-# forwarding path's C, sfu/fastpath.c, into sfu._fastpath), and installed where none is.
+# Three stages: the browser page's bundles are built where Node.js is (webui/: the client
+# and the whiteboard, into signalling/static/), the wheel where a C compiler is (the package
+# build compiles the forwarding path's C, sfu/fastpath.c, into sfu._fastpath), and the
+# wheel is installed where neither is.
+FROM node:20-bookworm-slim AS webui
+WORKDIR /src
+COPY webui webui
+COPY signalling/static signalling/static
+RUN cd webui && npm ci --no-audit --no-fund && npm run build \
+ && test -s ../signalling/static/client.bundle.js && test -s ../signalling/static/whiteboard.bundle.js
+
 FROM python:3.11-slim-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev linux-libc-dev \
  && rm -rf /var/lib/apt/lists/*
@@ -7,6 +16,7 @@ WORKDIR /src
 COPY pyproject.toml setup.py MANIFEST.in README.md ./
 COPY sfu sfu
 COPY signalling signalling
+COPY --from=webui /src/signalling/static signalling/static
 COPY events events
 COPY whiteboard whiteboard
 COPY classroom classroom

@@ -5,7 +5,8 @@
 #   scripts/setup.sh --test   plus test dependencies (pytest, playwright), Debian chromium,
 #                             Debian janus (the bench's peer SFU) and Debian nats-server
 #                             (the event sink tests start their own)
-# Both build the browser whiteboard bundle (webui/, Node.js and npm from Debian if missing).
+# Both build the browser client and whiteboard bundles (webui/, Node.js and npm from Debian
+# if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -73,22 +74,19 @@ if [ "$WITH_TEST" = "1" ]; then
 else
   .venv/bin/python -m pip install -q -e .
 fi
-# the browser whiteboard: yjs + y-protocols bundled by esbuild into signalling/static/
-# (webui/; exact versions in webui/package-lock.json). Needs Node.js 18+ and npm; the
-# page works without it, minus the whiteboard, so a failure stops only the test set-up.
+# the browser page: the client (webui/src/client/) and the whiteboard (yjs + y-protocols),
+# bundled by esbuild into signalling/static/ (webui/; exact versions in
+# webui/package-lock.json). Needs Node.js 18+ and npm. The page is nothing without it.
 build_webui() {
   if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
-    echo "installing Debian nodejs and npm for the whiteboard bundle..."
+    echo "installing Debian nodejs and npm for the browser bundles..."
     apt_install nodejs npm
   fi
   (cd webui && npm ci --no-audit --no-fund --loglevel=error >/dev/null && \
     npm run --silent build >/dev/null 2>&1)
 }
 if ! build_webui; then
-  if [ "$WITH_TEST" = "1" ]; then
-    echo "the whiteboard bundle did not build (webui/: npm ci && npm run build)" >&2
-    exit 1
-  fi
-  echo "WARNING: the whiteboard bundle did not build; the page runs without a whiteboard" >&2
+  echo "the browser bundles did not build (webui/: npm ci && npm run build)" >&2
+  exit 1
 fi
 echo "environment ready: .venv ($(.venv/bin/python --version))"

@@ -5,4 +5,6 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
 .venv/bin/python -m ruff check sfu signalling events classroom whiteboard recorder benches tests
 .venv/bin/python -m mypy --strict sfu events signalling classroom whiteboard recorder
+# the browser client's state machines (reconnection, negotiation) under Node's test runner
+(cd webui && npm test --silent)
 exec .venv/bin/python -m pytest "$@"

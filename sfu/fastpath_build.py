@@ -11,8 +11,9 @@ slow path by accident. The cdef is the header's part between its ``cffi-cdef-beg
 Warnings are errors (``-Wall -Wextra -Werror``), for our C and for the wrapper cffi
 generates from the cdef.
 
-After editing the C, rebuild in place with ``python -m sfu.fastpath_build`` (the same
-definition) or ``pip install -e .``.
+After editing the C, rebuild in place with ``pip install -e .`` or, quicker,
+``python -m sfu.fastpath_build`` (the same definition; it replaces any other
+``sfu/_fastpath*.so``, so that an older build of either kind never shadows it).
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ def build(dest: Path | None = None) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         built = Path(make_ffi(relative=False).compile(tmpdir=tmp))
         out = target / built.name
+        for older in target.glob("_fastpath*.so"):  # (the package build names it .abi3.so:
+            older.unlink()                         # one left beside would shadow or be shadowed)
         shutil.copyfile(built, out)
     return out
 

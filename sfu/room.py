@@ -143,7 +143,7 @@ class Room:
         log.info("participant %s (%s) reconnecting (%s); window %g s", p.id,
                  p.info.identity, cause, window)
         self.broadcast({"type": "participant_reconnecting", "participantId": p.id},
-                        exclude=p)
+                       exclude=p)
         self.bus.emit("participant.reconnecting", self.id, {
             "participant": p.id, "identity": p.info.identity, "cause": cause,
             "windowMs": round(window * 1000)})
@@ -263,7 +263,8 @@ class Room:
             self.tick(now_ms())
         except Exception:
             log.exception("room %s: tick failed", self.id)
-        self._start_timer()
+        if self.participants:  # an empty room sleeps until the next add
+            self._start_timer()
 
     def tick(self, now_ms: float) -> None:
         """The room's periodic work (sans-IO: the time is given; its timer calls it)."""

@@ -11,7 +11,7 @@
 
 import * as Y from "yjs";
 import { BoardClient } from "./board_client.js";
-import { el } from "../../signalling/static/dom.js";
+import { el } from "./dom.js";
 
 export const BOARD_W = 1600;
 export const BOARD_H = 900;

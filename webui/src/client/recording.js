@@ -1,7 +1,7 @@
 // The recording indicator every participant sees, and the instructor's Start/Stop button
 // (docs/recording.md, docs/protocol.md).
 //
-// Owned by client.js: `start({role, recording})` after `joined`/`resumed` (with that
+// Owned by main.js: `start({role, recording})` after `joined`/`resumed` (with that
 // message's `recording`: {active, policy}), `handle(msg)` for every server message (true
 // for `recording`), `stop()` on leaving.
 

@@ -1,6 +1,6 @@
 // el(tag, props, ...children): one element; props set as properties where the element has
 // them (textContent, never innerHTML), `dataset` merged, anything else as an attribute.
-// Shared by classroom.js and the whiteboard (webui/src/whiteboard.js bundles it).
+// Shared by the client (client/classroom.js) and the whiteboard (whiteboard.js); bundled.
 export const el = (tag, props = {}, ...children) => {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(props)) {

@@ -1,10 +1,10 @@
 // The classroom side panel: raised hands, reactions, chat and polls (docs/protocol.md).
 //
-// Owned by client.js: `start()` after `joined`/`resumed` (with that message's `hands`,
+// Owned by main.js: `start()` after `joined`/`resumed` (with that message's `hands`,
 // `chat` and `polls`), `handle(msg)` for every server message (true if it was ours),
 // `stop()` on leaving. Everything a participant typed is shown with textContent only.
 
-import { el } from "./dom.js";
+import { el } from "../dom.js";
 
 export const REACTIONS = {
   thumbs_up: "👍", clap: "👏", laugh: "😂", surprised: "😮", heart: "❤️", party: "🎉",
