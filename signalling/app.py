@@ -114,6 +114,10 @@ def recording_sinks(config: Config) -> Callable[[], list[Sink]]:
 
 def create_app(config: Config) -> web.Application:
     config = config.with_secret()
+    for bundle in ("client.bundle.js", "whiteboard.bundle.js"):
+        if not (STATIC / bundle).exists():
+            log.warning("%s is not built (scripts/setup.sh builds it: webui/, npm run build): "
+                        "the page will not work without it", bundle)
     bus = EventBus()
     rooms = RoomRegistry(bus, max_participants=config.rooms.max_participants,
                          auto_create=config.rooms.auto_create,
