@@ -61,6 +61,8 @@ def start_server(extra_env: dict[str, str] | None = None, *, host: str = "127.0.
                    os.path.join(env["SFU_EVENTS_LOG_DIR"], "reports"))
     env.setdefault("SFU_CLASSROOM_WHITEBOARDS_DIR",
                    os.path.join(env["SFU_EVENTS_LOG_DIR"], "whiteboards"))
+    env.setdefault("SFU_SCHEDULER_SQLITE_PATH",
+                   os.path.join(env["SFU_EVENTS_LOG_DIR"], "schedule.sqlite3"))
     for key, name in (("DIR", "recordings"), ("SECOND_DIR", "recordings-copy"),
                       ("ALARMS_FILE", "exceptions.jsonl")):
         env.setdefault(f"SFU_RECORDING_{key}", os.path.join(env["SFU_EVENTS_LOG_DIR"], name))

@@ -33,6 +33,10 @@ _RECORDING_END = {"recording": str, "reason": str, "locations": list, "durationM
                   "tracks": int, "bytes": int}
 _ALARM_WHERE = {"recording": str, "sink": str, "track": str, "participant": str,
                 "location": str}
+_LESSON: dict[str, Kind] = {"lessonId": str, "revision": int}
+_EXCEPTION: dict[str, Kind] = {"exception": str, "kind": str, "lessonId": (str, type(None)), "person": str}
+_NOTIFICATION: dict[str, Kind] = {"notification": int, "kind": str, "channel": str, "recipient": str,
+                 "lessonId": (str, type(None))}
 _SUBSCRIPTION = {"participant": str, "track": str, "reason": str, "estimateBps": int}
 
 SCHEMAS: dict[str, Schema] = {s.type: s for s in (
@@ -83,6 +87,27 @@ SCHEMAS: dict[str, Schema] = {s.type: s for s in (
     Schema("recording.failed", 1, {**_RECORDING_END, "problems": list}),
     Schema("recording.alarm", 1, {"reason": str, "detail": str}, dict(_ALARM_WHERE)),
     Schema("recording.alarm_cleared", 1, {"reason": str, "detail": str}, dict(_ALARM_WHERE)),
+    # the scheduler bridge (docs/scheduling.md); the room is the lesson's room (its id)
+    Schema("lesson.booked", 1, {**_LESSON, "title": str, "start": str, "end": str,
+                                "instructor": str, "students": int}),
+    Schema("lesson.updated", 1, {**_LESSON, "fields": list}),
+    Schema("lesson.rescheduled", 1, {**_LESSON, "start": str, "end": str,
+                                     "previousStart": str, "previousEnd": str}),
+    Schema("lesson.instructor_substituted", 1, {**_LESSON, "instructor": str,
+                                                "previous": str}),
+    Schema("lesson.cancelled", 1, {**_LESSON, "reason": str}),
+    Schema("lesson.provisioned", 1, {**_LESSON, "recordingPolicy": str,
+                                     "maxParticipants": int, "reconnectWindowS": (int, float)}),
+    Schema("lesson.started", 1, {**_LESSON, "by": str}),
+    Schema("lesson.ended", 1, {**_LESSON, "status": str, "reason": str}),
+    Schema("lesson.reminder", 1, {**_LESSON, "offsetS": int, "start": str, "title": str,
+                                  "people": list}),
+    Schema("exception.raised", 1, {**_EXCEPTION, "evidence": dict}),
+    Schema("exception.acknowledged", 1, {**_EXCEPTION, "by": str, "note": str}),
+    Schema("exception.resolved", 1, {**_EXCEPTION, "by": str, "note": str}),
+    Schema("notification.sent", 1, dict(_NOTIFICATION)),
+    Schema("notification.failed", 1, {**_NOTIFICATION, "error": str, "attempts": int,
+                                      "final": bool}),
 )}
 
 

@@ -137,6 +137,48 @@ class RecordingConfig:
 
 
 @dataclass(frozen=True)
+class SchedulerConfig:
+    """The scheduler bridge (docs/scheduling.md): bookings, provisioning, attendance watch,
+    exception queue, reminders."""
+    #: false: no bookings API, no provisioning (rooms only through the room API)
+    enabled: bool = True
+    #: SQLAlchemy URL of the bookings database; "" = the SQLite file ``sqlite_path``.
+    #: Production: postgresql+psycopg://user:password@host/dbname
+    database_url: str = ""
+    sqlite_path: str = "data/schedule.sqlite3"
+    #: a lesson's room exists this long before its start
+    provision_lead_s: float = 600.0
+    #: and is closed this long after its booked end (join links expire then too)
+    close_after_s: float = 600.0
+    #: the instructor not in the room this long after the start: instructor_no_show
+    instructor_grace_s: float = 180.0
+    #: a student whose first join is this long after the start joined late
+    late_join_s: float = 300.0
+    #: the room empty at the booked end and since this long before it: early_end
+    early_end_s: float = 300.0
+    #: reminders before each lesson's start ("24h", "15m", "90s"); the nearest one due
+    #: is sent, earlier ones that were missed are skipped
+    reminder_offsets: tuple[str, ...] = ("24h", "15m")
+    #: two lessons of one instructor may overlap (refused with instructor_conflict if false)
+    allow_instructor_overlap: bool = False
+    #: bulk imports: at most this many rows and bytes per request
+    max_import_rows: int = 20000
+    max_import_bytes: int = 16 << 20
+    #: SMTP server for email notifications; "" = no email (events and webhooks only)
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    smtp_from: str = "classroom@localhost"
+    #: addresses that get an email for every exception raised
+    operator_emails: tuple[str, ...] = ()
+    #: a failed notification is retried after this long, doubling, this many times in all
+    notify_retry_s: float = 30.0
+    notify_max_attempts: int = 5
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
@@ -145,6 +187,7 @@ class Config:
     events: EventsConfig = field(default_factory=EventsConfig)
     classroom: ClassroomConfig = field(default_factory=ClassroomConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
 
     def validate(self) -> Config:
         rc = self.recording
@@ -184,6 +227,16 @@ class Config:
                               "be > 0")
         if not 0 <= self.classroom.attendance_threshold <= 1:
             raise ConfigError("classroom.attendance_threshold must be 0..1")
+        sc = self.scheduler
+        if min(sc.provision_lead_s, sc.close_after_s, sc.instructor_grace_s, sc.late_join_s,
+               sc.early_end_s, sc.notify_retry_s) < 0:
+            raise ConfigError("scheduler: durations must be >= 0")
+        for offset in sc.reminder_offsets:
+            parse_duration_s(offset, "scheduler.reminder_offsets")
+        if sc.database_url and not sc.database_url.startswith(("sqlite", "postgresql")):
+            raise ConfigError("scheduler.database_url must be a sqlite:// or postgresql:// URL")
+        if sc.notify_max_attempts < 1 or sc.max_import_rows < 1:
+            raise ConfigError("scheduler.notify_max_attempts and max_import_rows must be >= 1")
         if self.auth.api_secret and len(self.auth.api_secret) < 32:
             raise ConfigError("auth.api_secret must be at least 32 characters")
         return self
@@ -193,6 +246,22 @@ class Config:
             return self
         auth = dataclasses.replace(self.auth, api_secret=secrets.token_urlsafe(32))
         return dataclasses.replace(self, auth=auth)
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration_s(text: str, where: str = "duration") -> float:
+    """``"24h"``, ``"15m"``, ``"90s"``, ``"2d"`` or plain seconds, as seconds."""
+    text = text.strip().lower()
+    unit = _UNITS.get(text[-1:]) if text else None
+    try:
+        value = float(text[:-1]) * unit if unit is not None else float(text)
+    except ValueError:
+        raise ConfigError(f"{where}: {text!r} is not a duration like 24h, 15m or 90s") from None
+    if value < 0:
+        raise ConfigError(f"{where}: {text!r} is negative")
+    return value
 
 
 def _coerce(value: Any, default: Any, where: str) -> Any:

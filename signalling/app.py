@@ -7,7 +7,7 @@ import hmac
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,9 @@ from recorder.alarms import Alarms
 from recorder.service import RecordingCollector, Recordings
 from recorder.session import Limits
 from recorder.sinks import LocalSink, S3Sink, Sink
+from scheduler_bridge import api as schedule_api
+from scheduler_bridge.metrics import ScheduleCollector
+from scheduler_bridge.service import Bridge
 from sfu.config import Config
 from sfu.errors import SfuError
 from sfu.metrics import SfuCollector
@@ -56,6 +59,9 @@ class ServerState:
     metrics_errors: dict[str, int] = field(default_factory=dict)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     ready: bool = False
+    #: admits a join's token claims or raises tokens.TokenError (the scheduler bridge's
+    #: lesson links: a superseded or cancelled link is refused)
+    join_gate: Callable[[tokens.JoinClaims], Awaitable[None]] | None = None
 
 
 STATE = web.AppKey("state", ServerState)
@@ -172,6 +178,12 @@ def create_app(config: Config) -> web.Application:
     state.classrooms.recorder = recordings
     app = web.Application(client_max_size=65536)
     app[STATE] = state
+    bridge: Bridge | None = None
+    if config.scheduler.enabled:
+        bridge = Bridge(config, bus, state.classrooms)
+        state.join_gate = bridge.check_join
+        state.registry.register(ScheduleCollector(bridge))
+        schedule_api.install(app, bridge)
 
     # -- pages, health, metrics -------------------------------------------------------
 
@@ -210,6 +222,8 @@ def create_app(config: Config) -> web.Application:
         try:
             claims = tokens.verify(request.query.get("token"), config.auth.api_key,
                                    config.auth.api_secret)
+            if state.join_gate is not None:
+                await state.join_gate(claims)
         except tokens.TokenError as exc:
             return _json_error(401, exc.code, str(exc))
         room = state.rooms.rooms.get(claims.room)
@@ -391,6 +405,8 @@ def create_app(config: Config) -> web.Application:
             if started is not None:
                 started.start()
         recordings.find_crashed(Path(config.recording.dir))
+        if bridge is not None:
+            await bridge.start()
         state.ready = True
 
     async def on_shutdown(app: web.Application) -> None:
@@ -398,6 +414,8 @@ def create_app(config: Config) -> web.Application:
         for name in list(state.classrooms.rooms):
             await state.classrooms.close(name, "server_shutdown")
         await recordings.close()
+        if bridge is not None:  # after the rooms: their last joins and leaves are kept
+            await bridge.close()
 
     async def on_cleanup(app: web.Application) -> None:
         for stopped in (nats_sink, webhooks):

@@ -21,6 +21,8 @@ def _serve(args: argparse.Namespace) -> int:
     import uvloop
     from aiohttp import web
 
+    from scheduler_bridge import api as schedule_api
+
     from .app import create_app
 
     cfg = config_mod.load(args.config)
@@ -57,6 +59,8 @@ def _serve(args: argparse.Namespace) -> int:
         sockets = server_obj.sockets if server_obj is not None else []
         port = sockets[0].getsockname()[1] if sockets else cfg.server.port
         url = cfg.server.public_url or f"http://{cfg.server.host}:{port}"
+        if schedule_api.BRIDGE in app:  # lesson links carry the URL the server listens on
+            app[schedule_api.BRIDGE].set_base_url(url)
         # everything loaded so far (modules, the app) lives as long as the process: out of
         # the collector's sight, a full collection no longer walks it (~20 ms each, a pause
         # of the forwarding path; see docs/architecture.md)

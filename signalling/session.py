@@ -206,6 +206,8 @@ class SignallingSession:
             raise ProtocolError("already_joined", "this socket has already joined")
         cfg = self.state.config
         claims = tokens.verify(msg.get("token"), cfg.auth.api_key, cfg.auth.api_secret)
+        if self.state.join_gate is not None:
+            await self.state.join_gate(claims)
         classroom = self.state.classrooms.get_for_join(claims.room)
         room = classroom.media
         # loop: another join with this identity may slip in while we await a removal

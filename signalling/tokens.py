@@ -2,7 +2,9 @@
 
 Claims: ``iss`` (API key), ``sub`` (identity), ``name``, ``room``, ``role``
 (instructor/student/observer), ``grants`` {publish, subscribe, moderate, record}, ``iat``,
-``nbf``, ``exp``.
+``nbf``, ``exp``; a personal lesson link's token (scheduler_bridge/links.py) also has
+``lesson`` {``id``, ``rev``}: the booking revision it was made for, so that a reschedule or a
+substitution makes the older links fail (the server's join gate checks it).
 """
 
 from __future__ import annotations
@@ -31,6 +33,14 @@ class TokenExpired(TokenError):
     code = "token_expired"
 
 
+class LinkRefused(TokenError):
+    """A valid lesson link the booking no longer admits (``code`` says why)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 @dataclass(frozen=True, slots=True)
 class JoinClaims:
     room: str
@@ -39,12 +49,16 @@ class JoinClaims:
     role: str
     grants: Grants
     expires_at: int
+    #: the lesson and booking revision of a personal lesson link ("" and 0 otherwise)
+    lesson: str = ""
+    lesson_rev: int = 0
 
 
 def mint(
     api_key: str, secret: str, *, room: str, identity: str, name: str = "",
     role: str = "student", ttl_s: int = 6 * 3600, grants: Grants | None = None,
-    now: float | None = None,
+    now: float | None = None, not_before: int | None = None, expires_at: int | None = None,
+    lesson: tuple[str, int] | None = None,
 ) -> str:
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}")
@@ -52,12 +66,15 @@ def mint(
         raise ValueError("room and identity are required")
     g = grants or DEFAULT_GRANTS[role]
     t = int(time.time() if now is None else now)
-    claims = {
+    claims: dict[str, object] = {
         "iss": api_key, "sub": identity, "name": name or identity, "room": room, "role": role,
         "grants": {"publish": g.publish, "subscribe": g.subscribe, "moderate": g.moderate,
                    "record": g.record},
-        "iat": t, "nbf": t - 5, "exp": t + ttl_s,
+        "iat": t, "nbf": t - 5 if not_before is None else not_before,
+        "exp": t + ttl_s if expires_at is None else expires_at,
     }
+    if lesson is not None:
+        claims["lesson"] = {"id": lesson[0], "rev": lesson[1]}
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
@@ -91,5 +108,12 @@ def verify(token: object, api_key: str, secret: str) -> JoinClaims:
             raise TokenError(f"token grant {name!r} must be true or false")
         values[name] = value
     grants = Grants(**values)
+    lesson, lesson_rev = "", 0
+    if "lesson" in claims:
+        link = claims["lesson"]
+        if (not isinstance(link, dict) or not isinstance(link.get("id"), str)
+                or not isinstance(link.get("rev"), int) or isinstance(link.get("rev"), bool)):
+            raise TokenError("token lesson must be {id: string, rev: integer}")
+        lesson, lesson_rev = link["id"], link["rev"]
     return JoinClaims(room, str(claims["sub"]), str(claims.get("name") or claims["sub"]), role,
-                      grants, int(claims["exp"]))
+                      grants, int(claims["exp"]), lesson, lesson_rev)

@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def emitted_types() -> set[str]:
     found: set[str] = set()
-    for path in [*ROOT.glob("sfu/*.py"), *ROOT.glob("signalling/*.py")]:
+    for path in [*ROOT.glob("sfu/*.py"), *ROOT.glob("signalling/*.py"),
+                 *ROOT.glob("scheduler_bridge/*.py")]:
         text = path.read_text()
         for call in re.finditer(r"\.emit\((.*?),", text, re.S):
             found |= set(re.findall(r'"([a-z_]+\.[a-z_.]+)"', call.group(1)))
