@@ -72,6 +72,8 @@ class _Watched:
 
 
 Outcome = Raised | Started
+#: a room closed for these reasons is not the lesson ending
+NOT_AN_END = ("server_shutdown", "lesson_rescheduled")
 
 
 class AttendanceWatch:
@@ -222,6 +224,8 @@ class AttendanceWatch:
         for identity, a in w.attendees.items():
             while a.present:
                 self._left(w, identity, now)
+        if reason in NOT_AN_END:
+            return []  # the room comes back (after the restart, before the new time)
         w.room_closed = True
         e = w.expected
         if w.started and now < e.end_ts - self.early_end_s:

@@ -4,7 +4,8 @@
 #                             (editable; the package build compiles sfu/fastpath.c)
 #   scripts/setup.sh --test   plus test dependencies (pytest, playwright), Debian chromium,
 #                             Debian janus (the bench's peer SFU) and Debian nats-server
-#                             (the event sink tests start their own)
+#                             (the event sink tests start their own) and Debian postgresql
+#                             (the scheduler tests use a running one or start their own)
 # Both build the browser client and whiteboard bundles (webui/, Node.js and npm from Debian
 # if missing).
 set -euo pipefail
@@ -66,6 +67,10 @@ if [ "$WITH_TEST" = "1" ]; then
   if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then
     echo "installing Debian nats-server (the NATS event sink tests)..."
     apt_install nats-server
+  fi
+  if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    echo "installing Debian postgresql (the scheduler bridge's tests run on it too)..."
+    apt_install postgresql
   fi
   if ! command -v janus >/dev/null 2>&1; then
     echo "installing Debian janus (the peer SFU of the bench comparison and its smoke test)..."
