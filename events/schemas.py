@@ -34,9 +34,10 @@ _RECORDING_END = {"recording": str, "reason": str, "locations": list, "durationM
 _ALARM_WHERE = {"recording": str, "sink": str, "track": str, "participant": str,
                 "location": str}
 _LESSON: dict[str, Kind] = {"lessonId": str, "revision": int}
-_EXCEPTION: dict[str, Kind] = {"exception": str, "kind": str, "lessonId": (str, type(None)), "person": str}
-_NOTIFICATION: dict[str, Kind] = {"notification": int, "kind": str, "channel": str, "recipient": str,
-                 "lessonId": (str, type(None))}
+_EXCEPTION: dict[str, Kind] = {"exception": str, "kind": str,
+                               "lessonId": (str, type(None)), "person": str}
+_NOTIFICATION: dict[str, Kind] = {"notification": int, "kind": str, "channel": str,
+                                  "recipient": str, "lessonId": (str, type(None))}
 _SUBSCRIPTION = {"participant": str, "track": str, "reason": str, "estimateBps": int}
 
 SCHEMAS: dict[str, Schema] = {s.type: s for s in (

@@ -38,6 +38,7 @@ TRANSITIONS: frozenset[tuple[Status, Status]] = frozenset({
     (Status.SCHEDULED, Status.CANCELLED),  # the API cancelled it
     (Status.SCHEDULED, Status.NO_SHOW),    # its room closed and nobody expected came
     (Status.LIVE, Status.ENDED),           # its room closed
+    (Status.LIVE, Status.CANCELLED),       # called off while under way: its room closes
 })
 #: states in which the booking itself may still change (times, people, options)
 CHANGEABLE = (Status.SCHEDULED, Status.LIVE)

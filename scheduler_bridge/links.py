@@ -32,14 +32,15 @@ def window(booking: Booking, params: LinkParams) -> tuple[int, int]:
             int(booking.end_ts + params.close_after_s))
 
 
-def links(booking: Booking, params: LinkParams, now: float) -> list[dict[str, Any]]:
+def links(booking: Booking, params: LinkParams) -> list[dict[str, Any]]:
     """Every booked person's link: ``{identity, name, role, email, url, token, notBefore,
-    expiresAt}``."""
+    expiresAt}``. The same for one booking revision whenever it is made (its ``iat`` is its
+    ``nbf``), so a reminder carries the very link the booking answer gave."""
     nbf, exp = window(booking, params)
     out = []
     for person, role in booking.people():
         token = mint(params.api_key, params.api_secret, room=booking.lesson_id,
-                     identity=person.id, name=person.name, role=role, now=now,
+                     identity=person.id, name=person.name, role=role, now=nbf,
                      not_before=nbf, expires_at=exp,
                      lesson=(booking.lesson_id, booking.revision))
         out.append({"identity": person.id, "name": person.name, "role": role,

@@ -375,7 +375,7 @@ class Bridge:
                           subject="skipped: a nearer reminder was due", body="", now=now,
                           state="skipped")
         key = f"{base}{int(action.offset_s)}:"
-        personal = links.links(b, self.link_params, now)
+        personal = links.links(b, self.link_params)
         start_local = datetime.fromtimestamp(b.start_ts, ZoneInfo(b.time_zone))
         subject = f"Reminder: {b.title} at {start_local:%Y-%m-%d %H:%M} ({b.time_zone})"
         if await self.db(self.store.claim_notification, key + "event", lesson_id=b.lesson_id,
@@ -598,7 +598,7 @@ class Bridge:
         return result, errors
 
     def links(self, lesson: Lesson) -> list[dict[str, Any]]:
-        return links.links(lesson.booking, self.link_params, self.clock())
+        return links.links(lesson.booking, self.link_params)
 
     async def check_join(self, claims: JoinClaims) -> None:
         """The join gate: a lesson link is admitted only as its booking stands now."""

@@ -75,7 +75,7 @@ def test_status_transitions_are_a_table() -> None:
     assert transition("scheduled", Status.LIVE) is Status.LIVE
     assert transition("live", Status.ENDED) is Status.ENDED
     for current, to in [("cancelled", Status.LIVE), ("ended", Status.LIVE),
-                        ("live", Status.CANCELLED), ("no_show", Status.ENDED),
+                        ("ended", Status.CANCELLED), ("no_show", Status.ENDED),
                         ("scheduled", Status.ENDED)]:
         with pytest.raises(BadTransition):
             transition(current, to)

@@ -14,7 +14,8 @@ HEADER = "lesson_id,title,start,end,time_zone,instructor_id,instructor_name,stud
 
 def test_csv_rows_are_checked_one_by_one() -> None:
     data = (HEADER
-            + "L1,Maths,2026-12-07T15:00,2026-12-07T16:00,Europe/Berlin,t1,Anna,s1|Bob|bob@x.example;s2\n"
+            + "L1,Maths,2026-12-07T15:00,2026-12-07T16:00,Europe/Berlin,t1,Anna,"
+              "s1|Bob|bob@x.example;s2\n"
             + "L2,Bad zone,2026-12-07T15:00,2026-12-07T16:00,Nowhere/City,t2,Tom,\n"
             + "L3,Backwards,2026-12-07T15:00,2026-12-07T14:00,UTC,t3,Ted,\n"
             + "L1,Again,2026-12-08T15:00,2026-12-08T16:00,UTC,t1,Anna,\n"
