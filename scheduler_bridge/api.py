@@ -13,6 +13,9 @@ from typing import Any
 
 from aiohttp import web
 
+from signalling import tokens
+
+from . import operations, records
 from .booking import Status, parse_booking, zone
 from .errors import BadBooking, ImportTooLarge, SchedulerError
 from .exception_queue import KINDS, ExceptionState
@@ -196,6 +199,81 @@ def install(app: web.Application, bridge: Bridge) -> None:
     async def openapi(request: web.Request) -> web.Response:
         return web.json_response(document())
 
+    # -- the operations page's views --------------------------------------------------
+
+    async def day(request: web.Request) -> web.Response:
+        """A day's lessons with their live state, and the day's and week's rates."""
+        q = request.query
+        if "day" not in q:
+            raise BadBooking("day (YYYY-MM-DD) is required")
+        tz = q.get("tz", "UTC")
+        start, end = day_range(q["day"], tz)
+        lessons, total = await bridge.db(
+            bridge.store.lessons, start_from=start, start_to=end,
+            instructor=q.get("instructor") or None,
+            status=_list(request, "status", tuple(s.value for s in Status)),
+            limit=_int(request, "limit", 50, 1, 1000),
+            offset=_int(request, "offset", 0, 0, 10_000_000))
+        week_start = start - 6 * 86400.0
+        today = await bridge.db(operations.rates, bridge.store, start, end)
+        week = await bridge.db(operations.rates, bridge.store, week_start, end)
+        _, open_total = await bridge.db(bridge.store.exceptions, state=["open"], limit=1)
+        rows = []
+        for lesson in lessons:
+            room = bridge.classrooms.get(lesson.id)
+            b = lesson.booking
+            live = None
+            if room is not None:
+                live = {"participants": len(room.media.participants),
+                        "recording": room.recording is not None}
+            rows.append({
+                "lessonId": b.lesson_id, "title": b.title, "start": lesson.to_json()["start"],
+                "end": lesson.to_json()["end"], "timeZone": b.time_zone,
+                "instructor": b.instructor.to_json(), "students": len(b.students),
+                "status": str(b.status), "recordingPolicy": b.recording_policy,
+                "roomOpen": room is not None, "live": live, "notes": lesson.notes})
+        return web.json_response({"day": q["day"], "timeZone": tz, "lessons": rows,
+                                  "total": total, "today": today, "week": week,
+                                  "openExceptions": open_total})
+
+    async def students_at_risk(request: web.Request) -> web.Response:
+        found = await bridge.db(operations.at_risk, bridge.store,
+                                window=_int(request, "window", 4, 1, 50),
+                                threshold=_int(request, "threshold", 2, 1, 50),
+                                limit=_int(request, "limit", 200, 1, 1000))
+        return web.json_response({"students": found})
+
+    async def record(request: web.Request) -> web.Response:
+        return web.json_response(await bridge.record(request.match_info["lesson"]))
+
+    async def brief(request: web.Request) -> web.Response:
+        lesson = await bridge.get(request.match_info["lesson"])
+        return web.json_response({"lessonId": lesson.id,
+                                  "brief": await bridge.db(records.brief, bridge.store, lesson)})
+
+    async def notes(request: web.Request) -> web.Response:
+        body = await _json(request)
+        text = body.get("notes")
+        if not isinstance(text, str) or len(text) > 20000:
+            raise BadBooking("notes must be a string of at most 20000 characters")
+        await bridge.set_notes(request.match_info["lesson"], text)
+        return web.json_response({"lessonId": request.match_info["lesson"], "notes": text})
+
+    async def operator_token(request: web.Request) -> web.Response:
+        """An operator token for the operations page (only with the API secret itself)."""
+        body = await _json(request)
+        name, ttl = body.get("name"), body.get("ttl", 12 * 3600)
+        if not isinstance(name, str) or not 1 <= len(name) <= 128:
+            raise BadBooking("name (the operator's) must be 1-128 characters")
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or not 60 <= ttl <= 7 * 86400:
+            raise BadBooking("ttl must be 60..604800 seconds")
+        token = tokens.mint_operator(bridge.link_params.api_key, bridge.link_params.api_secret,
+                                     name, ttl)
+        return web.json_response({"token": token, "name": name}, status=201)
+
+    async def whoami(request: web.Request) -> web.Response:
+        return web.json_response({"operator": request.get("operator") or "api-secret"})
+
     base = "/api/schedule"
     routes: list[tuple[str, str, Handler]] = [
         ("POST", "/lessons", create),
@@ -213,6 +291,13 @@ def install(app: web.Application, bridge: Bridge) -> None:
         ("POST", "/exceptions/{exception}/resolve", transition(ExceptionState.RESOLVED)),
         ("GET", "/notifications", list_notifications),
         ("GET", "/openapi.json", openapi),
+        ("GET", "/day", day),
+        ("GET", "/at-risk", students_at_risk),
+        ("GET", "/lessons/{lesson}/record", record),
+        ("GET", "/lessons/{lesson}/brief", brief),
+        ("PUT", "/lessons/{lesson}/notes", notes),
+        ("POST", "/operator-token", operator_token),
+        ("GET", "/whoami", whoami),
     ]
     for method, path, handler in routes:
         app.router.add_route(method, base + path, _guarded(handler))

@@ -106,6 +106,13 @@ def document() -> dict[str, Any]:
             "securitySchemes": {"apiSecret": {"type": "http", "scheme": "bearer"}},
             "schemas": {"Person": person, "Booking": booking, "Lesson": lesson, "Link": link,
                         "LessonWithLinks": with_links, "Exception": exception,
+                        "Rates": {"type": "object", "properties": {
+                            "lessons": {"type": "integer"}, "byStatus": {"type": "object"},
+                            "attendanceRate": {"type": ["number", "null"]},
+                            "noShowRate": {"type": ["number", "null"]},
+                            "studentPlaces": {"type": "integer"},
+                            "studentsCame": {"type": "integer"},
+                            "recordingFailures": {"type": "integer"}}},
                         "Error": {"type": "object", "properties": {"error": {
                             "type": "object", "properties": {
                                 "code": {"type": "string"},
@@ -191,6 +198,50 @@ def document() -> dict[str, Any]:
                                        _query("kind", "reminder or exception"),
                                        _query("limit", "1..1000", "integer")],
                         "responses": _ok({"type": "object"})}},
+            "/api/schedule/day": {
+                "get": {"summary": "the operations page's day: lessons with live state "
+                        "(participants, recording), the day's and week's rates",
+                        "parameters": [_query("day", "YYYY-MM-DD (required)"),
+                                       _query("tz", "IANA zone of the day"),
+                                       _query("instructor", "identity"),
+                                       _query("status", "comma-separated statuses"),
+                                       _query("limit", "1..1000", "integer"),
+                                       _query("offset", "skip", "integer")],
+                        "responses": _ok({"type": "object", "properties": {
+                            "lessons": {"type": "array", "items": {"type": "object"}},
+                            "total": {"type": "integer"}, "today": _ref("Rates"),
+                            "week": _ref("Rates"), "openExceptions": {"type": "integer"}}})}},
+            "/api/schedule/at-risk": {
+                "get": {"summary": "students absent or flagged in threshold of their last "
+                        "window lessons", "parameters": [
+                            _query("window", "lessons looked at (4)", "integer"),
+                            _query("threshold", "missed or flagged (2)", "integer"),
+                            _query("limit", "1..1000", "integer")],
+                        "responses": _ok({"type": "object"})}},
+            "/api/schedule/lessons/{lesson}/record": {
+                "get": _lesson_path("the session record: report, recording, attendance, "
+                                    "exceptions, notes", None, {"type": "object"})},
+            "/api/schedule/lessons/{lesson}/brief": {
+                "get": _lesson_path("the previous lesson of its series (or students), as the "
+                                    "instructor's brief", None, {"type": "object"})},
+            "/api/schedule/lessons/{lesson}/notes": {
+                "put": _lesson_path("the instructor's notes on the lesson", {
+                    "type": "object", "required": ["notes"],
+                    "properties": {"notes": {"type": "string", "maxLength": 20000}}},
+                    {"type": "object"})},
+            "/api/schedule/operator-token": {
+                "post": {"summary": "an operator token (API secret only): opens "
+                         "/api/schedule/ and the operations page", "requestBody": {
+                             "required": True, **_json({"type": "object", "required": ["name"],
+                                                        "properties": {
+                                                            "name": {"type": "string"},
+                                                            "ttl": {"type": "integer"}}})},
+                         "responses": _ok({"type": "object", "properties": {
+                             "token": {"type": "string"}, "name": {"type": "string"}}},
+                             "201", "made")}},
+            "/api/schedule/whoami": {
+                "get": {"summary": "who the credentials are (an operator's name, or "
+                        "api-secret)", "responses": _ok({"type": "object"})}},
             "/api/schedule/openapi.json": {
                 "get": {"summary": "this document", "responses": _ok({"type": "object"})}},
         },

@@ -27,7 +27,7 @@ from events.bus import Event
 from sfu.config import Config, parse_duration_s
 from signalling.tokens import JoinClaims
 
-from . import links
+from . import links, records
 from .booking import (
     CHANGEABLE,
     Booking,
@@ -56,6 +56,9 @@ RELOAD_S = 60.0
 #: how far back the first load after a start looks for lessons left open by downtime
 CATCH_UP_S = 7 * 86400.0
 UPDATABLE = ("title", "students", "recordingPolicy", "room", "seriesId")
+#: events kept in the lesson's session record, under these keys
+RECORDED = {"session.report": "report", "recording.completed": "recording",
+            "recording.failed": "recording"}
 
 
 @dataclass
@@ -270,6 +273,10 @@ class Bridge:
             self._spawn(self._end(event.room, str(event.data.get("reason"))))
         if event.type in ("participant.joined", "participant.left", "room.closed"):
             self._wake.set()
+        key = RECORDED.get(event.type)
+        if key is not None:  # the lesson's session record (no-op for an unbooked room)
+            self._spawn(self.db(self.store.merge_record, event.room, key,
+                                {"type": event.type, **event.data}))
 
     async def _outcomes(self, outcomes: list[Outcome], origin_ts: float) -> None:
         for outcome in outcomes:
@@ -600,17 +607,33 @@ class Bridge:
     def links(self, lesson: Lesson) -> list[dict[str, Any]]:
         return links.links(lesson.booking, self.link_params)
 
-    async def check_join(self, claims: JoinClaims) -> None:
-        """The join gate: a lesson link is admitted only as its booking stands now."""
+    async def check_join(self, claims: JoinClaims) -> dict[str, Any]:
+        """The join gate: a lesson link is admitted only as its booking stands now. Returns
+        what the ``joined`` message says of the lesson (``{lesson: {..., brief}}``: the
+        instructor's brief of the previous lesson)."""
         if not claims.lesson:
-            return
+            return {}
         lesson = self.lessons.get(claims.lesson)
         if lesson is None:
             lesson = await self.db(self.store.get, claims.lesson)
         links.check(claims, lesson.booking if lesson is not None else None)
+        assert lesson is not None
         if claims.lesson not in self.classrooms.rooms and claims.lesson in self.lessons:
             # a join a moment before the loop provisioned the room: make it now, as booked
             await self._provision(claims.lesson, self.clock())
+        b = lesson.booking
+        about: dict[str, Any] = {"id": b.lesson_id, "title": b.title,
+                                 "start": iso_utc(b.start_ts), "end": iso_utc(b.end_ts)}
+        if claims.role == "instructor":
+            about["brief"] = await self.db(records.brief, self.store, lesson)
+        return {"lesson": about}
+
+    async def record(self, lesson_id: str) -> dict[str, Any]:
+        return await self.db(records.session_record, self.store, await self.get(lesson_id))
+
+    async def set_notes(self, lesson_id: str, notes: str) -> None:
+        if not await self.db(self.store.mark, lesson_id, notes=notes):
+            raise LessonNotFound(f"no lesson {lesson_id!r}")
 
     async def transition(self, exception_id: str, to: ExceptionState, by: str, note: str
                          ) -> dict[str, Any]:

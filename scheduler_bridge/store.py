@@ -182,6 +182,35 @@ class Store:
         with self.engine.begin() as conn:
             return conn.execute(update(lessons).where(where).values(**columns)).rowcount > 0
 
+    def merge_record(self, lesson_id: str, key: str, value: Any) -> bool:
+        """Put ``value`` under ``key`` in the lesson's session record (False: no such
+        lesson, e.g. the room of no booking)."""
+        with self.engine.begin() as conn:
+            row = conn.execute(select(lessons.c.record).where(lessons.c.id == lesson_id)
+                               .with_for_update()).first()
+            if row is None:
+                return False
+            conn.execute(update(lessons).where(lessons.c.id == lesson_id).values(
+                record={**(row.record or {}), key: value}))
+            return True
+
+    def previous(self, lesson: Lesson) -> Lesson | None:
+        """The lesson before this one that took place: of its series, or (without a
+        series) the latest one this instructor taught to one of its students."""
+        b = lesson.booking
+        conds = [lessons.c.status.in_(("ended", "no_show")), lessons.c.start_ts < b.start_ts,
+                 lessons.c.id != b.lesson_id]
+        if b.series_id:
+            conds.append(lessons.c.series_id == b.series_id)
+        else:
+            conds += [lessons.c.instructor_id == b.instructor.id, lessons.c.id.in_(
+                select(people.c.lesson_id).where(people.c.role == "student", people.c.identity
+                                                 .in_([s.id for s in b.students] or [""])))]
+        with self.engine.connect() as conn:
+            found = self._load(conn, select(lessons).where(*conds)
+                               .order_by(lessons.c.start_ts.desc()).limit(1))
+        return found[0] if found else None
+
     def lessons(self, *, start_from: float | None = None, start_to: float | None = None,
                 instructor: str | None = None, student: str | None = None,
                 status: Sequence[str] = (), series: str | None = None, limit: int = 100,

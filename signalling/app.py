@@ -60,8 +60,9 @@ class ServerState:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     ready: bool = False
     #: admits a join's token claims or raises tokens.TokenError (the scheduler bridge's
-    #: lesson links: a superseded or cancelled link is refused)
-    join_gate: Callable[[tokens.JoinClaims], Awaitable[None]] | None = None
+    #: lesson links: a superseded or cancelled link is refused); what it returns goes into
+    #: the ``joined`` message (the lesson, and the instructor's brief)
+    join_gate: Callable[[tokens.JoinClaims], Awaitable[dict[str, Any]]] | None = None
 
 
 STATE = web.AppKey("state", ServerState)
@@ -190,6 +191,11 @@ def create_app(config: Config) -> web.Application:
     async def index(request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "index.html")
 
+    async def operations_page(request: web.Request) -> web.FileResponse:
+        """The operations page (docs/operations.md): it asks for the API secret or an
+        operator token and reads the scheduling API with it."""
+        return web.FileResponse(STATIC / "ops.html")
+
     async def client_config(request: web.Request) -> web.Response:
         return web.json_response({"devMode": config.server.dev_mode})
 
@@ -246,8 +252,20 @@ def create_app(config: Config) -> web.Application:
     def authorized(request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")
         supplied = header[7:] if header.startswith("Bearer ") else ""
-        return bool(supplied) and hmac.compare_digest(supplied.encode(),
-                                                      config.auth.api_secret.encode())
+        if not supplied:
+            return False
+        if hmac.compare_digest(supplied.encode(), config.auth.api_secret.encode()):
+            return True
+        # an operator token (the operations page) opens the scheduling API, nothing else
+        if request.path.startswith("/api/schedule/") and supplied.count(".") == 2 and \
+                request.path != "/api/schedule/operator-token":
+            try:
+                request["operator"] = tokens.verify_operator(supplied, config.auth.api_key,
+                                                             config.auth.api_secret)
+                return True
+            except tokens.TokenError:
+                return False
+        return False
 
     @web.middleware
     async def api_guard(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -429,6 +447,7 @@ def create_app(config: Config) -> web.Application:
     app.on_shutdown.append(on_shutdown)
     app.on_cleanup.append(on_cleanup)
     app.router.add_get("/", index)
+    app.router.add_get("/ops", operations_page)
     app.router.add_static("/static", STATIC)
     app.router.add_get("/ws", websocket)
     app.router.add_get("/ws/whiteboard", whiteboard_socket)

@@ -206,8 +206,7 @@ class SignallingSession:
             raise ProtocolError("already_joined", "this socket has already joined")
         cfg = self.state.config
         claims = tokens.verify(msg.get("token"), cfg.auth.api_key, cfg.auth.api_secret)
-        if self.state.join_gate is not None:
-            await self.state.join_gate(claims)
+        extras = await self.state.join_gate(claims) if self.state.join_gate is not None else {}
         classroom = self.state.classrooms.get_for_join(claims.room)
         room = classroom.media
         # loop: another join with this identity may slip in while we await a removal
@@ -226,7 +225,7 @@ class SignallingSession:
         # queued before anything room.add scheduled for this participant (subscriber offer)
         self.send({"type": "joined", "room": room.id, "participant": participant.describe(),
                    "participants": others, **classroom.state(),
-                   **self._resume_info(participant, room)})
+                   **self._resume_info(participant, room), **extras})
         return None
 
     async def _on_resume(self, msg: dict[str, Any]) -> None:

@@ -117,3 +117,29 @@ def verify(token: object, api_key: str, secret: str) -> JoinClaims:
         lesson, lesson_rev = link["id"], link["rev"]
     return JoinClaims(room, str(claims["sub"]), str(claims.get("name") or claims["sub"]), role,
                       grants, int(claims["exp"]), lesson, lesson_rev)
+
+
+OPERATOR_SCOPE = "operator"
+
+
+def mint_operator(api_key: str, secret: str, name: str, ttl_s: int = 12 * 3600,
+                  now: float | None = None) -> str:
+    """A token for the operations page and the scheduling API (``/api/schedule/``), made
+    with the API secret so that operators never hold the secret itself."""
+    t = int(time.time() if now is None else now)
+    return jwt.encode({"iss": api_key, "sub": name, "scope": OPERATOR_SCOPE, "iat": t,
+                       "nbf": t - 5, "exp": t + ttl_s}, secret, algorithm=ALGORITHM)
+
+
+def verify_operator(token: str, api_key: str, secret: str) -> str:
+    """The operator's name, or :class:`TokenError`."""
+    try:
+        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], issuer=api_key,
+                            options={"require": ["exp", "sub", "iss"], "verify_iat": False})
+    except jwt.ExpiredSignatureError:
+        raise TokenExpired("operator token has expired") from None
+    except jwt.InvalidTokenError as exc:
+        raise TokenError(f"invalid operator token: {exc}") from None
+    if claims.get("scope") != OPERATOR_SCOPE:
+        raise TokenError("not an operator token")
+    return str(claims["sub"])
