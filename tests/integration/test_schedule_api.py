@@ -590,3 +590,80 @@ async def test_a_restart_repeats_nothing_and_loses_nothing(
         stop_server(second)
     to_teacher = [x for x in mailbox.to(f"{teacher}@school.example")]
     assert len(to_teacher) == 2  # each reminder once, never again
+
+
+async def test_session_record_brief_and_the_operations_views(
+        http: Http, schedule_server: ServerProcess) -> None:
+    now = time.time()
+    series, t1, t2 = unique("series"), unique("t"), unique("t")
+    s1, s2 = unique("s"), unique("s")
+    p1 = await book(http, lesson_body(unique("P1"), now + 1, now + 4, t1, (s1, s2),
+                                      seriesId=series))
+    q1 = await book(http, lesson_body(unique("Q1"), now + 1, now + 4, t2, (s2,)))
+    await wait_event(http, "lesson.provisioned", p1["lessonId"])
+    probe = await join(schedule_server, link_of(p1, s1))
+    try:
+        await probe.expect("joined")
+        await wait_event(http, "lesson.started", p1["lessonId"])
+    finally:
+        await probe.close()
+    await wait_event(http, "lesson.ended", p1["lessonId"], timeout=20)
+    ended_q = await wait_event(http, "lesson.ended", q1["lessonId"], timeout=20)
+    assert ended_q[0]["data"]["status"] == "no_show"
+    lesson = p1["lessonId"]
+    status, _ = await http.api("PUT", f"/api/schedule/lessons/{lesson}/notes",
+                               body={"notes": "fractions next; call Ben's parents"})
+    assert status == 200
+    status, record = await http.api("GET", f"/api/schedule/lessons/{lesson}/record")
+    assert status == 200
+    assert record["notes"] == "fractions next; call Ben's parents"
+    assert record["report"]["type"] == "session.report"
+    assert {p["identity"] for p in record["report"]["participants"]} == {s1}
+    came = {a["identity"]: a["came"] for a in record["attendance"]}
+    assert came == {t1: False, s1: True, s2: False}
+    assert {(x["kind"], x["person"]) for x in record["exceptions"]} >= {
+        ("instructor_no_show", t1), ("student_no_show", s2)}
+    # the next lesson of the series: its instructor gets the brief on joining
+    p2 = await book(http, lesson_body(unique("P2"), time.time() + 2, time.time() + 600, t1,
+                                      (s1, s2), seriesId=series))
+    status, brief = await http.api("GET", f"/api/schedule/lessons/{p2['lessonId']}/brief")
+    assert brief["brief"]["lessonId"] == lesson
+    probe = await join(schedule_server, link_of(p2, t1))
+    try:
+        joined = await probe.expect("joined")
+    finally:
+        await probe.close()
+    told = joined["lesson"]
+    assert told["id"] == p2["lessonId"] and told["title"] == p2["title"]
+    assert told["brief"]["came"] == [s1.title()] and told["brief"]["absent"] == [s2.title()]
+    assert told["brief"]["notes"] == "fractions next; call Ben's parents"
+    assert {e["kind"] for e in told["brief"]["openExceptions"]} >= {"instructor_no_show",
+                                                                   "student_no_show"}
+    student_view = await joins(schedule_server, link_of(p2, s1))
+    assert "brief" not in student_view["lesson"]  # the brief is the instructor's
+    # students at risk: s2 missed both of their lessons
+    status, risk = await http.api("GET", "/api/schedule/at-risk")
+    mine = [r for r in risk["students"] if r["identity"] in (s1, s2)]
+    assert [(r["identity"], r["missed"], r["lessons"]) for r in mine] == [(s2, 2, 2)]
+    # the day as the operations page reads it, with an operator token
+    status, made = await http.api("POST", "/api/schedule/operator-token",
+                                  body={"name": "Olga"})
+    assert status == 201
+    day = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
+    operator = {"Authorization": f"Bearer {made['token']}"}
+    status, view = await http.api("GET", f"/api/schedule/day?day={day}&instructor={t1}",
+                                  auth=False, headers=operator)
+    assert status == 200, view
+    rows = {r["lessonId"]: r for r in view["lessons"]}
+    assert rows[lesson]["status"] == "ended" and rows[p2["lessonId"]]["roomOpen"] is True
+    assert rows[p2["lessonId"]]["live"]["participants"] >= 0
+    assert 0 <= view["today"]["attendanceRate"] <= 1
+    assert view["today"]["noShowRate"] is not None
+    status, who = await http.api("GET", "/api/schedule/whoami", auth=False, headers=operator)
+    assert who == {"operator": "Olga"}
+    # an operator token opens the scheduling API only, and cannot make more tokens
+    status, _ = await http.api("GET", "/api/rooms", auth=False, headers=operator)
+    assert status == 401
+    status, _ = await http.api("POST", "/api/schedule/operator-token", body={"name": "x"},
+                               auth=False, headers=operator)
+    assert status == 401

@@ -38,3 +38,15 @@ test("evidence lines and times", () => {
   assert.equal(clock("2026-12-07T14:00:00Z", "Europe/Berlin"), "15:00");
   assert.equal(dayIn(new Date("2026-12-07T23:30:00Z"), "Europe/Berlin"), "2026-12-08");
 });
+
+import { briefLines } from "../src/client/lesson.js";
+
+test("the instructor's brief of the previous lesson", () => {
+  assert.deepEqual(briefLines(null), ["No earlier lesson of this series or these students."]);
+  const lines = briefLines({ title: "Maths 1", start: "2026-12-01T14:00:00Z", status: "ended",
+    came: ["Ann"], absent: ["Ben"], notes: "fractions next", openExceptions: [{ kind: "student_no_show", person: "ben" }] });
+  assert.equal(lines.length, 5);
+  assert.match(lines[0], /^Last lesson: Maths 1, .* \(ended\)$/);
+  assert.deepEqual(lines.slice(1), ["Came: Ann", "Absent: Ben", "Notes: fractions next",
+    "Open exceptions: student no show (ben)"]);
+});

@@ -11,6 +11,7 @@
 // tested under Node); tiles.js draws the tiles. This module wires them to the page.
 
 import { ClassroomPanel } from "./classroom.js";
+import { showLesson } from "./lesson.js";
 import { RecordingControl } from "./recording.js";
 import {
   mutedByModerator,
@@ -619,6 +620,7 @@ function onJoined(s, msg) {
   sfu.participantId = msg.participant.id;
   setState("joined");
   ui.roomName.textContent = msg.room ? `Room ${msg.room}` : "";
+  showLesson(msg.lesson, document.getElementById("lesson-brief"), ui.roomName);
   const who = msg.participant.name || msg.participant.identity || msg.participant.id;
   setStatus(`Joined as ${who} (${msg.participant.role}).`);
   addLocalTile(s);
