@@ -114,6 +114,8 @@ class Bridge:
         self._unsubscribe: Callable[[], None] | None = None
         self._next_retry: float | None = None
         self._next_reload = 0.0
+        self._raising: list[tuple[Raised, float]] = []
+        self._raiser: asyncio.Task[None] | None = None
         #: lesson or exception counts changed: refresh the metrics' copy at the next tick
         self._counts_stale = False
 
@@ -266,8 +268,11 @@ class Bridge:
         if event.type.startswith(("lesson.", "exception.", "notification.")):
             return
         outcomes = self.watch.on_event(event.type, event.room, event.data, self.clock())
-        if outcomes:
-            self._spawn(self._outcomes(outcomes, event.ts))
+        for outcome in outcomes:
+            if isinstance(outcome, Started):
+                self._spawn(self._started(outcome))
+            else:
+                self._queue_raise(outcome, event.ts)
         if (event.type == "room.closed" and event.room in self.lessons
                 and event.data.get("reason") not in OWN_CLOSE):
             self._spawn(self._end(event.room, str(event.data.get("reason"))))
@@ -283,7 +288,39 @@ class Bridge:
             if isinstance(outcome, Started):
                 await self._started(outcome)
             else:
-                await self._raise(outcome, origin_ts)
+                self._queue_raise(outcome, origin_ts)
+
+    def _queue_raise(self, raised: Raised, origin_ts: float) -> None:
+        """Exceptions go to the database in batches, by one task: a burst of them (500
+        lessons starting at once) costs one transaction, not one each."""
+        self._raising.append((raised, origin_ts))
+        if self._raiser is None or self._raiser.done():
+            self._raiser = asyncio.ensure_future(self._drain_raising())
+            self._tasks.add(self._raiser)
+            self._raiser.add_done_callback(self._done)
+
+    async def _drain_raising(self) -> None:
+        while self._raising:
+            batch, self._raising = self._raising, []
+            origins: dict[str, tuple[Raised, float]] = {}
+            for raised, origin_ts in batch:
+                origins.setdefault(raised.dedup_key, (raised, origin_ts))
+            added = await self.db(self.store.add_exceptions, [r for r, _ in batch])
+            now = self.clock()
+            for key, row in added:
+                raised, origin_ts = origins[key]
+                self.stats.lag(now - origin_ts)
+                self.stats.exceptions_raised[raised.kind] = (
+                    self.stats.exceptions_raised.get(raised.kind, 0) + 1)
+                log.warning("exception %s: %s in %s %s", row["id"], raised.kind, raised.room,
+                            raised.person)
+                self.bus.emit("exception.raised", raised.room, {
+                    "exception": row["id"], "kind": raised.kind, "lessonId": raised.lesson_id,
+                    "person": raised.person, "evidence": raised.evidence})
+                await self._notify_exception(row)
+            if added:
+                self._counts_stale = True
+                self._wake.set()
 
     async def _started(self, started: Started) -> None:
         lesson = self.lessons.get(started.lesson_id)
@@ -297,22 +334,6 @@ class Bridge:
             return
         self.lessons[started.lesson_id] = new
         self._emit("lesson.started", new.booking, by=started.identity)
-
-    async def _raise(self, raised: Raised, origin_ts: float) -> None:
-        row = await self.db(self.store.add_exception, raised)
-        if row is None:
-            return  # raised before (this process or an earlier one)
-        self.stats.lag(self.clock() - origin_ts)
-        self.stats.exceptions_raised[raised.kind] = (
-            self.stats.exceptions_raised.get(raised.kind, 0) + 1)
-        log.warning("exception %s: %s in %s %s", row["id"], raised.kind, raised.room,
-                    raised.person)
-        self.bus.emit("exception.raised", raised.room, {
-            "exception": row["id"], "kind": raised.kind, "lessonId": raised.lesson_id,
-            "person": raised.person, "evidence": raised.evidence})
-        self._counts_stale = True
-        self._wake.set()
-        await self._notify_exception(row)
 
     # -- actions --------------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ from .schema import attendance, exceptions, lessons, notifications, people
 MIGRATIONS = Path(__file__).parent / "migrations"
 #: lessons whose status means they still take place
 ACTIVE = (Status.SCHEDULED.value, Status.LIVE.value)
+CHANGEABLE_STATES = (Status.SCHEDULED, Status.LIVE)
 _CHUNK = 500
 
 
@@ -254,40 +255,68 @@ class Store:
         """Store each booking (one transaction): new ones created, changed ones updated (a
         changed time or instructor bumps the revision, as a reschedule does), identical
         ones left alone; a row refused (instructor conflict, lesson no longer changeable)
-        is reported and the others go on."""
+        is reported and the others go on. Conflicts are checked in memory against the
+        instructors' lessons of the import's span, and new lessons inserted in bulk."""
         out = ImportResult()
         rows = list(rows)
+        if not rows:
+            return out
         with self.engine.begin() as conn:
             existing = {lesson.id: lesson for chunk in _chunks([b.lesson_id for _, b in rows])
                         for lesson in self._load(conn, select(lessons).where(
                             lessons.c.id.in_(chunk)))}
+            busy = self._busy(conn, [b for _, b in rows], allow_overlap)
+            created: list[Booking] = []
             for number, booking in rows:
                 old = existing.get(booking.lesson_id)
                 try:
-                    with conn.begin_nested():
-                        if old is None:
-                            self._check_overlap(conn, booking, allow_overlap)
-                            self._insert(conn, booking, now)
-                            out.created.append(booking.lesson_id)
-                            continue
-                        if old.booking.same_booking(booking):
-                            out.unchanged.append(booking.lesson_id)
-                            continue
-                        if old.booking.status not in (Status.SCHEDULED, Status.LIVE):
-                            raise LessonExists(f"lesson {booking.lesson_id} is "
-                                               f"{old.booking.status} and cannot change")
+                    if old is not None and old.booking.same_booking(booking):
+                        out.unchanged.append(booking.lesson_id)
+                        continue
+                    if old is not None and old.booking.status not in CHANGEABLE_STATES:
+                        raise LessonExists(f"lesson {booking.lesson_id} is "
+                                           f"{old.booking.status} and cannot change")
+                    new, moved = booking, True
+                    if old is not None:
                         moved = (booking.start_ts, booking.end_ts, booking.instructor.id) != (
                             old.booking.start_ts, old.booking.end_ts, old.booking.instructor.id)
                         new = replace(booking, status=old.booking.status,
                                       revision=old.booking.revision + (1 if moved else 0))
-                        if moved:
-                            self._check_overlap(conn, new, allow_overlap)
-                        self._update(conn, new, now)
-                        out.updated.append(booking.lesson_id)
-                        out.changes.append((old, replace(old, booking=new)))
+                    if busy is not None and moved:
+                        _claim_slot(busy, new)
                 except (InstructorConflict, LessonExists) as exc:
                     out.refused.append((number, booking.lesson_id, exc))
+                    continue
+                if old is None:
+                    created.append(new)
+                    out.created.append(new.lesson_id)
+                else:
+                    self._update(conn, new, now)
+                    out.updated.append(new.lesson_id)
+                    out.changes.append((old, replace(old, booking=new)))
+            if created:
+                conn.execute(insert(lessons), [
+                    {"id": b.lesson_id, "created_ts": now, "cancel_reason": "", "notes": "",
+                     **_columns(b, now)} for b in created])
+                conn.execute(insert(people), [r for b in created for r in _people_rows(b)])
         return out
+
+    @staticmethod
+    def _busy(conn: Connection, batch: list[Booking], allow_overlap: bool
+              ) -> dict[str, list[tuple[float, float, str]]] | None:
+        """The lessons that the batch's instructors teach in the batch's span (None when
+        overlaps are allowed): (start, end, lesson id) by instructor."""
+        if allow_overlap:
+            return None
+        busy: dict[str, list[tuple[float, float, str]]] = {}
+        first, last = min(b.start_ts for b in batch), max(b.end_ts for b in batch)
+        for chunk in _chunks(sorted({b.instructor.id for b in batch})):
+            for r in conn.execute(select(lessons.c.instructor_id, lessons.c.start_ts,
+                                         lessons.c.end_ts, lessons.c.id).where(
+                    lessons.c.instructor_id.in_(chunk), lessons.c.status.in_(ACTIVE),
+                    lessons.c.start_ts < last, lessons.c.end_ts > first)):
+                busy.setdefault(r.instructor_id, []).append((r.start_ts, r.end_ts, r.id))
+        return busy
 
     def _check_overlap(self, conn: Connection, booking: Booking, allow: bool) -> None:
         if allow:
@@ -314,11 +343,7 @@ class Store:
 
     @staticmethod
     def _write_people(conn: Connection, b: Booking) -> None:
-        conn.execute(insert(people), [
-            {"lesson_id": b.lesson_id, "identity": p.id, "name": p.name, "role": role,
-             "email": p.email, "position": i,
-             "guardians": [{"name": g.name, "email": g.email} for g in p.guardians]}
-            for i, (p, role) in enumerate(b.people())])
+        conn.execute(insert(people), _people_rows(b))
 
     def _load(self, conn: Connection, query: Any) -> list[Lesson]:
         rows = conn.execute(query).all()
@@ -344,34 +369,54 @@ class Store:
 
     def save_attendance(self, rows: Sequence[dict[str, Any]]) -> None:
         """Upsert attendance rows (lesson_id, identity, first_join_ts, last_leave_ts,
-        present_s, joins, late)."""
+        present_s, joins, late) in one statement."""
         if not rows:
             return
+        from sqlalchemy.dialects import postgresql, sqlite
+        dialect: Any = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        stmt = dialect.insert(attendance)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["lesson_id", "identity"],
+            set_={c: stmt.excluded[c] for c in ("first_join_ts", "last_leave_ts", "present_s",
+                                                 "joins", "late")})
         with self.engine.begin() as conn:
-            for row in rows:
-                key = and_(attendance.c.lesson_id == row["lesson_id"],
-                           attendance.c.identity == row["identity"])
-                values = {k: v for k, v in row.items() if k not in ("lesson_id", "identity")}
-                if conn.execute(update(attendance).where(key).values(**values)).rowcount == 0:
-                    conn.execute(insert(attendance).values(**row))
+            conn.execute(stmt, list(rows))
 
     # -- exception queue ------------------------------------------------------------------
 
     def add_exception(self, raised: Raised) -> dict[str, Any] | None:
         """Put an exception in the queue, unless one with its dedup key is there (None)."""
-        row: dict[str, Any] = {"id": "EX_" + secrets.token_hex(6), "dedup_key": raised.dedup_key,
-               "lesson_id": raised.lesson_id, "room": raised.room, "kind": raised.kind,
-               "person": raised.person, "evidence": raised.evidence, "raised_ts": raised.ts,
-               "state": ExceptionState.OPEN.value, "history": []}
+        added = self.add_exceptions([raised])
+        return added[0][1] if added else None
+
+    def add_exceptions(self, batch: Sequence[Raised]) -> list[tuple[str, dict[str, Any]]]:
+        """Put exceptions in the queue in one transaction, each unless one with its dedup
+        key is there; returns (dedup key, exception) of the ones added, in order."""
+        rows: dict[str, dict[str, Any]] = {}
+        for raised in batch:
+            rows.setdefault(raised.dedup_key, _exception_row(raised))
+        if not rows:
+            return []
         try:
             with self.engine.begin() as conn:
-                if conn.execute(select(exceptions.c.id).where(
-                        exceptions.c.dedup_key == raised.dedup_key)).first() is not None:
-                    return None
+                for chunk in _chunks(list(rows)):
+                    for known in conn.execute(select(exceptions.c.dedup_key).where(
+                            exceptions.c.dedup_key.in_(chunk))):
+                        rows.pop(known.dedup_key, None)
+                if rows:
+                    conn.execute(insert(exceptions), list(rows.values()))
+        except IntegrityError:  # raised at the same moment by another writer: one by one
+            return [added for raised in batch if (added := self._add_one(raised)) is not None]
+        return [(key, _exception_json(row)) for key, row in rows.items()]
+
+    def _add_one(self, raised: Raised) -> tuple[str, dict[str, Any]] | None:
+        row = _exception_row(raised)
+        try:
+            with self.engine.begin() as conn:
                 conn.execute(insert(exceptions).values(**row))
-        except IntegrityError:  # raised at the same moment by another writer
+        except IntegrityError:
             return None
-        return _exception_json(row)
+        return raised.dedup_key, _exception_json(row)
 
     def exception_transition(self, exception_id: str, to: ExceptionState, by: str, note: str,
                              now: float) -> dict[str, Any]:
@@ -508,6 +553,25 @@ def _chunks(items: list[str]) -> Iterator[list[str]]:
         yield items[i:i + _CHUNK]
 
 
+def _people_rows(b: Booking) -> list[dict[str, Any]]:
+    return [{"lesson_id": b.lesson_id, "identity": p.id, "name": p.name, "role": role,
+             "email": p.email, "position": i,
+             "guardians": [{"name": g.name, "email": g.email} for g in p.guardians]}
+            for i, (p, role) in enumerate(b.people())]
+
+
+def _claim_slot(busy: dict[str, list[tuple[float, float, str]]], b: Booking) -> None:
+    """Refuse ``b`` if its instructor teaches another lesson at that time, else note it."""
+    slots = busy.setdefault(b.instructor.id, [])
+    for start, end, lesson_id in slots:
+        if lesson_id != b.lesson_id and start < b.end_ts and end > b.start_ts:
+            raise InstructorConflict(
+                f"instructor {b.instructor.id!r} already teaches lesson {lesson_id} at that "
+                "time (scheduler.allow_instructor_overlap is off)")
+    slots[:] = [s for s in slots if s[2] != b.lesson_id]
+    slots.append((b.start_ts, b.end_ts, b.lesson_id))
+
+
 def _columns(b: Booking, now: float) -> dict[str, Any]:
     return {"title": b.title, "start_ts": b.start_ts, "end_ts": b.end_ts,
             "time_zone": b.time_zone, "instructor_id": b.instructor.id,
@@ -531,6 +595,13 @@ def _lesson(r: Row[Any], folks: list[Row[Any]]) -> Lesson:
         r.reconnect_window_s, r.max_participants, r.series_id, Status(r.status), r.revision)
     return Lesson(booking, r.provisioned_ts, r.started_ts, r.closed_ts, r.notes,
                   r.cancel_reason, r.record)
+
+
+def _exception_row(raised: Raised) -> dict[str, Any]:
+    return {"id": "EX_" + secrets.token_hex(6), "dedup_key": raised.dedup_key,
+            "lesson_id": raised.lesson_id, "room": raised.room, "kind": raised.kind,
+            "person": raised.person, "evidence": raised.evidence, "raised_ts": raised.ts,
+            "state": ExceptionState.OPEN.value, "history": []}
 
 
 def _exception_json(row: dict[str, Any]) -> dict[str, Any]:

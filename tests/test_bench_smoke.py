@@ -116,3 +116,20 @@ def test_harness_recorded_window_tiny(tmp_path: Path) -> None:
     assert r["tracks"] == 2 and r["problems"] == []
     assert r["packets_in"] == r["packets_written"] + r["packets_empty"] > 0
     assert r["dropped"] == 0 and r["loss_pct"] == 0
+
+
+def test_schedule_bench_quick(tmp_path: Path) -> None:
+    """The scheduler's bench at a small size: the import stores everything, again changes
+    nothing, and the watch raises exactly the planted exceptions (no timing asserts)."""
+    out = tmp_path / "schedule.json"
+    proc = subprocess.run([sys.executable, "-m", "benches.schedule_bench", "--quick",
+                           "--json", str(out)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, f"schedule bench failed:\n{proc.stdout}\n{proc.stderr[-4000:]}"
+    report = json.loads(out.read_text())
+    assert report["import"]["first_result"] == {"created": 500, "updated": 0, "unchanged": 0,
+                                                "rejected": 0}
+    assert report["import"]["again_result"]["unchanged"] == 500
+    watch = report["watch"]
+    assert watch["raised"] == {"late_join": 10, "instructor_no_show": 5}
+    assert watch["lag_ms"]["max"] > 0

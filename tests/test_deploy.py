@@ -41,6 +41,15 @@ def test_documented_metrics_are_exported(tmp_path: Path) -> None:
     registry.register(RecordingCollector(Recordings(
         bus, lambda: [LocalSink("a", tmp_path / "a"), LocalSink("b", tmp_path / "b")],
         Alarms(bus, None))))
+    from classroom.rooms import Classrooms
+    from scheduler_bridge.metrics import ScheduleCollector
+    from scheduler_bridge.service import Bridge
+    from sfu.config import Config, SchedulerConfig
+    schedule_bus = EventBus()
+    bridge = Bridge(Config(scheduler=SchedulerConfig(
+        sqlite_path=str(tmp_path / "schedule.sqlite3"))), schedule_bus, Classrooms(
+            RoomRegistry(schedule_bus, max_participants=5, auto_create=False), schedule_bus))
+    registry.register(ScheduleCollector(bridge))
     exported = generate_latest(registry).decode()
     documented = set(re.findall(r"`(sfu_[a-z_]+)`", (ROOT / "docs" / "metrics.md").read_text()))
     types = set(re.findall(r"^# TYPE (\S+) ", exported, re.M))
