@@ -7,7 +7,8 @@ WORKDIR /src
 COPY webui webui
 COPY signalling/static signalling/static
 RUN cd webui && npm ci --no-audit --no-fund && npm run build \
- && test -s ../signalling/static/client.bundle.js && test -s ../signalling/static/whiteboard.bundle.js
+ && test -s ../signalling/static/client.bundle.js && test -s ../signalling/static/whiteboard.bundle.js \
+ && test -s ../signalling/static/ops.bundle.js
 
 FROM python:3.11-slim-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev linux-libc-dev \
