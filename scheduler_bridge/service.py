@@ -16,10 +16,8 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
-from zoneinfo import ZoneInfo
 
 from classroom.rooms import Classrooms
 from events import EventBus
@@ -43,6 +41,7 @@ from .booking import (
 from .errors import BadTransition, LessonNotFound, SchedulerError
 from .exception_queue import ExceptionState, Raised
 from .imports import Parsed, RowError
+from .notifications import Notifications, NotifyParams
 from .notifier import Mailer, SmtpParams
 from .planner import Close, Planner, Provision, Remind
 from .store import ImportResult, Lesson, Store, database_url
@@ -101,9 +100,9 @@ class Bridge:
         base = config.server.public_url or f"http://{config.server.host}:{config.server.port}"
         self.link_params = links.LinkParams(config.auth.api_key, config.auth.api_secret, base,
                                             sc.provision_lead_s, sc.close_after_s)
-        self.mailer = Mailer(SmtpParams(sc.smtp_host, sc.smtp_port, sc.smtp_user,
-                                        sc.smtp_password, sc.smtp_starttls, sc.smtp_from)
-                             ) if sc.smtp_host else None
+        mailer = Mailer(SmtpParams(sc.smtp_host, sc.smtp_port, sc.smtp_user,
+                                   sc.smtp_password, sc.smtp_starttls, sc.smtp_from)
+                        ) if sc.smtp_host else None
         self.horizon_s = max([sc.provision_lead_s, *offsets]) + 2 * RELOAD_S
         #: the lessons the planner and the watch hold, by id
         self.lessons: dict[str, Lesson] = {}
@@ -112,8 +111,12 @@ class Bridge:
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._unsubscribe: Callable[[], None] | None = None
-        self._next_retry: float | None = None
+        self.notify = Notifications(NotifyParams(
+            db=self.db, store=self.store, mailer=mailer, bus=bus, config=sc,
+            stats=self.stats.notifications, clock=clock, spawn=self._spawn,
+            wake=self._wake.set))
         self._next_reload = 0.0
+        self._closing = False
         self._raising: list[tuple[Raised, float]] = []
         self._raiser: asyncio.Task[None] | None = None
         #: lesson or exception counts changed: refresh the metrics' copy at the next tick
@@ -136,7 +139,7 @@ class Bridge:
         if interrupted:
             log.warning("%d notifications were being sent when the server stopped: marked "
                         "uncertain, not sent again", interrupted)
-        self._next_retry = await self.db(self.store.next_retry)
+        self.notify.next_retry = await self.db(self.store.next_retry)
         await self.reload(catch_up=True)
         self._unsubscribe = self.bus.subscribe(self._on_event)
         self._task = asyncio.create_task(self._run(), name="scheduler-bridge")
@@ -145,6 +148,7 @@ class Bridge:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        self._closing = True
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -211,7 +215,8 @@ class Bridge:
     # -- the loop -------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
+            self._wake.clear()  # (set again by anything that happens during the tick)
             try:
                 await self._tick()
             except asyncio.CancelledError:
@@ -221,11 +226,11 @@ class Bridge:
                 log.exception("scheduler bridge tick failed (retried in 5 s)")
                 self._next_reload = min(self._next_reload, self.clock() + 5.0)
             times = [t for t in (self.planner.get_timer(), self.watch.get_timer(),
-                                 self._next_retry, self._next_reload) if t is not None]
+                                 self.notify.next_retry, self._next_reload) if t is not None]
             delay = max(0.0, min(times) - self.clock()) if times else RELOAD_S
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=min(delay, RELOAD_S))
+            try:  # (not wait_for: before 3.12 it can swallow the cancel of close())
+                async with asyncio.timeout(min(delay, RELOAD_S)):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
 
@@ -251,8 +256,8 @@ class Bridge:
         for lesson_id in [i for i, w in self.watch.lessons.items()
                           if i not in self.lessons and w.end_checked]:
             self.watch.forget(lesson_id)
-        if self._next_retry is not None and self._next_retry <= now:
-            await self._retry_notifications(now)
+        if self.notify.next_retry is not None and self.notify.next_retry <= now:
+            await self.notify.retry(now)
         await self._flush_attendance()
         if self._counts_stale:
             await self._refresh_counts()
@@ -317,7 +322,7 @@ class Bridge:
                 self.bus.emit("exception.raised", raised.room, {
                     "exception": row["id"], "kind": raised.kind, "lessonId": raised.lesson_id,
                     "person": raised.person, "evidence": raised.evidence})
-                await self._notify_exception(row)
+                await self.notify.exception(row)
             if added:
                 self._counts_stale = True
                 self._wake.set()
@@ -396,99 +401,12 @@ class Bridge:
         if lesson is None:
             return
         b = lesson.booking
-        base = f"reminder:{b.lesson_id}:{b.revision}:"
-        for offset in action.skipped:
-            await self.db(self.store.claim_notification, f"{base}{int(offset)}:skipped",
-                          lesson_id=b.lesson_id, kind="reminder", channel="none", recipient="",
-                          subject="skipped: a nearer reminder was due", body="", now=now,
-                          state="skipped")
-        key = f"{base}{int(action.offset_s)}:"
         personal = links.links(b, self.link_params)
-        start_local = datetime.fromtimestamp(b.start_ts, ZoneInfo(b.time_zone))
-        subject = f"Reminder: {b.title} at {start_local:%Y-%m-%d %H:%M} ({b.time_zone})"
-        if await self.db(self.store.claim_notification, key + "event", lesson_id=b.lesson_id,
-                         kind="reminder", channel="event", recipient="", subject=subject,
-                         body="", now=now, state="sent") is not None:
+        if await self.notify.reminder(b, action, personal, now):
             self._emit("lesson.reminder", b, offsetS=int(action.offset_s),
                        start=iso_utc(b.start_ts), title=b.title,
                        people=[{"identity": p["identity"], "role": p["role"], "url": p["url"]}
                                for p in personal])
-        if self.mailer is None:
-            return
-        for person, link in zip((p for p, _ in b.people()), personal, strict=True):
-            letters = []
-            if person.email:
-                letters.append((person.email, f"Hello {person.name},\n\n{b.title} starts at "
-                                f"{start_local:%A %d %B %Y, %H:%M} ({b.time_zone}).\n\n"
-                                f"Your personal link (opens {_minutes(self.sc.provision_lead_s)}"
-                                f" before the start):\n{link['url']}\n"))
-            letters += [(g.email, f"Hello {g.name or 'there'},\n\n{person.name} has {b.title} "
-                         f"at {start_local:%A %d %B %Y, %H:%M} ({b.time_zone}).\n")
-                        for g in person.guardians if g.email]
-            for address, body in letters:
-                await self._email(key + f"email:{address}", b.lesson_id, "reminder", address,
-                                  subject, body, now)
-
-    async def _notify_exception(self, row: dict[str, Any]) -> None:
-        if self.mailer is None or not self.sc.operator_emails:
-            return
-        subject = f"[{row['kind']}] lesson {row['lessonId'] or row['room']}" + (
-            f": {row['person']}" if row["person"] else "")
-        body = (f"Exception {row['id']} ({row['kind']}) was raised at "
-                f"{iso_utc(row['raisedAt'])}.\nLesson: {row['lessonId']}\nRoom: {row['room']}\n"
-                f"Person: {row['person'] or '-'}\nEvidence: {row['evidence']}\n")
-        for address in self.sc.operator_emails:
-            await self._email(f"exception:{row['id']}:email:{address}", row["lessonId"],
-                              "exception", address, subject, body, self.clock())
-
-    async def _email(self, key: str, lesson_id: str | None, kind: str, to: str, subject: str,
-                     body: str, now: float) -> None:
-        nid = await self.db(self.store.claim_notification, key, lesson_id=lesson_id,
-                            kind=kind, channel="email", recipient=to, subject=subject,
-                            body=body, now=now)
-        if nid is not None:
-            self._spawn(self._send(nid, lesson_id, kind, to, subject, body, 0))
-
-    async def _send(self, nid: int, lesson_id: str | None, kind: str, to: str, subject: str,
-                    body: str, attempts: int) -> None:
-        assert self.mailer is not None
-        data = {"notification": nid, "kind": kind, "channel": "email", "recipient": to,
-                "lessonId": lesson_id}
-        try:
-            await asyncio.get_running_loop().run_in_executor(None, self.mailer.send, to,
-                                                             subject, body)
-        except Exception as exc:  # noqa: BLE001 (SMTP, socket, DNS: all retried)
-            attempts += 1
-            final = attempts >= self.sc.notify_max_attempts
-            now = self.clock()
-            retry_at = None if final else now + self.sc.notify_retry_s * 2 ** (attempts - 1)
-            await self.db(self.store.notification_done, nid, "dead" if final else "failed",
-                          now=now, error=f"{type(exc).__name__}: {exc}",
-                          next_attempt_ts=retry_at)
-            self._count("email", "dead" if final else "failed")
-            log.warning("notification %d to %s failed (attempt %d%s): %s", nid, to, attempts,
-                        ", giving up" if final else "", exc)
-            self.bus.emit("notification.failed", lesson_id or "", {
-                **data, "error": f"{type(exc).__name__}: {exc}"[:500], "attempts": attempts,
-                "final": final})
-            if retry_at is not None and (self._next_retry is None
-                                         or retry_at < self._next_retry):
-                self._next_retry = retry_at
-                self._wake.set()
-            return
-        await self.db(self.store.notification_done, nid, "sent", now=self.clock())
-        self._count("email", "sent")
-        self.bus.emit("notification.sent", lesson_id or "", data)
-
-    async def _retry_notifications(self, now: float) -> None:
-        for row in await self.db(self.store.notifications_due, now):
-            self._spawn(self._send(row["id"], row["lesson_id"], row["kind"], row["recipient"],
-                                   row["subject"], row["body"], row["attempts"]))
-        self._next_retry = await self.db(self.store.next_retry)
-
-    def _count(self, channel: str, state: str) -> None:
-        key = (channel, state)
-        self.stats.notifications[key] = self.stats.notifications.get(key, 0) + 1
 
     # -- the API's operations -------------------------------------------------------------
 
@@ -526,7 +444,10 @@ class Bridge:
                                  f"{', '.join(UPDATABLE)}")
         lesson = await self._changeable(lesson_id)
         b = lesson.booking
-        merged = parse_booking({**b.to_json(), **patch})
+        current = b.to_json()
+        if isinstance(patch.get("room"), dict):  # room options are merged, not replaced
+            patch = {**patch, "room": {**current["room"], **patch["room"]}}
+        merged = parse_booking({**current, **patch})
         new = replace(merged, start_ts=b.start_ts, end_ts=b.end_ts, revision=b.revision)
         _, changed = await self.db(self.store.change, lesson_id, new, self.clock(),
                                    allow_overlap=self.sc.allow_instructor_overlap)
@@ -666,7 +587,3 @@ class Bridge:
         self._counts_stale = True
         self._wake.set()
         return row
-
-
-def _minutes(seconds: float) -> str:
-    return f"{round(seconds / 60)} minutes"

@@ -121,7 +121,7 @@ def recording_sinks(config: Config) -> Callable[[], list[Sink]]:
 
 def create_app(config: Config) -> web.Application:
     config = config.with_secret()
-    for bundle in ("client.bundle.js", "whiteboard.bundle.js"):
+    for bundle in ("client.bundle.js", "whiteboard.bundle.js", "ops.bundle.js"):
         if not (STATIC / bundle).exists():
             log.warning("%s is not built (scripts/setup.sh builds it: webui/, npm run build): "
                         "the page will not work without it", bundle)

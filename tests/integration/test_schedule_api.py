@@ -332,6 +332,9 @@ async def test_exceptions_reach_the_queue_and_move_through_their_states(
                       if lesson in m["Subject"])
     assert subjects[0] == f"[instructor_no_show] lesson {lesson}: {teacher}"
     assert len(subjects) == 4
+    first_mail = next(m for m in mailbox.to("ops@school.example") if m["Subject"] == subjects[0])
+    mail = first_mail.get_payload(decode=True).decode().replace("\r\n", "\n")
+    assert f"\nPerson: {teacher}\n" in mail and f"Lesson: {lesson}\n" in mail
     status, lessons = await http.api("GET", f"/api/schedule/lessons?instructor={teacher}"
                                      "&status=ended")
     assert [x["lessonId"] for x in lessons["lessons"]] == [lesson]
@@ -579,13 +582,15 @@ async def test_a_restart_repeats_nothing_and_loses_nothing(
             status, kept_queue = await http.api(
                 "GET", f"/api/schedule/exceptions?lesson={kept['lessonId']}")
             assert kept_queue["total"] == 0
-            # the links made before the restart still work
+            # the links made before the restart still work (jo is late now: late_join)
             assert (await joins(second, link_of(kept, "jo")))["room"] == kept["lessonId"]
+            late = await wait_event(http, "exception.raised", kept["lessonId"])
+            assert [e["data"]["kind"] for e in late] == ["late_join"]
             status, log = await http.api(
                 "GET", f"/api/schedule/notifications?lesson={kept['lessonId']}")
             keys = [n["key"] for n in log["notifications"]]
             assert len(keys) == len(set(keys)) and len(
-                [k for k in keys if ":email:" in k]) == 4
+                [k for k in keys if k.startswith("reminder:") and ":email:" in k]) == 4, keys
     finally:
         stop_server(second)
     to_teacher = [x for x in mailbox.to(f"{teacher}@school.example")]
@@ -667,3 +672,36 @@ async def test_session_record_brief_and_the_operations_views(
     status, _ = await http.api("POST", "/api/schedule/operator-token", body={"name": "x"},
                                auth=False, headers=operator)
     assert status == 401
+
+
+async def test_a_day_of_500_lessons_pages_and_filters(http: Http) -> None:
+    """The operations page's day view at 500 lessons a day: pages of 50, filters by
+    instructor and status, counted in the database."""
+    day = datetime.fromtimestamp(time.time() + 20 * 86400, UTC).strftime("%Y-%m-%d")
+    tag = unique("day")
+    rows = ["lesson_id,title,start,end,time_zone,instructor_id,students"]
+    for i in range(500):  # 9 instructors, each in 60 ten-minute slots from 8:00
+        slot = i % 60
+        hour, minute = 8 + slot // 6, slot % 6 * 10
+        rows.append(f"{tag}-{i},Lesson {i},{day}T{hour:02d}:{minute:02d},"
+                    f"{day}T{hour:02d}:{minute + 9:02d},UTC,{tag}-t{i // 60},{tag}-s{i}")
+    async with http.session.post(http.server.base_url + "/api/schedule/import",
+                                 data="\n".join(rows) + "\n",
+                                 headers={**http.server.auth_header,
+                                          "Content-Type": "text/csv"}) as resp:
+        result = await resp.json()
+    assert (result["created"], result["rejected"]) == (500, 0), result["errors"][:3]
+    status, first = await http.api("GET", f"/api/schedule/day?day={day}&limit=50")
+    assert status == 200 and first["total"] >= 500 and len(first["lessons"]) == 50
+    starts = [x["start"] for x in first["lessons"]]
+    assert starts == sorted(starts)
+    status, last = await http.api("GET", f"/api/schedule/day?day={day}&limit=50&offset=450")
+    assert len(last["lessons"]) == 50 and not {x["lessonId"] for x in last["lessons"]} & {
+        x["lessonId"] for x in first["lessons"]}
+    status, one = await http.api("GET", f"/api/schedule/day?day={day}&instructor={tag}-t7")
+    assert one["total"] == 60 and {x["instructor"]["id"] for x in one["lessons"]} == {
+        f"{tag}-t7"}
+    status, none = await http.api("GET", f"/api/schedule/day?day={day}&instructor={tag}-t7"
+                                  "&status=live")
+    assert none["total"] == 0
+    assert first["today"]["byStatus"].get("scheduled", 0) >= 500
