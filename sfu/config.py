@@ -137,6 +137,19 @@ class RecordingConfig:
 
 
 @dataclass(frozen=True)
+class TurnConfig:
+    """TURN servers handed to every participant (docs/operations.md): coturn with
+    ``use-auth-secret``; each join gets time-limited credentials (the TURN REST convention)."""
+    #: e.g. ["turns:turn.school.example:443?transport=tcp", "turn:turn.school.example:3478"];
+    #: empty = no TURN (browsers use direct paths only)
+    urls: tuple[str, ...] = ()
+    #: coturn's static-auth-secret
+    secret: str = ""
+    #: how long a participant's credentials stay valid
+    ttl_s: int = 6 * 3600
+
+
+@dataclass(frozen=True)
 class SchedulerConfig:
     """The scheduler bridge (docs/scheduling.md): bookings, provisioning, attendance watch,
     exception queue, reminders."""
@@ -188,6 +201,7 @@ class Config:
     classroom: ClassroomConfig = field(default_factory=ClassroomConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    turn: TurnConfig = field(default_factory=TurnConfig)
 
     def validate(self) -> Config:
         rc = self.recording
@@ -227,6 +241,14 @@ class Config:
                               "be > 0")
         if not 0 <= self.classroom.attendance_threshold <= 1:
             raise ConfigError("classroom.attendance_threshold must be 0..1")
+        for url in self.turn.urls:
+            if not url.startswith(("turn:", "turns:", "stun:")):
+                raise ConfigError(f"turn.urls: {url!r} is not a turn:, turns: or stun: URL")
+        if any(u.startswith("turn") for u in self.turn.urls) and len(self.turn.secret) < 16:
+            raise ConfigError("turn.secret (coturn's static-auth-secret, 16+ characters) is "
+                              "needed with turn: URLs")
+        if not 60 <= self.turn.ttl_s <= 7 * 86400:
+            raise ConfigError("turn.ttl_s must be 60..604800")
         sc = self.scheduler
         if min(sc.provision_lead_s, sc.close_after_s, sc.instructor_grace_s, sc.late_join_s,
                sc.early_end_s, sc.notify_retry_s) < 0:

@@ -23,7 +23,7 @@ from sfu.participant import QUALITIES, Participant, ParticipantInfo
 from sfu.room import Room
 from sfu.sdp import SdpError
 
-from . import tokens
+from . import tokens, turn
 
 if TYPE_CHECKING:
     from .app import ServerState
@@ -225,7 +225,8 @@ class SignallingSession:
         # queued before anything room.add scheduled for this participant (subscriber offer)
         self.send({"type": "joined", "room": room.id, "participant": participant.describe(),
                    "participants": others, **classroom.state(),
-                   **self._resume_info(participant, room), **extras})
+                   **self._resume_info(participant, room), **extras,
+                   "iceServers": turn.ice_servers(cfg.turn, claims.identity)})
         return None
 
     async def _on_resume(self, msg: dict[str, Any]) -> None:
@@ -244,7 +245,9 @@ class SignallingSession:
         others = [p.describe() for p in room.participants.values() if p is not participant]
         self.send({"type": "resumed", "room": room.id, "participant": participant.describe(),
                    "participants": others, "outageMs": round(outage_ms),
-                   **classroom.state(), **self._resume_info(participant, room)})
+                   **classroom.state(), **self._resume_info(participant, room),
+                   "iceServers": turn.ice_servers(self.state.config.turn,
+                                                  participant.info.identity)})
         participant.resync()
 
     @staticmethod

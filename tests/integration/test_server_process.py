@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -50,3 +54,23 @@ async def test_sigterm_tells_participants_and_exits_cleanly() -> None:
         await client.close()
         stop_server(server)
     assert not any("Traceback" in line for line in server.log), "".join(server.log)
+
+
+async def test_joined_hands_out_turn_credentials() -> None:
+    """With [turn] configured, ``joined`` carries the TURN servers and the participant's own
+    time-limited credentials (docs/protocol.md)."""
+    secret = "coturn-static-auth-secret-0123"
+    server = start_server({"SFU_TURN_URLS": "turns:turn.example:443?transport=tcp",
+                           "SFU_TURN_SECRET": secret, "SFU_TURN_TTL_S": "600"})
+    client = RawClient(server.ws_url, server.mint_token("turn-room", "alice"))
+    try:
+        joined = await client.connect()
+        (relay,) = joined["iceServers"]
+        assert relay["urls"] == ["turns:turn.example:443?transport=tcp"]
+        expiry, identity = relay["username"].split(":")
+        assert identity == "alice" and 590 <= int(expiry) - time.time() <= 610
+        assert relay["credential"] == base64.b64encode(hmac.new(
+            secret.encode(), relay["username"].encode(), hashlib.sha1).digest()).decode()
+    finally:
+        await client.close()
+        stop_server(server)

@@ -417,6 +417,7 @@ function resumeInfo(msg) {
 
 function onResumed(s, msg) {
   s.resume = resumeInfo(msg);
+  s.iceServers = msg.iceServers || s.iceServers || [];
   const away = s.reconnector.resumed(performance.now(), s.resume.windowMs);
   s.participant = msg.participant;
   sfu.resumes += 1;
@@ -614,6 +615,7 @@ async function handleMessage(s, msg) {
 
 function onJoined(s, msg) {
   s.participant = msg.participant;
+  s.iceServers = msg.iceServers || [];
   s.room = msg.room;
   s.resume = resumeInfo(msg);
   s.reconnector.windowMs = s.resume.windowMs;

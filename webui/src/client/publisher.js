@@ -16,7 +16,10 @@ const SIMULCAST_ENCODINGS = [
 ];
 
 function createPublisherPc(s) {
-  const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle", rtcpMuxPolicy: "require" });
+  // iceServers: the TURN servers and credentials of `joined`/`resumed` (none: direct paths)
+  const pc = new RTCPeerConnection({
+    bundlePolicy: "max-bundle", rtcpMuxPolicy: "require", iceServers: s.iceServers || [],
+  });
   pc.onicecandidate = (event) => {
     let c;
     if (event.candidate && event.candidate.candidate) {

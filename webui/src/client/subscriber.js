@@ -12,7 +12,10 @@ import {
 } from "./tiles.js";
 
 function createSubscriberPc(s) {
-  const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle", rtcpMuxPolicy: "require" });
+  // iceServers: the TURN servers and credentials of `joined`/`resumed` (none: direct paths)
+  const pc = new RTCPeerConnection({
+    bundlePolicy: "max-bundle", rtcpMuxPolicy: "require", iceServers: s.iceServers || [],
+  });
   pc.onicecandidate = (event) => {
     const c = event.candidate && event.candidate.candidate ? event.candidate.toJSON() : null;
     send(s, { type: "candidate", target: "subscriber", candidate: c });
