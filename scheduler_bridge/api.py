@@ -16,7 +16,7 @@ from aiohttp import web
 from signalling import tokens
 
 from . import operations, records
-from .booking import Status, parse_booking, zone
+from .booking import Status, iso_utc, parse_booking, zone
 from .errors import BadBooking, ImportTooLarge, SchedulerError
 from .exception_queue import KINDS, ExceptionState
 from .imports import parse_csv_import, parse_json_import
@@ -227,8 +227,8 @@ def install(app: web.Application, bridge: Bridge) -> None:
                 live = {"participants": len(room.media.participants),
                         "recording": room.recording is not None}
             rows.append({
-                "lessonId": b.lesson_id, "title": b.title, "start": lesson.to_json()["start"],
-                "end": lesson.to_json()["end"], "timeZone": b.time_zone,
+                "lessonId": b.lesson_id, "title": b.title, "start": iso_utc(b.start_ts),
+                "end": iso_utc(b.end_ts), "timeZone": b.time_zone,
                 "instructor": b.instructor.to_json(), "students": len(b.students),
                 "status": str(b.status), "recordingPolicy": b.recording_policy,
                 "roomOpen": room is not None, "live": live, "notes": lesson.notes})

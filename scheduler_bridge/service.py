@@ -179,10 +179,13 @@ class Bridge:
         new = [lesson for lesson in found if lesson.id not in self.lessons]
         if new:
             ids = [lesson.id for lesson in new]
-            done = await self.db(self.store.reminder_keys, ids)
+            done: dict[str, set[tuple[int, int]]] = {}
+            for key in await self.db(self.store.reminder_keys, ids):
+                _, lesson_id, revision, offset, *_ = key.split(":")  # (ids have no ":")
+                done.setdefault(lesson_id, set()).add((int(revision), int(offset)))
             seen = await self.db(self.store.attendance, ids)
             for lesson in new:
-                self._hold(lesson, done, seen.get(lesson.id))
+                self._hold(lesson, done.get(lesson.id), seen.get(lesson.id))
         await self._refresh_counts()
         self._next_reload = now + RELOAD_S
 
@@ -191,14 +194,14 @@ class Bridge:
         self.stats.lessons_by_status = await self.db(self.store.lesson_counts)
         self.stats.exceptions_by_state = await self.db(self.store.exception_counts)
 
-    def _hold(self, lesson: Lesson, reminder_keys: set[str] | None = None,
+    def _hold(self, lesson: Lesson, reminded: set[tuple[int, int]] | None = None,
               attendance: dict[str, dict[str, Any]] | None = None) -> None:
+        """Give a lesson to the planner and the watch; ``reminded``: the (revision, offset)
+        of the reminders already in the notification log."""
         b = lesson.booking
         held = b.lesson_id in self.lessons
         self.lessons[b.lesson_id] = lesson
-        prefix = f"reminder:{b.lesson_id}:{b.revision}:"
-        done = {o for o in self.planner.offsets
-                if any(k.startswith(f"{prefix}{int(o)}:") for k in reminder_keys or ())}
+        done = {o for o in self.planner.offsets if (b.revision, int(o)) in (reminded or ())}
         self.planner.put(b.lesson_id, b.start_ts, b.end_ts, reminders_done=done,
                          provisioned=None if held else b.lesson_id in self.classrooms.rooms)
         self.watch.expect(Expected(b.lesson_id, b.start_ts, b.end_ts, b.instructor.id,

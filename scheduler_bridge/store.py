@@ -319,16 +319,9 @@ class Store:
         return busy
 
     def _check_overlap(self, conn: Connection, booking: Booking, allow: bool) -> None:
-        if allow:
-            return
-        clash = conn.execute(select(lessons.c.id, lessons.c.start_ts).where(
-            lessons.c.instructor_id == booking.instructor.id, lessons.c.status.in_(ACTIVE),
-            lessons.c.id != booking.lesson_id, lessons.c.start_ts < booking.end_ts,
-            lessons.c.end_ts > booking.start_ts).limit(1)).first()
-        if clash is not None:
-            raise InstructorConflict(
-                f"instructor {booking.instructor.id!r} already teaches lesson {clash.id} at "
-                "that time (scheduler.allow_instructor_overlap is off)")
+        busy = self._busy(conn, [booking], allow)
+        if busy is not None:
+            _claim_slot(busy, booking)
 
     def _insert(self, conn: Connection, b: Booking, now: float) -> None:
         conn.execute(insert(lessons).values(
