@@ -30,9 +30,9 @@ RUN pip wheel --no-cache-dir --no-deps -w /wheels . \
 FROM python:3.11-slim-bookworm
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
-# media uses UDP on ephemeral ports: run with --network host, and set the address
-# browsers reach with SFU_MEDIA_ICE_ADDRESSES
+# media: every participant on UDP 7882, ICE-TCP on TCP 7881 (publish both, or run with
+# --network host); set the address browsers reach with SFU_MEDIA_ICE_ADDRESSES
 ENV SFU_SERVER_HOST=0.0.0.0
-EXPOSE 7880
+EXPOSE 7880 7881/tcp 7882/udp
 ENTRYPOINT ["classroom-sfu"]
 CMD ["serve"]

@@ -328,7 +328,8 @@ async def _start(transport: MediaTransport, remote: sdp_mod.SessionDescription,
                  dtls_role: str) -> None:
     first = next(m for m in remote.media if m.port != 0)
     ufrag, pwd = remote.ice_of(first)
-    transport.start(ufrag, pwd, remote.fingerprints_of(first), dtls_role=dtls_role)
+    transport.start(ufrag, pwd, remote.fingerprints_of(first), dtls_role=dtls_role,
+                    remote_lite=remote.ice_lite)
     cands = [c for m in remote.media for c in m.candidates]
     for cand in dict.fromkeys(cands):
         await transport.add_remote_candidate(cand)

@@ -283,7 +283,8 @@ class RawClient(RtpSource):
         answer = sdp_mod.parse(answer_msg["sdp"])
         first = next(m for m in answer.media if m.port != 0)
         ufrag, pwd = answer.ice_of(first)
-        self.publisher.start(ufrag, pwd, answer.fingerprints_of(first), dtls_role="server")
+        self.publisher.start(ufrag, pwd, answer.fingerprints_of(first), dtls_role="server",
+                              remote_lite=answer.ice_lite)
         for cand in first.candidates:
             await self.publisher.add_remote_candidate(cand)
         await self.publisher.add_remote_candidate(None)
@@ -343,7 +344,8 @@ class RawClient(RtpSource):
         if first_offer:
             first = next(m for m in offer.media if m.port != 0)
             ufrag, pwd = offer.ice_of(first)
-            self.subscriber.start(ufrag, pwd, offer.fingerprints_of(first), dtls_role="client")
+            self.subscriber.start(ufrag, pwd, offer.fingerprints_of(first), dtls_role="client",
+                                  remote_lite=offer.ice_lite)
             for cand in first.candidates:
                 await self.subscriber.add_remote_candidate(cand)
             await self.subscriber.add_remote_candidate(None)

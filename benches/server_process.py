@@ -53,6 +53,9 @@ def start_server(extra_env: dict[str, str] | None = None, *, host: str = "127.0.
     env.update({"SFU_AUTH_API_KEY": API_KEY, "SFU_AUTH_API_SECRET": API_SECRET,
                 "PYTHONUNBUFFERED": "1"})
     env.update(extra_env or {})
+    # the shared media ports on free ports (tests run several servers at once)
+    env.setdefault("SFU_MEDIA_UDP_PORT", "0")
+    env.setdefault("SFU_MEDIA_TCP_PORT", "0")
     owns_events_dir = "SFU_EVENTS_LOG_DIR" not in env
     if owns_events_dir:  # never the repository's data/events
         env["SFU_EVENTS_LOG_DIR"] = tempfile.mkdtemp(prefix="sfu-events-")

@@ -64,6 +64,14 @@ if [ "$WITH_TEST" = "1" ]; then
     echo "installing iproute2 (network namespaces and tc for the simulcast test)..."
     apt_install iproute2
   fi
+  if ! command -v nft >/dev/null 2>&1 && [ ! -x /usr/sbin/nft ]; then
+    echo "installing Debian nftables (the test of a network that blocks UDP)..."
+    apt_install nftables
+  fi
+  if ! command -v turnserver >/dev/null 2>&1 && [ ! -x /usr/bin/turnserver ]; then
+    echo "installing Debian coturn (the TURN tests run against the real one)..."
+    apt_install coturn
+  fi
   if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then
     echo "installing Debian nats-server (the NATS event sink tests)..."
     apt_install nats-server

@@ -46,8 +46,18 @@ class AuthConfig:
 
 @dataclass(frozen=True)
 class MediaConfig:
-    #: addresses to bind UDP sockets on and announce as ICE host candidates
+    #: addresses to bind the media ports on and announce as ICE host candidates
     ice_addresses: tuple[str, ...] = ("127.0.0.1",)
+    #: what ICE candidates announce instead of ``ice_addresses`` (same order): a server
+    #: behind 1:1 NAT or in a container binds 0.0.0.0 and announces its public address;
+    #: empty = announce ``ice_addresses`` themselves
+    announced_addresses: tuple[str, ...] = ()
+    #: the one UDP port every participant's ICE/DTLS/SRTP uses (0: any free port)
+    udp_port: int = 7882
+    #: the one TCP port for ICE-TCP (RFC 6544 passive candidates; 0: any free port)
+    tcp_port: int = 7881
+    #: offer ICE-TCP candidates (for networks that block UDP)
+    ice_tcp: bool = True
     keyframe_interval_ms: float = 500.0
     publisher_max_bitrate_bps: int = 2_500_000
     #: dynacast: switch a simulcast layer off at the publisher after nobody needed it this long
@@ -217,6 +227,18 @@ class Config:
             raise ConfigError("server.port must be 0..65535")
         if not self.media.ice_addresses:
             raise ConfigError("media.ice_addresses must list at least one address")
+        announced = self.media.announced_addresses
+        if announced and len(announced) != len(self.media.ice_addresses):
+            raise ConfigError("media.announced_addresses must list one address per "
+                              "media.ice_addresses entry")
+        for i, address in enumerate(self.media.ice_addresses):
+            if address in ("0.0.0.0", "::") and not announced:
+                raise ConfigError(f"media.ice_addresses has {address}: set "
+                                  "media.announced_addresses to the address browsers reach")
+            if announced and announced[i] in ("0.0.0.0", "::"):
+                raise ConfigError("media.announced_addresses must be reachable addresses")
+        if not (0 <= self.media.udp_port <= 65535 and 0 <= self.media.tcp_port <= 65535):
+            raise ConfigError("media.udp_port and media.tcp_port must be 0..65535")
         if self.server.join_timeout_s <= 0:
             raise ConfigError("server.join_timeout_s must be > 0")
         if self.rooms.max_participants < 1:

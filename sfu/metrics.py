@@ -19,6 +19,7 @@ from .engine import ENGINE
 from .presence import RECONNECTING
 
 if TYPE_CHECKING:
+    from .media_ports import MediaPorts
     from .participant import Participant
     from .room import RoomRegistry
     from .track import PublishedTrack, Subscription
@@ -253,3 +254,44 @@ class SfuCollector(Collector):
             buckets=[(str(int(b)), c) for b, c in zip(buckets, counts, strict=True)]
             + [("+Inf", len(estimates))],
             sum_value=sum(estimates))
+
+
+class MediaPortsCollector(Collector):
+    """The shared media ports (sfu.media_ports): what they dropped and why, their routes,
+    and which path each connected transport uses."""
+
+    def __init__(self, ports: MediaPorts, rooms: RoomRegistry) -> None:
+        self.ports = ports
+        self.rooms = rooms
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        ports = self.ports
+        info = GaugeMetricFamily("sfu_media_port_info", "The shared media ports (value 1)",
+                                 labels=["udp_port", "tcp_port"])
+        info.add_metric([str(ports.udp_port), str(ports.tcp_port or "")], 1)
+        yield info
+        rejected = CounterMetricFamily(
+            "sfu_media_port_rejected",
+            "Datagrams and ICE-TCP frames the shared media ports dropped, by reason",
+            labels=["reason"])
+        for reason, n in sorted(ports.rejected.items()):
+            rejected.add_metric([reason], n)
+        yield rejected
+        yield GaugeMetricFamily("sfu_media_port_routes",
+                                "Remote addresses validated on the shared UDP ports",
+                                value=ports.routes)
+        yield GaugeMetricFamily("sfu_ice_tcp_connections", "Open ICE-TCP connections",
+                                value=len(ports.tcp_connections))
+        by_path = {"udp": 0, "tcp": 0}
+        for room in list(self.rooms.rooms.values()):
+            for p in list(room.participants.values()):
+                for t in (p.publisher, p.subscriber):
+                    if t is not None and t.state == "connected":
+                        proto = getattr(t, "path_protocol", None) or "udp"
+                        by_path[proto] = by_path.get(proto, 0) + 1
+        paths = GaugeMetricFamily("sfu_media_transports_connected",
+                                  "Connected media transports by the path they use",
+                                  labels=["protocol"])
+        for proto, n in by_path.items():
+            paths.add_metric([proto], n)
+        yield paths

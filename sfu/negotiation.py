@@ -28,6 +28,8 @@ class LocalTransport:
     ice_pwd: str
     fingerprints: tuple[tuple[str, str], ...]
     candidates: tuple[str, ...]
+    #: an ICE-lite agent (the server on its shared ports): ``a=ice-lite`` in the session
+    ice_lite: bool = False
 
 
 @dataclass(slots=True)
@@ -74,9 +76,11 @@ def require_transport(offer: SessionDescription) -> None:
         raise SdpError("offer lacks a=group:BUNDLE (required)")
 
 
-def _session_header(kind: str, bundle: list[str]) -> list[str]:
+def _session_header(kind: str, bundle: list[str], local: LocalTransport) -> list[str]:
     sid = next(_session_ids)
     lines = ["v=0", f"o=- {sid} 2 IN IP4 0.0.0.0", f"s=classroom-sfu {kind}", "t=0 0"]
+    if local.ice_lite:
+        lines.append("a=ice-lite")
     if bundle:
         lines.append("a=group:BUNDLE " + " ".join(bundle))
     lines.append("a=msid-semantic: WMS *")
@@ -220,7 +224,7 @@ def answer_publisher(offer: SessionDescription, local: LocalTransport) -> Publis
             "packetization-mode=1)"
         )
     bundle = [m.mid for m in offer.media if m.mid is not None and m.mid not in rejected]
-    lines = _session_header("publisher", bundle)
+    lines = _session_header("publisher", bundle, local)
     for section in sections:
         lines += section
     return PublisherAnswer("\r\n".join(lines) + "\r\n", accepted, rejected)
@@ -259,7 +263,7 @@ def build_subscriber_offer(slots: list[SubscriberSlot], local: LocalTransport) -
     if not slots:
         raise ValueError("a subscriber offer needs at least one m-line")
     bundle = [s.mid for s in slots if not s.rejected]
-    lines = _session_header("subscriber", bundle)
+    lines = _session_header("subscriber", bundle, local)
     for s in slots:
         specs = (s.codec,) if s.codec is not None else codecs.SUPPORTED[s.kind]
         pts: list[int] = []

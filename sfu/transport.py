@@ -43,8 +43,11 @@ from aiortc.rtcicetransport import RTCIceGatherer, RTCIceParameters, RTCIceTrans
 from aiortc.sdp import candidate_from_sdp
 from pylibsrtp._binding import ffi, lib
 
+from . import stun
 from .codecs import TWCC_ID
 from .engine import ENGINE, IngressSource
+from .ice_lite import IceLiteAgent, new_credentials
+from .media_ports import MediaPorts, Path
 from .negotiation import LocalTransport
 from .rtp_header import extension_offset
 from .twcc import SendHistory
@@ -72,6 +75,8 @@ _fast_send = ENGINE.send
 #: remote candidates accepted per connection (each one makes the server send STUN checks)
 MAX_REMOTE_CANDIDATES = 32
 SRTP_MAX_PACKET = 1500 - 16 - 4  # pylibsrtp buffer minus the largest SRTP trailer
+#: a server transport with no valid connectivity check this long after it started failed
+ICE_CONNECT_TIMEOUT_S = 30.0
 
 
 class TransportStats:
@@ -106,6 +111,11 @@ class _SfuDtlsTransport(RTCDtlsTransport):
         self._owner._deliver_rtcp(data)
 
 
+def _dtls_parameters(fingerprints: list[tuple[str, str]]) -> RTCDtlsParameters:
+    return RTCDtlsParameters(
+        fingerprints=[RTCDtlsFingerprint(algorithm=a, value=v) for a, v in fingerprints])
+
+
 class MediaTransport:
     """One ICE/DTLS/SRTP connection. States: new, connecting, connected, failed, closed."""
 
@@ -120,13 +130,8 @@ class MediaTransport:
         on_state: Callable[[str], None],
         name: str = "",
     ) -> None:
-        self.name = name
-        self.stats = TransportStats()
-        self.state = "new"
+        self._init_common(on_rtp, on_rtcp, on_state, name)
         self._addresses = addresses
-        self._on_rtp = on_rtp
-        self._on_rtcp = on_rtcp
-        self._on_state = on_state
         self._gatherer = RTCIceGatherer(iceServers=[])
         self._ice = RTCIceTransport(self._gatherer)
         self._ice._connection.ice_controlling = controlling
@@ -138,10 +143,22 @@ class MediaTransport:
         # a subscriber receiving no media sends no RTCP, but keeps checking
         self._stun_request_received = conn.request_received
         conn.request_received = self._request_received  # type: ignore[method-assign]
-        self._rx_srtp: Any = None  # set once DTLS has keyed SRTP
-        self._rx_fast: Receiver | None = None  # its compiled unprotect step
         self._dtls = _SfuDtlsTransport(self._ice, [certificate])
         self._dtls._owner = self
+
+    def _init_common(self, on_rtp: Callable[[bytes, float], None],
+                     on_rtcp: Callable[[bytes], None], on_state: Callable[[str], None],
+                     name: str) -> None:
+        """What every transport has, whichever ICE agent it runs (the DTLS transport is
+        made by the subclass, on its ICE side)."""
+        self.name = name
+        self.stats = TransportStats()
+        self.state = "new"
+        self._on_rtp = on_rtp
+        self._on_rtcp = on_rtcp
+        self._on_state = on_state
+        self._rx_srtp: Any = None  # set once DTLS has keyed SRTP
+        self._rx_fast: Receiver | None = None  # its compiled unprotect step
         self._start_task: asyncio.Task[None] | None = None
         self._remote_candidates_done = False
         self._remote_candidates = 0
@@ -203,17 +220,20 @@ class MediaTransport:
         return [c.port for c in self._gatherer._connection.local_candidates]
 
     def start(
-        self, ice_ufrag: str, ice_pwd: str, fingerprints: list[tuple[str, str]], dtls_role: str
+        self, ice_ufrag: str, ice_pwd: str, fingerprints: list[tuple[str, str]], dtls_role: str,
+        *, remote_lite: bool = False,
     ) -> None:
-        """Begin ICE then DTLS in the background; ``on_state`` reports the outcome."""
+        """Begin ICE then DTLS in the background; ``on_state`` reports the outcome. Facing
+        an ICE-lite peer (``remote_lite``: the server), this agent controls."""
         if self._start_task is not None:
             return
         self.remote_ice = (ice_ufrag, ice_pwd)
         self._dtls._set_role(dtls_role)
-        params = RTCIceParameters(usernameFragment=ice_ufrag, password=ice_pwd)
-        dtls_params = RTCDtlsParameters(
-            fingerprints=[RTCDtlsFingerprint(algorithm=a, value=v) for a, v in fingerprints]
-        )
+        if remote_lite:
+            self._ice._connection.ice_controlling = True
+        params = RTCIceParameters(usernameFragment=ice_ufrag, password=ice_pwd,
+                                  iceLite=remote_lite)
+        dtls_params = _dtls_parameters(fingerprints)
         self._start_task = asyncio.ensure_future(self._run(params, dtls_params))
 
     async def _run(self, params: RTCIceParameters, dtls_params: RTCDtlsParameters) -> None:
@@ -221,16 +241,26 @@ class MediaTransport:
         self._ice.on("statechange", self._on_ice_state)
         try:
             await self._ice.start(params)
-            if self._ice.state != "completed":
-                self._set_state("failed")
-                return
-            await self._dtls.start(dtls_params)
         except Exception:  # aiortc raises assorted errors on teardown races
-            if self.state not in ("closed",):
-                log.exception("transport %s failed to start", self.name)
+            if self.state != "closed":
+                log.exception("transport %s: ICE failed to start", self.name)
                 self._set_state("failed")
             return
-        if self._dtls.state != "connected":
+        if self._ice.state != "completed":
+            self._set_state("failed")
+            return
+        await self._secure(dtls_params)
+
+    async def _secure(self, dtls_params: RTCDtlsParameters) -> None:
+        """DTLS on the ICE path found, then the SRTP fast paths: connected (or failed)."""
+        try:
+            await self._dtls.start(dtls_params)
+        except Exception:  # aiortc raises assorted errors on teardown races
+            if self.state != "closed":
+                log.exception("transport %s: DTLS failed to start", self.name)
+                self._set_state("failed")
+            return
+        if self._dtls.state != "connected" or self.state == "closed":
             self._set_state("failed")
             return
         self._enable_fast_path()
@@ -354,18 +384,34 @@ class MediaTransport:
         self._srtp_ptr = session._srtp[0]
         self._cdata = session._cdata
         self._cbuf = session._buffer
+        self._attach_send_path()
+
+    def _send_target(self) -> tuple[Callable[[bytes, Any], None], Any, Any] | None:
+        """(sendto, remote address, UDP socket or None) of the selected path."""
         pair = self._ice._connection._nominated.get(1)
-        if pair is not None:
-            self._sendto = pair.protocol.transport.sendto
-            self._addr = pair.remote_addr
-            self._fast_conn = ENGINE.connect(
-                session, pair.protocol.transport.get_extra_info("socket"), pair.remote_addr)
-            self._fast = self._fast_conn.ptr if self._fast_conn is not None else None
-            if self._fast_conn is not None and self.twcc_history is not None:
-                # from now on the compiled send step numbers and records (nothing was sent
-                # before: there was no connection)
-                self.twcc_history = self._fast_conn.enable_twcc(self.twcc_last_seq)
-            self._route_changed()
+        if pair is None:
+            return None
+        transport = pair.protocol.transport
+        return transport.sendto, pair.remote_addr, transport.get_extra_info("socket")
+
+    def _attach_send_path(self) -> None:
+        """Send on the selected path from now on: the compiled send step on a UDP socket,
+        the Python one otherwise (ICE-TCP); transport-wide numbering continues."""
+        target = self._send_target()
+        if target is None or self._srtp_ptr is None:
+            return
+        sendto, addr, sock = target
+        last = self.twcc_last_seq
+        self._sendto, self._addr = sendto, addr
+        self._fast_conn = (ENGINE.connect(self._dtls._tx_srtp, sock, addr)
+                           if sock is not None else None)
+        self._fast = self._fast_conn.ptr if self._fast_conn is not None else None
+        if self.twcc_history is not None:
+            # from now on this connection's send step numbers and records
+            self._twcc_seq = last
+            self.twcc_history = (self._fast_conn.enable_twcc(last)
+                                 if self._fast_conn is not None else SendHistory())
+        self._route_changed()
 
     def _route_changed(self) -> None:
         for listener in list(self.route_listeners):
@@ -401,17 +447,25 @@ class MediaTransport:
                 self._remote_candidates_done = True
                 await self._ice.addRemoteCandidate(None)
             return
+        cand = self._count_candidate(candidate)
+        if cand is None:
+            return  # late candidate after end-of-candidates: valid but unused
+        cand.sdpMid = "0"
+        await self._ice.addRemoteCandidate(cand)
+
+    def _count_candidate(self, candidate: str) -> Any:
+        """The parsed candidate (ValueError / IndexError on garbage, or past
+        MAX_REMOTE_CANDIDATES); None after end-of-candidates (valid, unused)."""
         text = candidate[len("candidate:") :] if candidate.startswith("candidate:") else candidate
         if len(text.split()) < 8:  # aiortc's parser asserts on short lines
             raise ValueError("an ICE candidate line has at least 8 fields")
-        cand = candidate_from_sdp(text)  # ValueError / IndexError on garbage
+        cand = candidate_from_sdp(text)
         if self._remote_candidates_done:
-            return  # late candidate after end-of-candidates: valid but unused
+            return None
         if self._remote_candidates >= MAX_REMOTE_CANDIDATES:
             raise ValueError(f"more than {MAX_REMOTE_CANDIDATES} ICE candidates")
         self._remote_candidates += 1
-        cand.sdpMid = "0"
-        await self._ice.addRemoteCandidate(cand)
+        return cand
 
     def _set_state(self, state: str) -> None:
         if state != self.state and self.state != "closed":
@@ -449,6 +503,12 @@ class MediaTransport:
         except Exception:
             self.stats.rtcp_invalid += 1
             log.debug("RTCP handler failed on %s", self.name, exc_info=True)
+
+    @property
+    def remote_address(self) -> Any:
+        """Where this transport sends (the selected path's remote address), once
+        connected."""
+        return self._addr
 
     @property
     def ready(self) -> bool:
@@ -531,6 +591,18 @@ class MediaTransport:
         seq, ts, ssrc = struct.unpack_from("!HII", packet, 2)
         return self.send_rewritten(packet, packet[1], seq, ts, ssrc, twcc_off)
 
+    def send_datagram(self, data: bytes) -> bool:
+        """Send ``data`` as it is on the selected path (no SRTP): for probes and tests that
+        must reach the peer from this transport's own validated address."""
+        sendto = self._sendto
+        if sendto is None:
+            return False
+        try:
+            sendto(data, self._addr)
+        except OSError:
+            return False
+        return True
+
     def send_rtcp(self, packet: bytes) -> bool:
         sendto = self._sendto
         if sendto is None or self.state != "connected":
@@ -569,6 +641,203 @@ class MediaTransport:
             log.exception("transport %s state listener failed", self.name)
 
 
+class _LiteIce:
+    """The ICE side that aiortc's ``RTCDtlsTransport`` talks to (``role``, ``_recv``,
+    ``_send``), over the shared media ports: DTLS datagrams queued by the transport, sent
+    on its selected path."""
+
+    role = "controlled"
+    #: DTLS datagrams kept before the handshake reads them (a peer cannot grow it further)
+    MAX_QUEUED = 64
+
+    def __init__(self, owner: LiteTransport) -> None:
+        self._owner = owner
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.state = "new"
+
+    def put(self, data: bytes, _component: int = 1) -> None:
+        if self.state != "closed" and self._queue.qsize() < self.MAX_QUEUED:
+            self._queue.put_nowait(data)
+
+    async def _recv(self) -> bytes:
+        data = await self._queue.get()
+        if data is None:
+            raise ConnectionError("the transport is closed")
+        return data
+
+    async def _send(self, data: bytes) -> None:
+        path = self._owner.selected_path
+        if path is None or self.state == "closed":
+            raise ConnectionError("no ICE path to send on")
+        path.sendto(data)
+
+    async def stop(self) -> None:
+        if self.state != "closed":
+            self.state = "closed"
+            self._queue.put_nowait(None)
+
+
+class LiteTransport(MediaTransport):
+    """The server's transport: ICE-lite (sfu.ice_lite) on the server's shared media ports
+    (sfu.media_ports), then aiortc's DTLS and our SRTP paths as for :class:`MediaTransport`.
+    It never sends a connectivity check; it answers the peer's and sends on the path the
+    peer nominated (UDP: the compiled send step on the shared socket; ICE-TCP: framed, from
+    Python)."""
+
+    def __init__(self, certificate: RTCCertificate, ports: MediaPorts, *,
+                 on_rtp: Callable[[bytes, float], None], on_rtcp: Callable[[bytes], None],
+                 on_state: Callable[[str], None], name: str = "",
+                 connect_timeout_s: float = ICE_CONNECT_TIMEOUT_S) -> None:
+        self._init_common(on_rtp, on_rtcp, on_state, name)
+        self._ports = ports
+        self._connect_timeout_s = connect_timeout_s
+        ufrag, pwd = new_credentials()
+        while True:
+            try:
+                ports.register(ufrag, self)
+                break
+            except ValueError:  # (one in 62**8: draw again)
+                ufrag, pwd = new_credentials()
+        self._agent = IceLiteAgent(ufrag, pwd)
+        self._lite = _LiteIce(self)
+        self._ice = self._lite  # type: ignore[assignment]
+        self._queue_datagram = self._lite.put  # type: ignore[assignment]
+        self._paths: list[Path] = []
+        self._path_ready = asyncio.Event()
+        self._dtls = _SfuDtlsTransport(self._lite, [certificate])  # type: ignore[arg-type]
+        self._dtls._owner = self
+
+    # -- set-up -----------------------------------------------------------------------
+
+    async def gather(self) -> None:
+        if not self._ports.started:
+            raise OSError("the media ports are not bound")
+
+    def local(self) -> LocalTransport:
+        fps = tuple(
+            (f.algorithm, f.value) for f in self._dtls.getLocalParameters().fingerprints
+        )
+        return LocalTransport(self._agent.ufrag, self._agent.pwd, fps,
+                              tuple(self._ports.candidates()), ice_lite=True)
+
+    @property
+    def local_ports(self) -> list[int]:
+        return [self._ports.udp_port]
+
+    @property
+    def selected_path(self) -> Path | None:
+        selected = self._agent.selected
+        return selected if isinstance(selected, Path) else None
+
+    @property
+    def path_protocol(self) -> str | None:
+        """"udp" or "tcp": how the selected path reaches the peer (None: none yet)."""
+        path = self.selected_path
+        return path.protocol if path is not None else None
+
+    def start(
+        self, ice_ufrag: str, ice_pwd: str, fingerprints: list[tuple[str, str]], dtls_role: str,
+        *, remote_lite: bool = False,
+    ) -> None:
+        if self._start_task is not None:
+            return
+        self.remote_ice = (ice_ufrag, ice_pwd)
+        self._agent.remote_ufrag = ice_ufrag
+        self._dtls._set_role(dtls_role)
+        dtls_params = _dtls_parameters(fingerprints)
+        self._start_task = asyncio.ensure_future(self._run_lite(dtls_params))
+
+    async def _run_lite(self, dtls_params: RTCDtlsParameters) -> None:
+        self._set_state("connecting")
+        try:
+            async with asyncio.timeout(self._connect_timeout_s):
+                await self._path_ready.wait()
+        except TimeoutError:
+            if self.state != "closed":
+                log.info("transport %s: no valid ICE check within %.0f s", self.name,
+                         self._connect_timeout_s)
+                self._set_state("failed")
+            return
+        await self._secure(dtls_params)
+
+    def _bypass_stun_parse(self) -> None:
+        pass  # the shared ports hand RTP straight to on_datagram already
+
+    def _send_target(self) -> tuple[Callable[[bytes, Any], None], Any, Any] | None:
+        path = self.selected_path
+        if path is None:
+            return None
+        return path.sendto, path.remote, path.socket
+
+    async def add_remote_candidate(self, candidate: str | None) -> None:
+        """A lite agent sends no checks: the peer's candidates are only checked for form
+        (a bad one is the client's error) and counted."""
+        if candidate is None:
+            self._remote_candidates_done = True
+            return
+        self._count_candidate(candidate)
+
+    # -- the shared ports' side (sfu.media_ports.PathOwner) -----------------------------
+
+    def on_check(self, data: bytes, message: stun.Message, path: Path) -> bool:
+        if self.state == "closed":
+            return False
+        outcome = self._agent.handle(data, message, path, path.remote, _monotonic() * 1000.0)
+        if outcome.response is not None:
+            path.sendto(outcome.response)
+        if outcome.refused is not None:
+            self._ports.rejected[outcome.refused.value] += 1
+        if outcome.accepted:
+            if path not in self._paths:
+                self._paths.append(path)
+            if self.state == "connected":
+                self.last_rx_ms = _monotonic() * 1000.0  # consent: the peer is alive
+        if outcome.selected_changed:
+            self._selected_changed()
+        return outcome.accepted
+
+    def on_datagram(self, data: bytes, path: Path) -> None:
+        if not data:
+            return
+        first = data[0]
+        if 127 < first < 192:
+            self._datagram_received(data, 1)
+        elif first < 4:
+            try:
+                message = stun.parse(data)
+            except stun.StunError:
+                self._ports.rejected["malformed_stun"] += 1
+                return
+            if message.type == stun.BINDING_REQUEST:
+                self.on_check(data, message, path)
+        elif 19 < first < 64:
+            self._lite.put(data)
+        else:
+            self._ports.rejected["unknown_datagram"] += 1
+
+    def on_path_closed(self, path: Path) -> None:
+        if path in self._paths:
+            self._paths.remove(path)
+        if self._agent.forget(path):
+            if self.selected_path is None and self.state == "connected":
+                log.info("transport %s: its ICE-TCP connection closed", self.name)
+                self._set_state("failed")
+            else:
+                self._selected_changed()
+
+    def _selected_changed(self) -> None:
+        if self._agent.selected is not None:
+            self._path_ready.set()
+        if self._srtp_ptr is not None and self.state == "connected":
+            self._attach_send_path()  # the peer nominated another path
+
+    async def close(self) -> None:
+        if self.state != "closed":
+            self._ports.unregister(self._agent.ufrag, self._paths)
+            self._paths = []
+        await super().close()  # (its ICE side is the _LiteIce: stop() ends the DTLS reads)
+
+
 #: the DTLS identity of transports (aiortc's certificate type)
 Certificate = RTCCertificate
 
@@ -588,9 +857,26 @@ class TransportFactory(Protocol):
                  on_state: Callable[[str], None]) -> MediaTransport: ...
 
 
+class SharedPortTransports:
+    """The server's transports: ICE-lite on its shared media ports, with the server's
+    certificate (or, to replace a dead transport, a fresh one)."""
+
+    def __init__(self, certificate: Certificate, ports: MediaPorts) -> None:
+        self.certificate = certificate
+        self.ports = ports
+
+    def __call__(self, *, name: str, controlling: bool, fresh_certificate: bool,
+                 on_rtp: Callable[[bytes, float], None], on_rtcp: Callable[[bytes], None],
+                 on_state: Callable[[str], None]) -> MediaTransport:
+        return LiteTransport(new_certificate() if fresh_certificate else self.certificate,
+                             self.ports, on_rtp=on_rtp, on_rtcp=on_rtcp, on_state=on_state,
+                             name=name)
+
+
 class UdpTransports:
-    """ICE/DTLS/SRTP transports on UDP sockets bound to ``ice_addresses``, with the
-    server's shared certificate (or, to replace a dead transport, a fresh one)."""
+    """Full ICE agents (aioice) on UDP sockets of their own bound to ``ice_addresses``,
+    with a shared certificate (or, to replace a dead transport, a fresh one): the clients'
+    transports (bench and test clients) and in-process tests without shared ports."""
 
     def __init__(self, certificate: Certificate, ice_addresses: tuple[str, ...]) -> None:
         self.certificate = certificate

@@ -34,10 +34,11 @@ from scheduler_bridge.metrics import ScheduleCollector
 from scheduler_bridge.service import Bridge
 from sfu.config import Config
 from sfu.errors import SfuError
-from sfu.metrics import SfuCollector
+from sfu.media_ports import MediaPorts
+from sfu.metrics import MediaPortsCollector, SfuCollector
 from sfu.participant import ROLES, MediaParams, Participant
 from sfu.room import Room, RoomRegistry
-from sfu.transport import new_certificate
+from sfu.transport import SharedPortTransports, new_certificate
 
 from . import tokens, whiteboard_ws
 from .session import SignallingSession
@@ -126,6 +127,12 @@ def create_app(config: Config) -> web.Application:
             log.warning("%s is not built (scripts/setup.sh builds it: webui/, npm run build): "
                         "the page will not work without it", bundle)
     bus = EventBus()
+    certificate = new_certificate()
+    # every participant's media on one UDP port (and ICE-TCP on one TCP port); bound at
+    # start-up
+    media_ports = MediaPorts(config.media.ice_addresses, config.media.udp_port,
+                             config.media.tcp_port if config.media.ice_tcp else None,
+                             config.media.announced_addresses)
     rooms = RoomRegistry(bus, max_participants=config.rooms.max_participants,
                          auto_create=config.rooms.auto_create,
                          reconnect_window_s=config.rooms.reconnect_window_s)
@@ -133,8 +140,9 @@ def create_app(config: Config) -> web.Application:
         config=config, bus=bus, rooms=rooms,
         classrooms=Classrooms(rooms, bus, recording_policy=config.recording.policy),
         media=MediaParams(
-            certificate=new_certificate(),
+            certificate=certificate,
             ice_addresses=config.media.ice_addresses,
+            transport_factory=SharedPortTransports(certificate, media_ports),
             keyframe_interval_ms=config.media.keyframe_interval_ms,
             publisher_max_bitrate_bps=config.media.publisher_max_bitrate_bps,
             dynacast_delay_ms=config.media.dynacast_delay_ms,
@@ -144,6 +152,7 @@ def create_app(config: Config) -> web.Application:
     )
     state.registry.register(SfuCollector(state.rooms, state.media.retired,
                                           state.metrics_errors))
+    state.registry.register(MediaPortsCollector(media_ports, state.rooms))
     sinks: list[MeasuredSink] = []
     event_log: FileLog | None = None
     if config.events.log_dir:
@@ -419,6 +428,7 @@ def create_app(config: Config) -> web.Application:
         return web.json_response(track.describe())
 
     async def on_startup(app: web.Application) -> None:
+        await media_ports.start()
         for started in (nats_sink, webhooks):
             if started is not None:
                 started.start()
@@ -440,6 +450,7 @@ def create_app(config: Config) -> web.Application:
             if stopped is not None:
                 await stopped.close()
         boards.close()
+        await media_ports.close()
         if event_log is not None:  # after the rooms closed: their last events are written
             await asyncio.get_running_loop().run_in_executor(None, event_log.close)
 

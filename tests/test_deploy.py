@@ -27,12 +27,14 @@ def test_documented_metrics_are_exported(tmp_path: Path) -> None:
     from recorder.alarms import Alarms
     from recorder.service import RecordingCollector, Recordings
     from recorder.sinks import LocalSink
-    from sfu.metrics import Retired, SfuCollector
+    from sfu.media_ports import MediaPorts
+    from sfu.metrics import MediaPortsCollector, Retired, SfuCollector
     from sfu.room import RoomRegistry
 
     registry = CollectorRegistry()
-    registry.register(SfuCollector(RoomRegistry(EventBus(), max_participants=5,
-                                                auto_create=True), Retired(), {"x": 1}))
+    media_rooms = RoomRegistry(EventBus(), max_participants=5, auto_create=True)
+    registry.register(SfuCollector(media_rooms, Retired(), {"x": 1}))
+    registry.register(MediaPortsCollector(MediaPorts(("127.0.0.1",), 0, 0), media_rooms))
     sink = FileLog(tmp_path)
     registry.register(EventSinkCollector(  # (the network sinks are never started here)
         sink, NatsSink("nats://127.0.0.1:1"),
@@ -57,3 +59,47 @@ def test_documented_metrics_are_exported(tmp_path: Path) -> None:
                if name not in types and name.removesuffix("_total") not in types}
     sink.close()
     assert not missing, missing
+
+
+def _compose() -> dict:  # type: ignore[type-arg]
+    import yaml
+
+    return yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())  # type: ignore[no-any-return]
+
+
+def _substituted(value: str, env: dict[str, str]) -> str:
+    """Compose's ``${NAME}`` / ``${NAME:?message}`` substitution with ``env``."""
+    return re.sub(r"\$\{([A-Z_]+)(:\?[^}]*)?\}", lambda m: env[m.group(1)], value)
+
+
+def test_compose_server_environment_is_a_valid_configuration() -> None:
+    """Every SFU_* variable compose.yaml gives the server names a real setting, and with the
+    example .env the whole configuration validates (e.g. 0.0.0.0 needs announced
+    addresses)."""
+    from sfu.config import load
+
+    example = dict(line.split("=", 1) for line in
+                   (ROOT / "deploy" / "env.example").read_text().splitlines()
+                   if line and not line.startswith("#"))
+    example.update(SFU_API_SECRET="x" * 40, TURN_SECRET="y" * 40)
+    services = _compose()["services"]
+    assert {"sfu", "coturn", "nats", "prometheus", "nginx"} <= set(services)
+    env = {k: _substituted(str(v), example) for k, v in services["sfu"]["environment"].items()}
+    assert all(k.startswith("SFU_") for k in env)
+    cfg = load(None, env=env).validate()  # unknown names or bad values raise ConfigError
+    assert cfg.media.announced_addresses == (example["PUBLIC_IP"],)
+    assert cfg.turn.urls[0] == f"turns:{example['TURN_DOMAIN']}:443?transport=tcp"
+    # the files the services mount are in deploy/
+    for name in ("coturn", "prometheus", "nginx"):
+        for volume in services[name].get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if source.startswith("./") and source != "./certs":
+                assert (ROOT / "deploy" / source).exists(), (name, source)
+
+
+def test_nginx_example_proxies_websockets_and_routes_turn_by_name() -> None:
+    conf = (ROOT / "deploy" / "nginx" / "nginx.conf.template").read_text()
+    assert "proxy_set_header Upgrade $http_upgrade;" in conf
+    assert "ssl_preread on;" in conf and "${TURN_DOMAIN} 127.0.0.1:5349;" in conf
+    coturn = (ROOT / "deploy" / "coturn" / "turnserver.conf").read_text()
+    assert "tls-listening-port=5349" in coturn and "use-auth-secret" in coturn

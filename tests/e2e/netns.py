@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -82,6 +83,43 @@ class NetNs:
         if getattr(self, "cut_active", False):
             _run("tc", "qdisc", "del", "dev", self.host_if, "clsact")
             self.cut_active = False
+
+    def route_via_host(self) -> None:
+        """A default route through the host end: every address of the host (not only the
+        veth's) is reachable from inside, so that only the filters decide what gets out."""
+        _run("ip", "-n", self.name, "route", "add", "default", "via", self.host_addr)
+
+    def block_udp(self) -> None:
+        """Drop every UDP datagram into and out of the namespace (nftables inside it), as a
+        school or hotel network that lets only TCP through; counted (``udp_dropped``)."""
+        self._nft(" meta l4proto udp counter drop;", " meta l4proto udp counter drop;")
+
+    def allow_only_tcp_to(self, address: str, ports: tuple[int, ...]) -> None:
+        """Drop everything but TCP to ``address`` on ``ports`` (and its replies), as a
+        network that lets only HTTPS out; UDP drops are counted (``udp_dropped``)."""
+        allowed = ", ".join(str(p) for p in ports)
+        self._nft(f' oif "lo" accept; meta l4proto udp counter drop;'
+                  f" ip daddr {address} tcp dport {{ {allowed} }} accept; drop;",
+                  ' iif "lo" accept; meta l4proto udp counter drop;'
+                  " ct state established,related accept; drop;")
+
+    def _nft(self, out_rules: str, in_rules: str) -> None:
+        if shutil.which("nft") is None and not os.path.exists("/usr/sbin/nft"):
+            raise RuntimeError("nft (Debian nftables) is needed to filter the namespace")
+        rules = ("table inet sfu_block_udp {\n"
+                 " chain out { type filter hook output priority 0; policy accept;"
+                 f"{out_rules} }}\n"
+                 " chain in { type filter hook input priority 0; policy accept;"
+                 f"{in_rules} }}\n}}\n")
+        subprocess.run(["ip", "netns", "exec", self.name, "nft", "-f", "-"], input=rules,
+                       check=True, capture_output=True, text=True)
+
+    def udp_dropped(self) -> int:
+        """UDP datagrams the block of ``block_udp`` dropped so far (both ways)."""
+        out = subprocess.run(["ip", "netns", "exec", self.name, "nft", "list", "table", "inet",
+                              "sfu_block_udp"], check=True, capture_output=True,
+                             text=True).stdout
+        return sum(int(n) for n in re.findall(r"counter packets (\d+)", out))
 
     def unshape(self) -> None:
         if self.shaped:

@@ -18,11 +18,10 @@ import asyncio
 import time
 import urllib.request
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 from netns import NetNs
-from two_networks import api, open_page, until
+from two_networks import ZERO, Pair, api, until
 
 from benches.server_process import ServerProcess
 
@@ -30,77 +29,6 @@ pytestmark = pytest.mark.e2e
 
 SHORT_CUT_S = 8.0
 LONG_CUT_S = 25.0
-
-INBOUND_JS = """
-async () => {
-  const pc = window.sfu && window.sfu.subscriberPc;
-  const out = {audio: 0, video: 0};
-  if (!pc) return out;
-  (await pc.getStats()).forEach((s) => {
-    if (s.type === "inbound-rtp") out[s.kind] += s.packetsReceived;
-  });
-  return out;
-}
-"""
-
-
-async def inbound(page: Any) -> dict[str, int]:
-    return dict(await page.evaluate(INBOUND_JS))
-
-
-def participant_events(server: ServerProcess, room: str, pid: str) -> list[dict[str, Any]]:
-    return [e for e in api(server, f"/api/events?room={room}")["events"]
-            if e["data"].get("participant") == pid and e["type"].startswith("participant.")]
-
-
-ZERO = {"audio": 0, "video": 0}
-
-
-class Pair:
-    """anna on the host, ben in the namespace, both publishing, in ``room``."""
-
-    def __init__(self, server: ServerProcess, netns: NetNs, room: str) -> None:
-        self.server, self.netns, self.room = server, netns, room
-        self.anna: Any = None
-        self.ben: Any = None
-        self.ben_id = ""
-
-    async def open(self, browsers: tuple[Any, Any]) -> Pair:
-        port = self.server.base_url.rsplit(":", 1)[1]
-
-        def url(host: str, identity: str) -> str:
-            token = self.server.mint_token(self.room, identity, role="student")
-            return f"http://{host}:{port}/?token={quote(token)}&video=320x180&simulcast=0"
-
-        self.anna = await open_page(browsers[0], url("127.0.0.1", "anna"))
-        self.ben = await open_page(browsers[1], url(self.netns.host_addr, "ben"))
-        self.ben_id = await self.ben.evaluate("() => window.sfu.participantId")
-        return self
-
-    async def counters(self) -> dict[str, dict[str, int]]:
-        return {"anna": await inbound(self.anna), "ben": await inbound(self.ben)}
-
-    async def flowing_since(self, before: dict[str, dict[str, int]]) -> bool:
-        """Both pages received more audio and video packets than in ``before``."""
-        now = await self.counters()
-        return all(now[name][k] > before[name][k] + 5
-                   for name in ("anna", "ben") for k in ("audio", "video"))
-
-    async def trace(self) -> str:
-        return (f"counters={await self.counters()} "
-                f"anna={await self.anna.evaluate('() => window.sfu.state')} "
-                f"ben={await self.ben.evaluate('() => window.sfu.state')} "
-                f"iceRestarts={await self.ben.evaluate('() => window.sfu.iceRestarts')} "
-                f"events={self.events()}")
-
-    def events(self) -> list[dict[str, Any]]:
-        return participant_events(self.server, self.room, self.ben_id)
-
-    async def until_flowing(self, what: str, before: dict[str, dict[str, int]],
-                            timeout_s: float) -> float:
-        return await until(what, lambda: self.flowing_since(before), timeout_s, self.trace,
-                           every_s=0.1)
-
 
 async def test_an_8_s_cut_resumes_and_a_25_s_cut_times_out(
     netns: NetNs, shared_server: ServerProcess, browsers: tuple[Any, Any]

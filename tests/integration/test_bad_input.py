@@ -24,6 +24,7 @@ import pytest
 from sfu_harness import HealthyPair, Http, Pumper, WsProbe, track_counts, vanish, wait_until
 
 from benches.rawclient import RawClient, publisher_offer
+from sfu import stun
 from sfu.negotiation import LocalTransport
 from signalling import tokens
 from tests.conftest import ServerProcess, start_server, stop_server
@@ -359,6 +360,12 @@ def server_media_ports(pair: HealthyPair) -> set[tuple[str, int]]:
     return found
 
 
+def server_ice_ufrags(pair: HealthyPair) -> set[str]:
+    sdps = [m["sdp"] for c in (pair.pub, pair.sub) for m in c.log
+            if m["type"] in ("answer", "offer")]
+    return {u for text in sdps for u in re.findall(r"a=ice-ufrag:(\S+)", text)}
+
+
 def garbage_datagrams(rng: random.Random) -> list[bytes]:
     out: list[bytes] = [b"", b"\x80", b"\x00", b"\x16", b"\x80\xc8", bytes(12)]
     for i in range(400):
@@ -374,25 +381,54 @@ def garbage_datagrams(rng: random.Random) -> list[bytes]:
     return out
 
 
-async def test_garbage_udp_on_media_ports_is_dropped_and_counted(pair: HealthyPair,
-                                                                 http: Http) -> None:
+async def rejected_total(http: Http) -> float:
+    return sum(v for (name, _), v in (await http.metrics()).items()
+               if name == "sfu_media_port_rejected_total")
+
+
+async def refused_check_total(http: Http) -> float:
+    """Checks naming a real transport that it refused (wrong peer or password)."""
+    return (await http.metric("sfu_media_port_rejected_total", reason="unauthenticated")
+            + await http.metric("sfu_media_port_rejected_total", reason="wrong_username"))
+
+
+async def send_paced(send: Callable[[bytes], Any], datagrams: list[bytes]) -> None:
+    for i, d in enumerate(datagrams):
+        send(d)
+        if i % 25 == 24:
+            await asyncio.sleep(0.002)  # pacing, keep the receive buffer from overflowing
+
+
+async def test_garbage_udp_on_the_shared_media_port_is_dropped_and_counted(
+        pair: HealthyPair, http: Http) -> None:
     ports = server_media_ports(pair)
-    assert len(ports) >= 2, ports  # the publisher and the subscriber connection
-    before = await http.metric("sfu_srtp_auth_failures_total")
+    assert len(ports) == 1, ports  # the publisher and the subscriber: one shared port
+    (addr,) = ports
     rng = random.Random(20240601)
     datagrams = garbage_datagrams(rng)
-    srtp_looking = sum(1 for d in datagrams if d and 0x80 <= d[0] < 0xC0)
+    # checks naming the pair's real ICE ufrags, with a wrong password or none
+    for ufrag in server_ice_ufrags(pair):
+        datagrams.append(stun.binding_request(b"k" * 12, f"{ufrag}:x", b"wrong" * 5))
+        datagrams.append(stun.binding_request(b"u" * 12, f"{ufrag}:x", b"wrong" * 5)[:-32])
+    datagrams.append(stun.binding_request(b"n" * 12, "nobody:x", b"k" * 24))
+    before = await rejected_total(http)
+    refused_checks = await refused_check_total(http)
+    # 1. from an address no check validated: every datagram is dropped and counted
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        for addr in ports:
-            for i, d in enumerate(datagrams):
-                sock.sendto(d, addr)
-                if i % 25 == 24:
-                    await asyncio.sleep(0.002)  # pacing, keep the receive buffer from overflowing
+        await send_paced(lambda d: sock.sendto(d, addr), datagrams)
     finally:
         sock.close()
+    await wait_until_metric(http, rejected_total, before + 0.95 * len(datagrams))
+    assert await refused_check_total(http) >= refused_checks + 2
+    # 2. from the publisher's own validated address: SRTP-looking ones fail authentication
+    srtp_before = await http.metric("sfu_srtp_auth_failures_total")
+    srtp_looking = sum(1 for d in datagrams if d and 0x80 <= d[0] < 0xC0)
+    publisher = pair.pub.publisher
+    assert publisher is not None
+    await send_paced(publisher.send_datagram, datagrams)
     await wait_until_metric_at_least(http, "sfu_srtp_auth_failures_total",
-                                     before + 0.9 * srtp_looking * len(ports))
+                                     srtp_before + 0.9 * srtp_looking)
     await pair.assert_flowing(n=50)
     # the transports are still up: a publisher joining now is received too
     late = await joined_client(pair, "after-garbage")
@@ -401,6 +437,18 @@ async def test_garbage_udp_on_media_ports_is_dropped_and_counted(pair: HealthyPa
     finally:
         await late.close()
     await pair.assert_flowing()
+
+
+async def wait_until_metric(http: Http, read: Callable[[Http], Any], value: float,
+                            timeout: float = 10.0) -> float:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = await read(http)
+        if got >= value:
+            return float(got)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{read.__name__} is {got}, expected at least {value}")
+        await asyncio.sleep(0.05)
 
 
 async def wait_until_metric_at_least(http: Http, name: str, value: float,

@@ -37,6 +37,9 @@ def test_toml_then_environment_override(tmp_path: Path) -> None:
     ("[server]\ndev_mode = 'maybe'\n", "expected a boolean"),
     ("[auth]\napi_secret = 'short'\n", "at least 32"),
     ("[media]\nice_addresses = []\n", "at least one address"),
+    ("[media]\nudp_port = 70000\n", "udp_port"),
+    ("[media]\nice_addresses = ['0.0.0.0']\n", "announced_addresses"),
+    ("[media]\nannounced_addresses = ['1.2.3.4', '5.6.7.8']\n", "one address per"),
     ("server = 1\n", "must be a table"),
 ])
 def test_bad_configuration_is_rejected_with_a_clear_message(tmp_path: Path, text: str,

@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from sfu.config import Config, EventsConfig
+from sfu.config import Config, EventsConfig, MediaConfig
 from signalling import tokens
 from signalling.app import STATE, create_app
 from signalling.session import SignallingSession
@@ -26,8 +26,11 @@ class MemoryWebSocket:
 
 async def test_simultaneous_rejoins_with_one_identity_leave_exactly_one_participant(
         tmp_path: Path) -> None:
-    app = create_app(Config(events=EventsConfig(log_dir=str(tmp_path / "events"))))
+    app = create_app(Config(events=EventsConfig(log_dir=str(tmp_path / "events")),
+                            media=MediaConfig(udp_port=0, tcp_port=0)))
     state = app[STATE]
+    ports = state.media.transport_factory.ports  # type: ignore[union-attr]
+    await ports.start()  # (what the app's start-up does)
     token = tokens.mint(state.config.auth.api_key, state.config.auth.api_secret,
                         room="r", identity="alice")
     first, second, third = (SignallingSession(state, MemoryWebSocket()) for _ in range(3))  # type: ignore[arg-type]
@@ -41,3 +44,4 @@ async def test_simultaneous_rejoins_with_one_identity_leave_exactly_one_particip
     assert [p.info.identity for p in room.participants.values()] == ["alice"]
     for p in list(room.participants.values()):
         await room.remove(p, "left")
+    await ports.close()

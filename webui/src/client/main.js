@@ -12,6 +12,7 @@
 
 import { ClassroomPanel } from "./classroom.js";
 import { showLesson } from "./lesson.js";
+import { PathIndicator } from "./path.js";
 import { RecordingControl } from "./recording.js";
 import {
   mutedByModerator,
@@ -172,10 +173,18 @@ const sfu = {
   setQuality(trackId, quality) {
     if (session) send(session, { type: "set_quality", trackId, quality });
   },
+  // The path each peer connection uses, from getStats (path.js): {publisher, subscriber},
+  // each {kind: "udp"|"tcp"|"relay", protocol, candidateType, relayProtocol, rttMs} or null.
+  connectionPath() {
+    return { ...pathIndicator.latest };
+  },
   join: (token) => join(token),
   leave: () => leave(),
 };
 window.sfu = sfu;
+
+// The connection-quality indicator in the top bar (path.js).
+const pathIndicator = new PathIndicator($("connection-path"));
 
 // What the modules get of the page (session.js).
 const app = {
@@ -509,6 +518,7 @@ function teardown() {
   s.closed = true;
   classroom.stop();
   recording.stop();
+  pathIndicator.stop();
   stopWhiteboard();
   clearInterval(s.heartbeat);
   clearTimeout(s.reconnectTimer);
@@ -626,6 +636,7 @@ function onJoined(s, msg) {
   const who = msg.participant.name || msg.participant.identity || msg.participant.id;
   setStatus(`Joined as ${who} (${msg.participant.role}).`);
   addLocalTile(s);
+  pathIndicator.start(s);
   for (const p of msg.participants || []) {
     addRemote(s, p);
     if (p.state === "reconnecting") setRemoteReconnecting(s, p.id, true);
