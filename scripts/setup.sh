@@ -68,6 +68,10 @@ if [ "$WITH_TEST" = "1" ]; then
     echo "installing Debian nftables (the test of a network that blocks UDP)..."
     apt_install nftables
   fi
+  if ! command -v prometheus >/dev/null 2>&1 && [ ! -x /usr/bin/prometheus ]; then
+    echo "installing Debian prometheus (the dashboard's queries are checked against it)..."
+    apt_install prometheus
+  fi
   if ! command -v turnserver >/dev/null 2>&1 && [ ! -x /usr/bin/turnserver ]; then
     echo "installing Debian coturn (the TURN tests run against the real one)..."
     apt_install coturn

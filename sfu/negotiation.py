@@ -337,6 +337,9 @@ def read_subscriber_answer(
         candidates += m.candidates
     if first is None:
         raise SdpError("answer rejected every media section")
+    # BUNDLE: one transport; a client repeating its candidates in every section (as
+    # non-trickle answers do) must not count each one once per m-line
+    candidates = list(dict.fromkeys(candidates))
     ufrag, pwd = answer.ice_of(first)
     setup = answer.setup_of(first)
     if setup not in ("active", "passive"):

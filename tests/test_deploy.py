@@ -83,14 +83,14 @@ def test_compose_server_environment_is_a_valid_configuration() -> None:
                    if line and not line.startswith("#"))
     example.update(SFU_API_SECRET="x" * 40, TURN_SECRET="y" * 40)
     services = _compose()["services"]
-    assert {"sfu", "coturn", "nats", "prometheus", "nginx"} <= set(services)
+    assert {"sfu", "coturn", "nats", "prometheus", "grafana", "nginx"} <= set(services)
     env = {k: _substituted(str(v), example) for k, v in services["sfu"]["environment"].items()}
     assert all(k.startswith("SFU_") for k in env)
     cfg = load(None, env=env).validate()  # unknown names or bad values raise ConfigError
     assert cfg.media.announced_addresses == (example["PUBLIC_IP"],)
     assert cfg.turn.urls[0] == f"turns:{example['TURN_DOMAIN']}:443?transport=tcp"
     # the files the services mount are in deploy/
-    for name in ("coturn", "prometheus", "nginx"):
+    for name in ("coturn", "prometheus", "grafana", "nginx"):
         for volume in services[name].get("volumes", []):
             source = volume.split(":", 1)[0]
             if source.startswith("./") and source != "./certs":

@@ -150,6 +150,14 @@ def test_subscriber_offer_and_answer_roundtrip() -> None:
     assert slots[0].accepted_pts == {111} and slots[1].accepted_pts == {96, 97}
     assert slots[2].rejected
 
+    # a non-trickle client repeats its candidates in every section: counted once
+    cand = "a=candidate:1 1 udp 2130706431 10.0.0.9 5000 typ host"
+    repeated = answer_text.replace("a=recvonly", f"a=recvonly\r\n{cand}")
+    for s in slots:
+        s.rejected = False  # (as offered again)
+    info = read_subscriber_answer(sdp.parse(repeated), slots)
+    assert info.candidates == [cand[len("a=candidate:"):]]
+
 
 def _simulcast_offer(simulcast: str, rids: tuple[str, ...] = ("q", "h", "f")) -> str:
     lines = CHROME_OFFER.replace("\r\n", "\n").split("\n")
