@@ -8,6 +8,7 @@ down. Names are documented in docs/metrics.md.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from time import monotonic
 from typing import TYPE_CHECKING
@@ -282,6 +283,9 @@ class MediaPortsCollector(Collector):
                                 value=ports.routes)
         yield GaugeMetricFamily("sfu_ice_tcp_connections", "Open ICE-TCP connections",
                                 value=len(ports.tcp_connections))
+        yield GaugeMetricFamily("sfu_media_port_transports",
+                                "Media transports registered on the shared ports (by ICE ufrag)",
+                                value=ports.transports)
         by_path = {"udp": 0, "tcp": 0}
         for room in list(self.rooms.rooms.values()):
             for p in list(room.participants.values()):
@@ -295,3 +299,16 @@ class MediaPortsCollector(Collector):
         for proto, n in by_path.items():
             paths.add_metric([proto], n)
         yield paths
+
+
+class LoopCollector(Collector):
+    """The event loop the server runs on: its live tasks (a number that must come back down
+    after churn; ``benches/soak.py`` watches it)."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            tasks = len(asyncio.all_tasks())
+        except RuntimeError:  # scraped from outside the loop (tests)
+            tasks = 0
+        yield GaugeMetricFamily("sfu_asyncio_tasks", "Live asyncio tasks of the server's loop",
+                                value=tasks)

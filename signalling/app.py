@@ -35,7 +35,7 @@ from scheduler_bridge.service import Bridge
 from sfu.config import Config
 from sfu.errors import SfuError
 from sfu.media_ports import MediaPorts
-from sfu.metrics import MediaPortsCollector, SfuCollector
+from sfu.metrics import LoopCollector, MediaPortsCollector, SfuCollector
 from sfu.participant import ROLES, MediaParams, Participant
 from sfu.room import Room, RoomRegistry
 from sfu.transport import SharedPortTransports, new_certificate
@@ -153,6 +153,7 @@ def create_app(config: Config) -> web.Application:
     state.registry.register(SfuCollector(state.rooms, state.media.retired,
                                           state.metrics_errors))
     state.registry.register(MediaPortsCollector(media_ports, state.rooms))
+    state.registry.register(LoopCollector())
     sinks: list[MeasuredSink] = []
     event_log: FileLog | None = None
     if config.events.log_dir:

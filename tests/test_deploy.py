@@ -28,13 +28,14 @@ def test_documented_metrics_are_exported(tmp_path: Path) -> None:
     from recorder.service import RecordingCollector, Recordings
     from recorder.sinks import LocalSink
     from sfu.media_ports import MediaPorts
-    from sfu.metrics import MediaPortsCollector, Retired, SfuCollector
+    from sfu.metrics import LoopCollector, MediaPortsCollector, Retired, SfuCollector
     from sfu.room import RoomRegistry
 
     registry = CollectorRegistry()
     media_rooms = RoomRegistry(EventBus(), max_participants=5, auto_create=True)
     registry.register(SfuCollector(media_rooms, Retired(), {"x": 1}))
     registry.register(MediaPortsCollector(MediaPorts(("127.0.0.1",), 0, 0), media_rooms))
+    registry.register(LoopCollector())
     sink = FileLog(tmp_path)
     registry.register(EventSinkCollector(  # (the network sinks are never started here)
         sink, NatsSink("nats://127.0.0.1:1"),
