@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 from aioice import stun as ice_stun
-from aioice.turn import create_turn_endpoint
+from aioice.turn import TurnClientTcpProtocol, TurnClientUdpProtocol
 
 from sfu.config import TurnConfig
 from signalling.turn import credential, ice_servers
@@ -40,22 +40,48 @@ def creds(turn: Coturn, identity: str = "alice", **kw: float) -> tuple[str, str]
     return server["username"], server["credential"]
 
 
+class _Lost:
+    """A TURN client protocol of aioice that says when its connection is gone (so that the
+    test closes what it opened before its loop ends)."""
+
+    lost: asyncio.Future[None]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)  # type: ignore[misc]
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+
+class _Tcp(_Lost, TurnClientTcpProtocol):
+    pass
+
+
+class _Udp(_Lost, TurnClientUdpProtocol):
+    pass
+
+
 async def allocate(turn: Coturn, username: str, password: str, *, tls: bool
                    ) -> tuple[str, int]:
-    """A TURN allocation with these credentials (over TLS to the TLS port, else UDP): the
-    relayed address coturn gave."""
+    """A TURN allocation with these credentials (over TLS to the TLS port, else UDP), made
+    by aioice's TURN client: the relayed address coturn gave."""
+    loop = asyncio.get_running_loop()
+    args = {"username": username, "password": password, "lifetime": 600,
+            "channel_refresh_time": 300}
+    protocol: _Tcp | _Udp
     if tls:
         context = ssl.create_default_context(cafile=turn.cert)
-        transport, _ = await create_turn_endpoint(
-            asyncio.DatagramProtocol, (turn.ip, turn.tls_port), username, password,
-            ssl=context, transport="tcp")
+        transport, protocol = await loop.create_connection(
+            lambda: _Tcp((turn.ip, turn.tls_port), **args), host=turn.ip, port=turn.tls_port,
+            ssl=context)
     else:
-        transport, _ = await create_turn_endpoint(
-            asyncio.DatagramProtocol, (turn.ip, turn.port), username, password)
+        transport, protocol = await loop.create_datagram_endpoint(
+            lambda: _Udp((turn.ip, turn.port), **args), remote_addr=(turn.ip, turn.port))
+    protocol.lost = loop.create_future()
     try:
-        return transport.get_extra_info("sockname")  # type: ignore[no-any-return]
+        return await protocol.connect()
     finally:
         transport.close()
+        await asyncio.wait_for(protocol.lost, 10)
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["udp", "tls"])
