@@ -9,7 +9,8 @@ What is sampled (every ``--sample-s``): the server's RSS (/proc), open file desc
 sockets among them (/proc/<pid>/fd), and from /metrics its participants, asyncio tasks,
 media-port routes and registered transports, ICE-TCP connections and rooms. The verdict:
 after everyone left, descriptors, sockets, tasks, routes, transports and rooms are back
-where they were before the first join; RSS at the end against RSS after the warm-up.
+where they were before the first join; RSS at the end against RSS after the warm-up (two
+minutes, or a quarter of a shorter run: the allocator's arenas and the caches fill first).
 ``tests/test_soak_smoke.py`` runs a short version in the suite.
 """
 
@@ -237,7 +238,7 @@ async def soak(participants: int, seconds: float, sample_s: float, room_size: in
             await asyncio.sleep(min(0.05, seconds / participants / 10))
 
         async def sampler() -> None:
-            warm_at = time.monotonic() + min(30.0, seconds / 4)
+            warm_at = time.monotonic() + min(120.0, seconds / 4)
             while not stop.is_set():
                 s = sample(server, t0)
                 report.samples.append(s)
