@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from signalling import tokens
 
@@ -110,7 +112,14 @@ def drain_in_background(proc: subprocess.Popen[str], log: list[str],
     threading.Thread(target=drain, daemon=True).start()
 
 
-def terminate(proc: subprocess.Popen[str]) -> None:
+def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
+    """A port of ``host`` nobody listens on right now (for a helper process to bind)."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def terminate(proc: subprocess.Popen[Any]) -> None:
     """SIGTERM, then SIGKILL after 10 s."""
     proc.terminate()
     try:

@@ -69,6 +69,10 @@ class Path:
     def sendto(self, data: bytes, _addr: Any = None) -> None:
         raise NotImplementedError
 
+    def release(self) -> None:
+        """Its transport closed: nothing reaches it this way any more."""
+        raise NotImplementedError
+
     @property
     def socket(self) -> socket.socket | None:
         """The UDP socket (for the compiled send step), None for TCP."""
@@ -88,6 +92,11 @@ class UdpPath(Path):
         if transport is not None:
             transport.sendto(data, self.remote)
 
+    def release(self) -> None:
+        routes = self.endpoint.routes
+        if routes.get(self.remote) is self:
+            del routes[self.remote]
+
     @property
     def socket(self) -> socket.socket | None:
         transport = self.endpoint.transport
@@ -105,6 +114,9 @@ class TcpPath(Path):
 
     def sendto(self, data: bytes, _addr: Any = None) -> None:
         self.connection.send_frame(data)
+
+    def release(self) -> None:
+        self.connection.close()
 
 
 class MediaPorts:
@@ -185,12 +197,7 @@ class MediaPorts:
         """A transport closed: its ufrag and paths go (its TCP connections are closed)."""
         self._owners.pop(ufrag, None)
         for path in paths:
-            if isinstance(path, UdpPath):
-                routes = path.endpoint.routes
-                if routes.get(path.remote) is path:
-                    del routes[path.remote]
-            elif isinstance(path, TcpPath):
-                path.connection.close()
+            path.release()
 
     @property
     def transports(self) -> int:

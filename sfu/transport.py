@@ -702,7 +702,6 @@ class LiteTransport(MediaTransport):
         self._lite = _LiteIce(self)
         self._ice = self._lite  # type: ignore[assignment]
         self._queue_datagram = self._lite.put  # type: ignore[assignment]
-        self._paths: list[Path] = []
         self._path_ready = asyncio.Event()
         self._dtls = _SfuDtlsTransport(self._lite, [certificate])  # type: ignore[arg-type]
         self._dtls._owner = self
@@ -788,8 +787,6 @@ class LiteTransport(MediaTransport):
         if outcome.refused is not None:
             self._ports.rejected[outcome.refused.value] += 1
         if outcome.accepted:
-            if path not in self._paths:
-                self._paths.append(path)
             if self.state == "connected":
                 self.last_rx_ms = _monotonic() * 1000.0  # consent: the peer is alive
         if outcome.selected_changed:
@@ -816,8 +813,6 @@ class LiteTransport(MediaTransport):
             self._ports.rejected["unknown_datagram"] += 1
 
     def on_path_closed(self, path: Path) -> None:
-        if path in self._paths:
-            self._paths.remove(path)
         if self._agent.forget(path):
             if self.selected_path is None and self.state == "connected":
                 log.info("transport %s: its ICE-TCP connection closed", self.name)
@@ -833,8 +828,9 @@ class LiteTransport(MediaTransport):
 
     async def close(self) -> None:
         if self.state != "closed":
-            self._ports.unregister(self._agent.ufrag, self._paths)
-            self._paths = []
+            self._ports.unregister(self._agent.ufrag,
+                                   [p for p in self._agent.paths if isinstance(p, Path)])
+            self._agent.paths.clear()
         await super().close()  # (its ICE side is the _LiteIce: stop() ends the DTLS reads)
 
 

@@ -21,16 +21,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from benches.server_process import free_port, terminate
+
 TURNSERVER = shutil.which("turnserver") or "/usr/bin/turnserver"
 REALM = "classroom.test"
 #: the coturn configuration operators are given (docs/operations.md)
 SHIPPED_CONFIG = Path(__file__).resolve().parent.parent / "deploy" / "coturn" / "turnserver.conf"
-
-
-def free_port(host: str, kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def self_signed(folder: str, ip: str) -> tuple[str, str]:
@@ -122,12 +118,7 @@ class Coturn:
 
     def close(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+            terminate(self.proc)
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

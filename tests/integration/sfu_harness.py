@@ -70,6 +70,14 @@ class Http:
     async def metric(self, name: str, **labels: str) -> float:
         return (await self.metrics()).get((name, frozenset(labels.items())), 0.0)
 
+    async def media_ports(self) -> tuple[int, int]:
+        """The server's shared media ports (UDP, TCP), from ``sfu_media_port_info``."""
+        for (name, labels), _ in (await self.metrics()).items():
+            if name == "sfu_media_port_info":
+                got = dict(labels)
+                return int(got["udp_port"]), int(got["tcp_port"] or 0)
+        raise AssertionError("no sfu_media_port_info in /metrics")
+
     async def api(self, method: str, path: str, *, body: Any = None,
                   auth: bool = True, headers: dict[str, str] | None = None
                   ) -> tuple[int, Any]:

@@ -30,8 +30,7 @@ async def paced(send, items: list[bytes]) -> None:  # type: ignore[no-untyped-de
 
 async def test_fuzzed_inputs_everywhere_leave_the_healthy_pair_untouched(
         pair: HealthyPair, http: Http, server) -> None:  # type: ignore[no-untyped-def]
-    udp_port = next(int(dict(labels)["udp_port"]) for (name, labels), _ in
-                    (await http.metrics()).items() if name == "sfu_media_port_info")
+    udp_port, _ = await http.media_ports()
     datagrams = mutants("rtp", N, 1) + mutants("rtcp", N, 2) + mutants("stun", N, 3)
     # the media port, from a fresh address and from the publisher's validated one
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:

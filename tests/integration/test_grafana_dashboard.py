@@ -22,6 +22,7 @@ import aiohttp
 import pytest
 from sfu_harness import HealthyPair, Http, WsProbe, unique
 
+from benches.server_process import free_port, terminate
 from sfu import rtcp
 from tests.conftest import ServerProcess
 
@@ -47,12 +48,6 @@ def dashboard_queries() -> list[tuple[str, str]]:
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def prometheus(server: ServerProcess) -> Iterator[str]:
     """A real Prometheus scraping ``server`` every second; its base URL."""
@@ -70,18 +65,11 @@ def prometheus(server: ServerProcess) -> Iterator[str]:
     proc = subprocess.Popen([PROMETHEUS, f"--config.file={config}",
                              f"--storage.tsdb.path={folder}/data",
                              f"--web.listen-address=127.0.0.1:{port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        if proc.stderr is not None:
-            proc.stderr.close()
+        terminate(proc)
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -138,8 +126,7 @@ async def test_every_dashboard_query_returns_data(server: ServerProcess, http: H
         # message the server refuses
         status, body = await http.api("POST", f"/api/rooms/{pair.room}/recording", body={})
         assert status in (200, 201), body
-        udp_port = next(int(dict(labels)["udp_port"]) for (name, labels), _ in
-                        (await http.metrics()).items() if name == "sfu_media_port_info")
+        udp_port, _ = await http.media_ports()
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.sendto(b"not a STUN message", ("127.0.0.1", udp_port))
         probe = await WsProbe(server).open()

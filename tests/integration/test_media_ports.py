@@ -23,14 +23,6 @@ pytestmark = pytest.mark.integration
 
 
 
-async def media_ports(http: Http) -> tuple[int, int]:
-    for (name, labels), _ in (await http.metrics()).items():
-        if name == "sfu_media_port_info":
-            got = dict(labels)
-            return int(got["udp_port"]), int(got["tcp_port"])
-    raise AssertionError("no sfu_media_port_info in /metrics")
-
-
 def sockets_of(pid: int, flags: str) -> set[int]:
     """Local ports of the sockets ``ss`` lists for process ``pid``."""
     ss = shutil.which("ss") or "/usr/sbin/ss"
@@ -49,7 +41,7 @@ async def test_every_participant_uses_the_one_udp_port(server, http: Http) -> No
     try:
         for p in pairs:
             await p.start()
-        udp_port, tcp_port = await media_ports(http)
+        udp_port, tcp_port = await http.media_ports()
         assert udp_port > 0 and tcp_port > 0
         # the server process has one UDP socket (on the one ICE address) and it is that port
         assert sockets_of(server.proc.pid, "-uan") == {udp_port}
@@ -84,7 +76,7 @@ async def read_frame(reader: asyncio.StreamReader) -> bytes:
 
 async def test_ice_tcp_answers_checks_and_closes_on_garbage(pair: HealthyPair,
                                                             http: Http) -> None:
-    _, tcp_port = await media_ports(http)
+    _, tcp_port = await http.media_ports()
     rejected = await http.metric("sfu_media_port_rejected_total", reason="tcp_unauthenticated")
     # garbage as the first frame: the server closes the connection, counted
     reader, writer = await asyncio.open_connection("127.0.0.1", tcp_port)
