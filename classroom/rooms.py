@@ -31,14 +31,15 @@ class Classrooms:
         return self.rooms.get(room_id)
 
     def create(self, room_id: str, max_participants: int | None = None,
-               reconnect_window_s: float | None = None, recording_policy: str | None = None
-               ) -> Classroom:
+               reconnect_window_s: float | None = None, recording_policy: str | None = None,
+               audio_speakers: int | None = None) -> Classroom:
         """The classroom of that name (an existing one is returned as it is)."""
         existing = self.rooms.get(room_id)
         if existing is not None:
             return existing
         return self._wrap(self.media.create(room_id, max_participants,
-                                            reconnect_window_s=reconnect_window_s),
+                                            reconnect_window_s=reconnect_window_s,
+                                            audio_speakers=audio_speakers),
                           recording_policy)
 
     def get_for_join(self, room_id: str) -> Classroom:

@@ -76,6 +76,14 @@ class RoomsConfig:
     #: how long a participant whose connection is lost stays in the room (reconnecting)
     #: before it is removed with reason "timeout"; per room via the room API
     reconnect_window_s: float = 20.0
+    #: audio by speech: students' microphones forwarded besides the instructor's, only
+    #: while they speak, at most this many at once; 0 = forward every microphone always;
+    #: per room via the room API ("audioSpeakers")
+    audio_speakers: int = 3
+    #: a microphone packet whose RFC 6464 level is under this (-dBov) is speech
+    speech_threshold_dbov: int = 50
+    #: a speaker's microphone stays forwarded this long after its last loud packet
+    speech_hold_ms: float = 800.0
 
 
 @dataclass(frozen=True)
@@ -245,6 +253,12 @@ class Config:
             raise ConfigError("rooms.max_participants must be >= 1")
         if not 0 <= self.rooms.reconnect_window_s <= 600:
             raise ConfigError("rooms.reconnect_window_s must be 0..600")
+        if not 0 <= self.rooms.audio_speakers <= 50:
+            raise ConfigError("rooms.audio_speakers must be 0..50 (0: every microphone)")
+        if not 1 <= self.rooms.speech_threshold_dbov <= 127:
+            raise ConfigError("rooms.speech_threshold_dbov must be 1..127")
+        if not 0 <= self.rooms.speech_hold_ms <= 10_000:
+            raise ConfigError("rooms.speech_hold_ms must be 0..10000")
         if self.media.transport_timeout_s < 2:
             raise ConfigError("media.transport_timeout_s must be >= 2")
         if self.server.ws_heartbeat_s <= 0:

@@ -36,6 +36,8 @@ IN_TWCC = 2
 IN_LEVEL = 4
 IN_NACK = 8
 IN_LEFT = 16
+#: a closed speech gate's loud packet, not forwarded: Python asks the room (sfu.speech_gate)
+IN_GATE = 32
 #: sources one receiver's compiled ingress step knows (more take the Python path)
 MAX_SOURCES = 32
 

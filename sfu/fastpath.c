@@ -738,6 +738,25 @@ void sfu_twcc_rx_packet(sfu_twcc_rx *t, int seq, double arrival_ms)
 #define SFU_IN_LEVEL 4   /* rx->level: an audio level to report */
 #define SFU_IN_NACK 8    /* the source's seq->miss_from/miss_to: NACK them upstream */
 #define SFU_IN_LEFT 16   /* subscribers left to Python (dest status 1, or no compiled view) */
+#define SFU_IN_GATE 32   /* a closed speech gate's loud packet: not forwarded; Python asks the
+                            room's selection whether to open it (and then forwards it) */
+
+/* sfu.speech_gate.gate_step: 0 forward, 1 suppress (counted), 2 ask. */
+static int sfu_gate_step(sfu_track *tr, int level_byte, double now_ms)
+{
+    int loud = (level_byte & 0x7F) < tr->gate_threshold;
+    if (loud)
+        tr->gate_last_loud_ms = now_ms;
+    if (tr->gate_open) {
+        if (loud || now_ms - tr->gate_last_loud_ms <= tr->gate_hold_ms)
+            return 0;
+        tr->gate_open = 0;
+    }
+    if (loud)
+        return 2;
+    tr->gate_suppressed++;
+    return 1;
+}
 
 /* One datagram from a publisher's ICE socket (its first byte says RTP or RTCP).
    2: RTCP, untouched (Python unprotects it). -1: too short or too long. -2: SRTP
@@ -758,7 +777,7 @@ int sfu_ingress(sfu_rx *rx, const char *pkt, int len)
     sfu_track *tr;
     sfu_layer *la;
     uint32_t ssrc, ts;
-    int i, hlen, diff, seq, flags = SFU_IN_DONE, twcc_off;
+    int i, hlen, diff, seq, flags = SFU_IN_DONE, twcc_off, gate = 0;
     int64_t ext;
     long offsets;
     if (len < 12 || len > (int)sizeof(rx->buf))
@@ -821,16 +840,24 @@ int sfu_ingress(sfu_rx *rx, const char *pkt, int len)
             flags |= SFU_IN_NACK;
         if (b[1] & 0x80)
             la->frames++;
-    } else if ((offsets >> 16) && tr->level) {
-        rx->level = b[offsets >> 16];
-        flags |= SFU_IN_LEVEL;
+    } else {
+        if ((offsets >> 16) && tr->level) {
+            rx->level = b[offsets >> 16];
+            flags |= SFU_IN_LEVEL;
+        }
+        if (tr->gate)
+            gate = sfu_gate_step(tr, (offsets >> 16) ? b[offsets >> 16] : 127, rx->now_ms);
     }
     sfu_cache_put(src->cache, ext, (const char *)b, len);
-    if (la->n && sfu_fanout((const char *)b, len, b[1], ssrc, ext, ts, rx->now_ms, twcc_off,
-                            la->dests, la->n))
-        flags |= SFU_IN_LEFT;
-    if (la->python_subs)
-        flags |= SFU_IN_LEFT;
+    if (gate == 2)
+        flags |= SFU_IN_GATE;
+    if (gate == 0) {  /* (1: a silent packet of a closed gate, not forwarded) */
+        if (la->n && sfu_fanout((const char *)b, len, b[1], ssrc, ext, ts, rx->now_ms,
+                                twcc_off, la->dests, la->n))
+            flags |= SFU_IN_LEFT;
+        if (la->python_subs)
+            flags |= SFU_IN_LEFT;
+    }
     rx->src = src->index;
     rx->ext = ext;
     rx->ssrc = ssrc;

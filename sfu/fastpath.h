@@ -81,6 +81,12 @@ typedef struct {         /* a PublishedTrack's ingress settings and counters */
     int twcc;            /* 1: the publisher's transport-cc numbers are recorded: */
     sfu_twcc_rx *twcc_rx;  /*   here (NULL: by Python) */
     int level;           /* 1: audio levels go to Python */
+    int gate;            /* 1: audio by speech (sfu.speech_gate: gate_step), with: */
+    int gate_open;       /*   1: forwarded now */
+    int gate_threshold;  /*   a level byte under this is loud (-dBov) */
+    double gate_hold_ms;       /*   open this long after the last loud packet */
+    double gate_last_loud_ms;
+    int64_t gate_suppressed;   /*   packets not forwarded */
     unsigned char id_map[256];  /* header extension id -> canonical id (0: blank it) */
 } sfu_track;
 

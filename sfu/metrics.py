@@ -48,8 +48,14 @@ class Retired:
         self.twcc_in = 0
         self.twcc_out = 0
         self.transport_restarts = 0
+        self.audio_suppressed = 0
+        self.gate_opens = 0
+        self.gate_refusals = 0
 
     def add_track(self, track: PublishedTrack) -> None:
+        self.audio_suppressed += int(track.gate.gate_suppressed)
+        self.gate_opens += track.gate_opens
+        self.gate_refusals += track.gate_refusals
         self.packets_in[track.kind] += track.stats.packets_in
         self.bytes_in[track.kind] += track.stats.bytes_in
         self.duplicates += track.stats.duplicates
@@ -97,6 +103,8 @@ class SfuCollector(Collector):
                                                r.twcc_out)
         participants = tracks = subscriptions = paused_now = layers_off = reconnecting = 0
         restarts = r.transport_restarts
+        suppressed, gate_opens, gate_refusals = r.audio_suppressed, r.gate_opens, r.gate_refusals
+        gated = {"open": 0, "closed": 0}
         by_layer: dict[str, int] = {"0": 0, "1": 0, "2": 0, "none": 0}
         estimates: list[float] = []
         loss = GaugeMetricFamily("sfu_subscriber_fraction_lost",
@@ -132,6 +140,13 @@ class SfuCollector(Collector):
                     bytes_in[track.kind] += track.stats.bytes_in
                     duplicates += track.stats.duplicates
                     plis_out += track.stats.plis_sent
+                    if track.kind == "audio":
+                        g = track.gate
+                        suppressed += int(g.gate_suppressed)
+                        gate_opens += track.gate_opens
+                        gate_refusals += track.gate_refusals
+                        if g.gate:
+                            gated["open" if g.gate_open else "closed"] += 1
                     tr = track.tracker(track.current_ssrc) if track.current_ssrc else None
                     if tr is not None:
                         jitter_by_kind[track.kind] = max(
@@ -224,8 +239,21 @@ class SfuCollector(Collector):
             ("sfu_bandwidth_pauses", "Video subscriptions paused for bandwidth", pauses),
             ("sfu_twcc_feedback_received", "TWCC feedback packets from subscribers", twcc_in),
             ("sfu_twcc_feedback_sent", "TWCC feedback packets sent to publishers", twcc_out),
+            ("sfu_audio_suppressed_packets", "Microphone packets not forwarded by audio by "
+             "speech (silent, or not among the room's speakers)", suppressed),
+            ("sfu_audio_speech_gate_opens", "Times a student's microphone started being "
+             "forwarded (an utterance, from its first loud packet)", gate_opens),
+            ("sfu_audio_speech_gate_refusals", "Loud microphone packets not forwarded because "
+             "every speaker slot of the room was taken by someone speaking", gate_refusals),
         ):
             yield CounterMetricFamily(name, doc, value=value)
+        gate_gauge = GaugeMetricFamily(
+            "sfu_audio_speech_gated_microphones",
+            "Microphones forwarded by speech, by whether they are forwarded now",
+            labels=["state"])
+        for state, n in gated.items():
+            gate_gauge.add_metric([state], n)
+        yield gate_gauge
         presence = self.rooms.presence_stats
         yield GaugeMetricFamily("sfu_participants_reconnecting",
                                 "Participants inside their reconnection grace window",

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from events import EventBus
@@ -22,6 +22,7 @@ from .errors import ResumeRefused, RoomClosed, RoomFull, RoomNotFound
 from .participant import Participant, now_ms
 from .presence import CAUSES, RECONNECTING, new_resume_token, token_matches
 from .speaker import ActiveSpeakerDetector
+from .speech_gate import SpeechPolicy, SpeechSelection
 from .track import PublishedTrack, Subscription
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,8 @@ class NoListener:
 class Room:
     def __init__(self, room_id: str, *, bus: EventBus, max_participants: int,
                  auto_created: bool = False, reconnect_window_s: float = 20.0,
-                 presence_stats: PresenceStats | None = None) -> None:
+                 presence_stats: PresenceStats | None = None,
+                 speech: SpeechPolicy = SpeechPolicy()) -> None:
         self.id = room_id
         self.bus = bus
         #: the application above this room (set by its owner before anyone joins)
@@ -85,6 +87,12 @@ class Room:
         #: where participants' microphone levels go (sfu.participant.RoomLink)
         self.on_audio_level: Callable[[str, int, float], None] = self.speakers.on_level
         self.current_speakers: list[str] = []
+        #: audio by speech: students' microphones forwarded only while they speak, at most
+        #: ``speech.slots`` at once (None: every microphone forwarded; sfu.speech_gate)
+        self.speech_policy = speech
+        self.speech = SpeechSelection(speech.slots) if speech.slots > 0 else None
+        # the ranking the selection asks for covers every slot
+        self.speakers.max_speakers = max(self.speakers.max_speakers, speech.slots)
         self._timer: asyncio.TimerHandle | None = None
 
     def describe(self) -> dict[str, Any]:
@@ -94,6 +102,7 @@ class Room:
             "numParticipants": len(self.participants),
             "maxParticipants": self.max_participants,
             "reconnectWindowS": self.reconnect_window_s,
+            "audioSpeakers": self.speech_policy.slots,
         }
 
     def broadcast(self, message: dict[str, Any], exclude: Participant | None = None) -> None:
@@ -220,12 +229,30 @@ class Room:
             return  # removed while its offer was being handled
         self.broadcast({"type": "track_published", "track": track.describe()}, exclude=p)
         self.bus.emit("track.published", self.id, {"participant": p.id, **track.describe()})
+        if self.speech is not None and self._by_speech(p, track):
+            policy = self.speech_policy
+            track.gate_by_speech(self._ask_gate, threshold_dbov=policy.threshold_dbov,
+                                 hold_ms=policy.hold_ms)
+            self.speech.add(track.id, p.id, track.gate)
         for other in self.participants.values():
             if other is not p:
                 other.subscribe(track)
         self._tell("track_published", p, track)
 
+    @staticmethod
+    def _by_speech(p: Participant, track: PublishedTrack) -> bool:
+        """Whether a published track is forwarded by speech: a microphone with RFC 6464
+        levels, not the instructor's (always forwarded), nor a screen's sound."""
+        return (track.kind == "audio" and track.source == "microphone"
+                and p.info.role != "instructor" and track.has_audio_level)
+
+    def _ask_gate(self, track: PublishedTrack, now_ms: float) -> bool:
+        return self.speech is not None and self.speech.ask(track.id, now_ms,
+                                                           self.current_speakers)
+
     def track_unpublished(self, p: Participant, track: PublishedTrack) -> None:
+        if self.speech is not None:
+            self.speech.remove(track.id)
         for other in self.participants.values():
             if other is not p:
                 other.unsubscribe(track.id)
@@ -314,17 +341,20 @@ class Room:
 
 class RoomRegistry:
     def __init__(self, bus: EventBus, *, max_participants: int, auto_create: bool,
-                 reconnect_window_s: float = 20.0) -> None:
+                 reconnect_window_s: float = 20.0, speech: SpeechPolicy = SpeechPolicy()
+                 ) -> None:
         self.bus = bus
         self.rooms: dict[str, Room] = {}
         self.max_participants = max_participants
         self.auto_create = auto_create
         self.reconnect_window_s = reconnect_window_s
+        #: audio by speech, per room unless the room API says otherwise
+        self.speech = speech
         self.presence_stats = PresenceStats()
 
     def create(self, room_id: str, max_participants: int | None = None,
-               auto_created: bool = False, reconnect_window_s: float | None = None
-               ) -> Room:
+               auto_created: bool = False, reconnect_window_s: float | None = None,
+               audio_speakers: int | None = None) -> Room:
         room = self.rooms.get(room_id)
         if room is not None:
             return room
@@ -332,7 +362,9 @@ class RoomRegistry:
         room = Room(room_id, bus=self.bus,
                     max_participants=max_participants or self.max_participants,
                     auto_created=auto_created, reconnect_window_s=window,
-                    presence_stats=self.presence_stats)
+                    presence_stats=self.presence_stats,
+                    speech=self.speech if audio_speakers is None
+                    else replace(self.speech, slots=audio_speakers))
         room.on_expired = self.left
         self.rooms[room_id] = room
         self.bus.emit("room.created", room_id, {"maxParticipants": room.max_participants})

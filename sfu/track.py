@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import rtcp
-from .codecs import CodecSpec
-from .engine import ENGINE, IN_LEFT, IN_LEVEL, IN_NACK, IN_TWCC
+from .codecs import AUDIO_LEVEL_ID, CodecSpec
+from .engine import ENGINE, IN_GATE, IN_LEFT, IN_LEVEL, IN_NACK, IN_TWCC
 from .forwarder import RtpForwarder
 from .keyframe import KeyframeThrottle
 from .layers import LayerSelector
@@ -22,6 +22,7 @@ from .payload import keyframe_detector, vp8_resolution
 from .retransmit import Cache
 from .rtp_header import RtpHeaderError, build_id_map, header_length, rtx_wrap
 from .sequence import SequenceTracker
+from .speech_gate import ASK, FORWARD, NO_LEVEL, GateState, configure, gate_step
 
 if TYPE_CHECKING:
     from .transport import MediaTransport
@@ -77,13 +78,14 @@ class TokenBucket:
         return False
 
 
-class IngressCounters:
-    """A track's ingress counters. With the compiled ingress step they live in its C
-    ``sfu_track`` (same names), which it updates."""
+class IngressCounters(GateState):
+    """A track's ingress counters and speech gate (``sfu.speech_gate``). With the compiled
+    ingress step they live in its C ``sfu_track`` (same names), which it updates."""
 
     __slots__ = ("packets_in", "bytes_in", "duplicates")
 
     def __init__(self) -> None:
+        super().__init__()
         self.packets_in = 0
         self.bytes_in = 0
         self.duplicates = 0
@@ -263,12 +265,23 @@ class PublishedTrack:
         self.closed = False
         self.subscriptions: list[Subscription] = []
         self._ext_id_map = build_id_map(ext_map)
+        #: the publisher sends RFC 6464 audio levels (what audio by speech goes by)
+        self.has_audio_level = kind == "audio" and AUDIO_LEVEL_ID in ext_map.values()
         #: the compiled ingress step's view of this track (None without the compiled module,
         #: or for a video codec it cannot spot keyframes of: those take the Python path)
         self.ingress_state = ENGINE.track_state(
             publisher_pt, codec.pt, self._ext_id_map, video=kind == "video",
             twcc=twcc, level=on_audio_level is not None)
-        self.stats = TrackStats(self.ingress_state)
+        counters = self.ingress_state if self.ingress_state is not None else IngressCounters()
+        self.stats = TrackStats(counters)
+        #: the speech gate's fields (``sfu.speech_gate``; off unless the room gates it)
+        self.gate = counters
+        #: the room's answer to a closed gate's loud packet (None: not gated)
+        self._gate_ask: Callable[[PublishedTrack, float], bool] | None = None
+        #: times the gate opened (a speaker's utterance forwarded from its first packet)
+        self.gate_opens = 0
+        #: loud packets of a closed gate the room did not let through (slots all taken)
+        self.gate_refusals = 0
         if kind == "video" and codec.name.upper() != "VP8":
             self.ingress_state = None
         self._needs_rewrite = publisher_pt != codec.pt
@@ -354,8 +367,14 @@ class PublishedTrack:
             if data[1] & 0x80:
                 layer.frames += 1
             keyframe = self._keyframe(data, layer)
-        elif offsets >> 16 and self.on_audio_level is not None and not self.muted:
-            self.on_audio_level(self.participant_id, data[offsets >> 16], now_ms)
+        elif not self.muted:
+            level_off = offsets >> 16
+            if level_off and self.on_audio_level is not None:
+                self.on_audio_level(self.participant_id, data[level_off], now_ms)
+            if self.gate.gate and not self._gate_passes(
+                    data[level_off] if level_off else NO_LEVEL, now_ms):
+                self._caches[ssrc].put(ext, data)
+                return  # silent, or not among the room's speakers now
         self._caches[ssrc].put(ext, data)
         if self.muted or ssrc != layer.current_ssrc:
             return  # late packets of a previous SSRC are kept for NACKs, not forwarded
@@ -408,6 +427,52 @@ class PublishedTrack:
                     sub.forward(data, ssrc, ext, ts, now_ms, twcc_off)
             for sub in plan.python_subs:
                 sub.forward(data, ssrc, ext, ts, now_ms, twcc_off)
+        elif flags & IN_GATE and self._gate_opened(now_ms):
+            # the compiled step did not forward it: every subscriber takes the Python path
+            # once (resynced: the output continues without a sequence gap)
+            ext, ts, twcc_off = rx.ext, rx.ts, rx.twcc_off
+            for sub in self.subscriptions:
+                if sub.selector.current == layer.index:
+                    sub.forward(data, ssrc, ext, ts, now_ms, twcc_off)
+
+    # -- audio by speech (sfu.speech_gate) ----------------------------------------------
+
+    def gate_by_speech(self, ask: Callable[[PublishedTrack, float], bool], *,
+                       threshold_dbov: int, hold_ms: float) -> None:
+        """Forward this microphone only while the room's selection lets it (``ask``: a
+        closed gate's loud packet; True opens it)."""
+        self._gate_ask = ask
+        configure(self.gate, threshold_dbov=threshold_dbov, hold_ms=hold_ms)
+
+    def ungate(self) -> None:
+        """Forward every packet again (the output continues without a sequence gap)."""
+        if not self.gate.gate:
+            return
+        self.gate.gate = 0
+        self.gate.gate_open = 0
+        self._gate_ask = None
+        for sub in self.subscriptions:
+            sub.forwarder.resync()
+
+    def _gate_passes(self, level_byte: int, now_ms: float) -> bool:
+        step = gate_step(self.gate, level_byte, now_ms)
+        if step == FORWARD:
+            return True
+        return step == ASK and self._gate_opened(now_ms)
+
+    def _gate_opened(self, now_ms: float) -> bool:
+        """A closed gate's loud packet: open it if the room lets it (then every
+        subscription resyncs), else count the packet as suppressed."""
+        ask = self._gate_ask
+        if ask is None or not ask(self, now_ms):
+            self.gate.gate_suppressed += 1
+            self.gate_refusals += 1
+            return False
+        self.gate.gate_open = 1
+        self.gate_opens += 1
+        for sub in self.subscriptions:
+            sub.forwarder.resync()
+        return True
 
     def ingress_source(self, layer: Layer, ssrc: int) -> tuple[Any, Cache] | None:
         """(the ``sfu_seq`` of ``ssrc``, its retransmission cache) when the compiled ingress
@@ -543,6 +608,7 @@ class PublishedTrack:
         if muted == self.muted:
             return
         self.muted = muted
+        self.gate.gate_open = 0  # its slot is free; unmuted, it asks again
         self._sources_changed()  # a muted track's packets take the Python path (not forwarded)
         if not muted:
             # output continues without a sequence gap; video needs a keyframe to resume

@@ -38,6 +38,7 @@ from sfu.media_ports import MediaPorts
 from sfu.metrics import LoopCollector, MediaPortsCollector, SfuCollector
 from sfu.participant import ROLES, MediaParams, Participant
 from sfu.room import Room, RoomRegistry
+from sfu.speech_gate import SpeechPolicy
 from sfu.transport import SharedPortTransports, new_certificate
 
 from . import tokens, whiteboard_ws
@@ -135,7 +136,10 @@ def create_app(config: Config) -> web.Application:
                              config.media.announced_addresses)
     rooms = RoomRegistry(bus, max_participants=config.rooms.max_participants,
                          auto_create=config.rooms.auto_create,
-                         reconnect_window_s=config.rooms.reconnect_window_s)
+                         reconnect_window_s=config.rooms.reconnect_window_s,
+                         speech=SpeechPolicy(config.rooms.audio_speakers,
+                                             config.rooms.speech_threshold_dbov,
+                                             config.rooms.speech_hold_ms))
     state = ServerState(
         config=config, bus=bus, rooms=rooms,
         classrooms=Classrooms(rooms, bus, recording_policy=config.recording.policy),
@@ -315,13 +319,18 @@ def create_app(config: Config) -> web.Application:
         if window is not None and (isinstance(window, bool) or not isinstance(
                 window, int | float) or not 0 <= window <= 600):
             return _json_error(400, "bad_message", "reconnectWindowS must be 0..600 seconds")
+        speakers = body.get("audioSpeakers")
+        if speakers is not None and (isinstance(speakers, bool) or not isinstance(speakers, int)
+                                     or not 0 <= speakers <= 50):
+            return _json_error(400, "bad_message", "audioSpeakers must be 0..50 (0: every "
+                               "microphone forwarded)")
         policy = body.get("recordingPolicy")
         if policy is not None and policy not in RECORDING_POLICIES:
             return _json_error(400, "bad_message", "recordingPolicy must be one of "
                                + ", ".join(RECORDING_POLICIES))
         existed = name in state.classrooms.rooms
         room = state.classrooms.create(name, maxp, reconnect_window_s=window,
-                                       recording_policy=policy)
+                                       recording_policy=policy, audio_speakers=speakers)
         return web.json_response(room.describe(), status=200 if existed else 201)
 
     async def recent_events(request: web.Request) -> web.Response:
