@@ -142,12 +142,15 @@ async def test_counters_do_not_go_down_when_participants_leave(server, raw_clien
     assert await http.metric("sfu_rtp_packets_in_total", kind="audio") >= before_in
 
 
-async def test_answers_past_the_candidate_cap_are_accepted(server, raw_client) -> None:  # type: ignore[no-untyped-def]
+async def test_answers_past_the_candidate_cap_are_accepted(server, raw_client, http) -> None:  # type: ignore[no-untyped-def]
     """A client that repeats its ICE candidates in every subscriber answer (non-trickle, like
     this raw client) renegotiates once per new track. More answers than the cap on remote
     candidates per connection (32) must all be accepted and every track delivered: the
-    candidates of an answer on a running ICE session are the ones it already has."""
+    candidates of an answer on a running ICE session are the ones it already has. (The
+    room forwards every microphone: 34 students talking at once, all delivered.)"""
     room = unique("reneg")
+    status, _ = await http.api("POST", "/api/rooms", body={"name": room, "audioSpeakers": 0})
+    assert status == 201
     sub = raw_client(room, "sub")
     await sub.connect()
     tracks = []
