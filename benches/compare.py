@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"relay runs only at {RELAY_AT[0]} 1 × {RELAY_AT[1]})")
     ap.add_argument("--rounds", type=int, default=1, help="run ours and Janus this many "
                     "times per scenario, alternating, and report the median ratio")
+    ap.add_argument("--clients", choices=harness.CLIENTS, default="light",
+                    help="light (the default) or browser-like clients (benches.harness)")
     ap.add_argument("--json", help="write every result here")
     args = ap.parse_args(argv)
     if not netns.inside():
@@ -111,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(max(1, args.rounds)):
                 rounds.append([
                     uvloop.run(harness.run(s, scenario, seconds=seconds, warmup=warmup,
-                                           address=netns.ADDRESS, log=log))
+                                           address=netns.ADDRESS, log=log,
+                                           clients=args.clients))
                     for s in servers
                     if s != BASELINE or (i == 0 and (name, students) == relay_at)])
             results = rounds[0]

@@ -43,6 +43,8 @@ from benches.measure import git_state, machine_info, percentile, proc_cpu_s, pro
 from benches.scenario import Scenario, load
 
 SERVERS = ("ours", "janus", "relay")
+#: the bench clients (benches.load_clients): light, or what a browser sends on the wire
+CLIENTS = ("light", "browser")
 #: servers that can only run inside the bench network namespace
 NETNS_ONLY = ("janus", "relay")
 
@@ -244,14 +246,23 @@ async def _recorded_window(target: Target, seconds: float, warmup: float,
 
 async def run(kind: str, scenario: Scenario, *, seconds: float = 15.0, warmup: float = 2.0,
               workers: int = 0, address: str = "127.0.0.1", log: Any = print,
-              record: bool = False) -> dict[str, Any]:
-    for layer in {p.video or "180p" for p in scenario.publishers}:
+              record: bool = False, clients: str = "light") -> dict[str, Any]:
+    """``clients``: "light" (no feedback, one video layer, every packet loud) or "browser"
+    (what Chromium does on the wire: benches.load_clients)."""
+    if clients not in CLIENTS:
+        raise ValueError(f"clients must be one of {CLIENTS}")
+    wanted = {p.video or "180p" for p in scenario.publishers}
+    if any(p.simulcast for p in scenario.publishers):
+        wanted |= {"180p", "360p", "720p"}
+    for layer in wanted:
         media.load(layer)  # encode once, before the workers (which only read the cache)
     n = len(scenario.participants)
     n_workers = max(1, min(workers or min(8, math.ceil(n / 6)), n))
     target = await start_target(kind, address, n)
+    target.client_config["clients"] = clients
+    target.client_config["lesson_start"] = time.monotonic()  # benches.talk's time zero
     log(f"{kind}: pid {target.pid}, {scenario.name} with {n} participants, "
-        f"{n_workers} workers")
+        f"{n_workers} workers, {clients} clients")
     ctx = mp.get_context("spawn")
     names = [p.name for p in scenario.participants]
     pool = [Worker(ctx, target.client_config, scenario, names[k::n_workers], address)
@@ -289,6 +300,7 @@ async def run(kind: str, scenario: Scenario, *, seconds: float = 15.0, warmup: f
         await asyncio.gather(*(w.stop() for w in pool), return_exceptions=True)
         target.stop()
     result = summarize(kind, scenario, seconds, n_workers, idle, steady, failures)
+    result["clients"] = clients
     if recorded is not None:
         result["recorded"] = summarize_recorded(scenario, steady, recorded)
     return result
@@ -454,6 +466,10 @@ def main(argv: list[str] | None = None) -> int:
                     "namespace (always for janus and relay)")
     ap.add_argument("--record", action="store_true", help="ours: a third window with the "
                     "room recorded (both copies checked after it)")
+    ap.add_argument("--clients", choices=CLIENTS, default="light", help="light: no "
+                    "feedback, one video layer; browser: transport-cc both ways with feedback "
+                    "every 100 ms, receiver reports, NACKs, audio levels that follow the "
+                    "lesson, simulcast where the scenario says")
     ap.add_argument("--json", help="write the result here")
     args = ap.parse_args(argv)
     if (args.netns or args.server in NETNS_ONLY) and not netns.inside():
@@ -469,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = uvloop.run(run(args.server, scenario, seconds=args.seconds,
                                 warmup=args.warmup, workers=args.workers, address=address,
-                                log=log, record=args.record))
+                                log=log, record=args.record, clients=args.clients))
     except KeyboardInterrupt:
         return 130
     except Exception:

@@ -13,7 +13,12 @@ writes its own SDP (:mod:`benches.rawclient`); only the signalling differs:
   small HTTP API, non-trickle, subscribing like a Janus subscriber.
 
 A subscriber's packets are counted in its socket callback before SRTP
-(:func:`benches.measure.hook_transport`); it neither decodes nor sends feedback.
+(:func:`benches.measure.hook_transport`); it does not decode. Light clients (the default)
+send no feedback and publish one video layer without transport-cc; browser-like ones
+(``browser=True``) do what Chromium does on the wire: transport-cc both ways, transport-cc
+feedback every 100 ms, receiver reports and NACKs (:mod:`benches.feedback`), audio levels
+that follow a lesson's talk (:mod:`benches.talk`), and the instructor's video in three
+simulcast layers when the scenario says so.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import aiohttp
 from aiortc.rtcdtlstransport import RTCCertificate
 
 from benches import janus_server
+from benches.feedback import ReceiverFeedback
 from benches.measure import StreamCounter, hook_transport
 from benches.rawclient import RawClient, RtpSource, publisher_offer, subscriber_answer
 from benches.scenario import Participant, Scenario
@@ -45,11 +51,12 @@ class BenchClient:
     """One participant. ``join`` connects (and publishes); ``subscribe`` starts receiving."""
 
     def __init__(self, p: Participant, scenario: Scenario, address: str,
-                 certificate: RTCCertificate) -> None:
+                 certificate: RTCCertificate, browser: bool = False) -> None:
         self.p = p
         self.scenario = scenario
         self.address = address
         self.certificate = certificate
+        self.browser = browser
         self.counter = StreamCounter()
         self.subscribe_started_ns = 0
 
@@ -72,6 +79,18 @@ class BenchClient:
 
     def _hook(self, transport: MediaTransport) -> None:
         hook_transport(transport, self.counter)
+        if self.browser:
+            self.counter.feedback = ReceiverFeedback(transport.send_rtcp)
+            self.counter.feedback.start()
+
+    def _learn(self, offer: sdp_mod.SessionDescription) -> None:
+        self.counter.video_pts |= video_pts(offer)
+        if self.counter.feedback is not None:
+            self.counter.feedback.learn(offer)
+
+    async def _stop_feedback(self) -> None:
+        if self.counter.feedback is not None:
+            await self.counter.feedback.stop()
 
 
 # -- ours ----------------------------------------------------------------------------
@@ -81,11 +100,11 @@ class _DeferredClient(RawClient):
     """A RawClient that holds the subscriber offer until :meth:`allow`, then hides the
     videos its participant does not see."""
 
-    def __init__(self, *args: Any, sees: tuple[str, ...], counter: StreamCounter,
+    def __init__(self, *args: Any, sees: tuple[str, ...], owner: BenchClient,
                  **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.sees = set(sees)
-        self.counter = counter
+        self.owner = owner
         self.allowed = False
         self.pending: dict[str, Any] | None = None
         self.hidden: set[str] = set()
@@ -95,7 +114,7 @@ class _DeferredClient(RawClient):
             self.pending = msg
             return
         await super()._answer(msg)
-        self.counter.video_pts |= video_pts(sdp_mod.parse(msg["sdp"]))
+        self.owner._learn(sdp_mod.parse(msg["sdp"]))
         names = {p["id"]: p["identity"] for p in self.joined.get("participants", [])}
         names.update({m["participant"]["id"]: m["participant"]["identity"] for m in self.log
                       if m.get("type") == "participant_joined"})
@@ -116,17 +135,16 @@ class _DeferredClient(RawClient):
 class OursClient(BenchClient):
     def __init__(self, p: Participant, scenario: Scenario, address: str,
                  certificate: RTCCertificate, ws_url: str, api_key: str,
-                 api_secret: str) -> None:
+                 api_secret: str, browser: bool = False) -> None:
         from signalling import tokens
 
-        super().__init__(p, scenario, address, certificate)
+        super().__init__(p, scenario, address, certificate, browser)
         token = tokens.mint(api_key, api_secret, room=OURS_ROOM, identity=p.name,
                             role=p.role)
         self.client = _DeferredClient(ws_url, token, certificate=certificate,
-                                      addresses=(address,), sees=p.sees,
-                                      counter=self.counter,
+                                      addresses=(address,), sees=p.sees, owner=self,
                                       on_packet=self.counter.on_plain,
-                                      on_sub_transport=self._hook)
+                                      on_sub_transport=self._hook, browser_like=browser)
 
     @property
     def rtp(self) -> RtpSource:
@@ -140,7 +158,8 @@ class OursClient(BenchClient):
         subscribes (so its join-to-first-packet time counts the join, as with Janus)."""
         if self.p.publishes:
             await self.client.connect()
-            await self.client.publish(audio=self.p.audio, video=bool(self.p.video))
+            await self.client.publish(audio=self.p.audio, video=bool(self.p.video),
+                                      simulcast=self.p.simulcast)
         return self.p.name
 
     async def subscribe(self, directory: dict[str, str]) -> None:
@@ -152,6 +171,7 @@ class OursClient(BenchClient):
             await self.client.allow()
 
     async def close(self) -> None:
+        await self._stop_feedback()
         await self.client.close()
 
 
@@ -163,9 +183,11 @@ class _HttpSignalledClient(BenchClient):
     offers); subclasses only carry the SDPs to and from their server."""
 
     def __init__(self, p: Participant, scenario: Scenario, address: str,
-                 certificate: RTCCertificate) -> None:
-        super().__init__(p, scenario, address, certificate)
+                 certificate: RTCCertificate, browser: bool = False) -> None:
+        super().__init__(p, scenario, address, certificate, browser)
         self.source = RtpSource()
+        if browser:
+            self.source.twcc_seq = 0
         self.publisher: MediaTransport | None = None
         self.subscriber: MediaTransport | None = None
 
@@ -200,7 +222,8 @@ class _HttpSignalledClient(BenchClient):
         await self.publisher.gather()
         offer = publisher_offer(self.publisher.local(), self.source.audio_ssrc,
                                 self.source.video_ssrc, audio=self.p.audio,
-                                video=bool(self.p.video))
+                                video=bool(self.p.video), twcc=self.browser,
+                                simulcast=self.p.simulcast)
         feed, answer = await self._exchange_offer(offer)
         await _start(self.publisher, sdp_mod.parse(answer), "server")
         await asyncio.wait_for(connected.wait(), 15)
@@ -222,17 +245,19 @@ class _HttpSignalledClient(BenchClient):
             return
         key, offer_sdp = await self._request_offer(feeds)
         offer = sdp_mod.parse(offer_sdp)
-        self.counter.video_pts |= video_pts(offer)
         self.subscriber = MediaTransport(
             self.certificate, [self.address], controlling=False,
             on_rtp=self.counter.on_plain, on_rtcp=lambda d: None, on_state=lambda st: None,
             name=f"{type(self).__name__}-sub")
         await self.subscriber.gather()
         self._hook(self.subscriber)
-        await self._send_answer(key, subscriber_answer(offer, self.subscriber.local()))
+        self._learn(offer)
+        await self._send_answer(key, subscriber_answer(offer, self.subscriber.local(),
+                                                       twcc=self.browser))
         await _start(self.subscriber, offer, "client")
 
     async def close(self) -> None:
+        await self._stop_feedback()
         for t in (self.publisher, self.subscriber):
             if t is not None:
                 await t.close()
@@ -241,8 +266,8 @@ class _HttpSignalledClient(BenchClient):
 class JanusClient(_HttpSignalledClient):
     def __init__(self, p: Participant, scenario: Scenario, address: str,
                  certificate: RTCCertificate, session: janus_server.JanusSession,
-                 room: int) -> None:
-        super().__init__(p, scenario, address, certificate)
+                 room: int, browser: bool = False) -> None:
+        super().__init__(p, scenario, address, certificate, browser)
         self.session = session
         self.room = room
         self.handles: list[int] = []

@@ -45,14 +45,22 @@ def main(conn: Any, target: dict[str, Any], scenario: Scenario, names: list[str]
         conn.close()
 
 
-async def _pace(client: Any, media: Any, stats: dict[str, int], stamps: bool = True) -> None:
+async def _pace(client: Any, media: Any, stats: dict[str, int], stamps: bool = True,
+                layers: list[Any] | None = None, talk: tuple[int, int, float] | None = None
+                ) -> None:
     """Send one participant's media in real time until cancelled (``stamps``: each payload
-    ends with its send time; off for a server that decodes, as it corrupts the media)."""
+    ends with its send time; off for a server that decodes, as it corrupts the media).
+    ``layers``: the simulcast layers' media, lowest first (the video is sent as all of
+    them); ``talk``: (index, students, lesson start) for audio levels that follow the
+    lesson (:mod:`benches.talk`; else every packet is loud)."""
+    from benches import talk as talk_mod
+
     loop = asyncio.get_running_loop()
     rtp, send, now_ns = client.rtp, client.send, time.monotonic_ns
     stamp = STAMP.pack if stamps else (lambda _: b"")
     audio, video = media.audio if client.p.audio else None, \
         media.video if client.p.video else None
+    streams = [(k, m.video) for k, m in enumerate(layers)] if layers else [(-1, video)]
     fps = media.meta["fps"]
     ts_video = 90000 // fps
     t0 = loop.time()
@@ -63,19 +71,28 @@ async def _pace(client: Any, media: Any, stats: dict[str, int], stamps: bool = T
         now = loop.time()
         while next_a <= now:
             assert audio is not None
+            level = (30 if talk is None
+                     else talk_mod.level(talk[0], talk[1], time.monotonic() - talk[2]))
             ok = send(rtp.build_packet("audio", audio[a_i % len(audio)] + stamp(now_ns()),
-                                       ts_step=AUDIO_TS_STEP))
+                                       ts_step=AUDIO_TS_STEP, audio_level=level))
             stats["sent" if ok else "failed"] += 1
             a_i += 1
             next_a = t0 + a_i * 0.020
         while next_v <= now:
             assert video is not None
-            payloads = video[v_i % len(video)]
-            last = len(payloads) - 1
-            for j, p in enumerate(payloads):
-                ok = send(rtp.build_packet("video", p + stamp(now_ns()), marker=j == last,
-                                           ts_step=ts_video if j == 0 else 0))
-                stats["sent" if ok else "failed"] += 1
+            for k, frames in streams:
+                payloads = frames[v_i % len(frames)]
+                last = len(payloads) - 1
+                for j, p in enumerate(payloads):
+                    step = ts_video if j == 0 else 0
+                    if k < 0:
+                        packet = rtp.build_packet("video", p + stamp(now_ns()),
+                                                  marker=j == last, ts_step=step)
+                    else:
+                        packet = rtp.build_layer_packet(k, p + stamp(now_ns()),
+                                                        marker=j == last, ts_step=step)
+                    ok = send(packet)
+                    stats["sent" if ok else "failed"] += 1
             v_i += 1
             next_v = t0 + v_i / fps
         await asyncio.sleep(max(0.0, min(next_v, next_a) - loop.time()))
@@ -106,6 +123,7 @@ async def _run(conn: Any, target: dict[str, Any], scenario: Scenario, names: lis
     tasks: list[asyncio.Task[None]] = []
     clients: list[load_clients.BenchClient] = []
     stats = {"sent": 0, "failed": 0}
+    browser = target.get("clients") == "browser"
     try:
         if target["kind"] == "janus":
             session = janus_server.JanusSession(http, target["http_url"])
@@ -113,7 +131,7 @@ async def _run(conn: Any, target: dict[str, Any], scenario: Scenario, names: lis
             tasks.append(asyncio.ensure_future(session.run_events()))
             for n in names:
                 clients.append(load_clients.JanusClient(people[n], scenario, address, cert,
-                                                        session, target["room"]))
+                                                        session, target["room"], browser))
         elif target["kind"] == "relay":
             for n in names:
                 clients.append(load_clients.RelayClient(people[n], scenario, address, cert,
@@ -122,20 +140,28 @@ async def _run(conn: Any, target: dict[str, Any], scenario: Scenario, names: lis
             for n in names:
                 clients.append(load_clients.OursClient(people[n], scenario, address, cert,
                                                        target["ws_url"], target["api_key"],
-                                                       target["api_secret"]))
+                                                       target["api_secret"], browser))
         conn.send(("ready", os.getpid()))
         while True:
             cmd, arg = await commands.get()
             if cmd == "join":
                 ids = await asyncio.gather(*(c.join() for c in clients))
                 layers: dict[str, media.Media] = {}  # each layer read and packetized once
+
+                def layer_media(name: str) -> media.Media:
+                    if name not in layers:
+                        layers[name] = media.load(name)
+                    return layers[name]
+
                 for c in clients:
                     if c.p.publishes:
-                        layer = c.p.video or "180p"
-                        if layer not in layers:
-                            layers[layer] = media.load(layer)
+                        simulcast = ([layer_media(n) for n in ("180p", "360p", "720p")]
+                                     if c.p.simulcast else None)
+                        talk = ((scenario.index(c.p), scenario.students,
+                                 target["lesson_start"]) if browser else None)
                         tasks.append(asyncio.ensure_future(
-                            _pace(c, layers[layer], stats, target.get("stamps", True))))
+                            _pace(c, layer_media(c.p.video or "180p"), stats,
+                                  target.get("stamps", True), simulcast, talk)))
                 conn.send(("joined", {c.p.name: i for c, i in zip(clients, ids)}))
             elif cmd == "subscribe":
                 await asyncio.gather(*(c.subscribe(arg) for c in clients

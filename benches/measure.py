@@ -92,7 +92,7 @@ class StreamCounter:
     """
 
     __slots__ = ("streams", "first_ns", "latencies_us", "sample_every", "video_pts", "_n",
-                 "_arrival")
+                 "_arrival", "feedback")
 
     def __init__(self, sample_every: int = 16) -> None:
         #: ssrc -> [packets, base ext seq, max ext seq, video frames (marked packets)]
@@ -104,6 +104,9 @@ class StreamCounter:
         self.video_pts: set[int] = set()
         self._n = 0
         self._arrival = 0
+        #: a browser-like subscriber's feedback (benches.feedback.ReceiverFeedback), fed
+        #: every packet's clear header
+        self.feedback: Any = None
 
     def hook(self, data: bytes) -> bool:
         seq = _SEQ(data, 2)[0]
@@ -121,6 +124,8 @@ class StreamCounter:
         b1 = data[1]
         if b1 & 0x80 and b1 & 0x7F in self.video_pts:
             s[3] += 1
+        if self.feedback is not None:
+            self.feedback.on_packet(data, time.monotonic() * 1000.0)
         self._n += 1
         if not self.sample_every or self._n % self.sample_every:
             return True

@@ -22,7 +22,7 @@ from aiortc.rtcdtlstransport import RTCCertificate
 
 from sfu import rtcp
 from sfu import sdp as sdp_mod
-from sfu.codecs import EXT_TWCC
+from sfu.codecs import EXT_RID, EXT_TWCC
 from sfu.negotiation import LocalTransport
 from sfu.transport import MediaTransport
 
@@ -31,6 +31,10 @@ MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 #: extension ids the raw publisher uses (deliberately not the server's canonical ones)
 PUB_MID_ID = 9
 PUB_AUDIO_LEVEL_ID = 7
+PUB_TWCC_ID = 5
+PUB_RID_ID = 10
+#: a browser's simulcast rids, lowest first (the page's, webui/src/client/publisher.js)
+SIMULCAST_RIDS = ("q", "h", "f")
 
 
 @dataclass
@@ -54,25 +58,38 @@ def _transport_lines(local: LocalTransport, setup: str) -> list[str]:
 
 def publisher_offer(local: LocalTransport, audio_ssrc: int, video_ssrc: int,
                     *, audio: bool = True, video: bool = True,
-                    extra_video: dict[str, int] | None = None) -> str:
-    """A raw publisher offer; ``extra_video`` adds video sections {mid: ssrc} (screen...)."""
+                    extra_video: dict[str, int] | None = None, twcc: bool = False,
+                    simulcast: bool = False) -> str:
+    """A raw publisher offer; ``extra_video`` adds video sections {mid: ssrc} (screen...).
+    ``twcc``: transport-cc negotiated (the packets then carry transport-wide numbers, as a
+    browser's); ``simulcast``: the video in three rid layers, as a browser offers it (no
+    SSRC lines: the server learns each layer's SSRC from the rid extension)."""
     mids = []
     body: list[str] = []
+    twcc_lines = [f"a=extmap:{PUB_TWCC_ID} {EXT_TWCC}"] if twcc else []
     if audio:
         mids.append("a")
         body += ["m=audio 9 UDP/TLS/RTP/SAVPF 111 0", *_transport_lines(local, "actpass"),
                  "a=mid:a", "a=sendonly", "a=rtcp-mux",
                  f"a=extmap:{PUB_MID_ID} {MID_URI}",
-                 f"a=extmap:{PUB_AUDIO_LEVEL_ID} {AUDIO_LEVEL_URI}",
+                 f"a=extmap:{PUB_AUDIO_LEVEL_ID} {AUDIO_LEVEL_URI}", *twcc_lines,
                  "a=rtpmap:111 opus/48000/2", "a=fmtp:111 minptime=10;useinbandfec=1",
+                 *(["a=rtcp-fb:111 transport-cc"] if twcc else []),
                  "a=rtpmap:0 PCMU/8000",
                  f"a=ssrc:{audio_ssrc} cname:raw", "a=msid:raw audio"]
     if video:
         mids.append("v")
         body += ["m=video 9 UDP/TLS/RTP/SAVPF 100", *_transport_lines(local, "actpass"),
                  "a=mid:v", "a=sendonly", "a=rtcp-mux", f"a=extmap:{PUB_MID_ID} {MID_URI}",
+                 *twcc_lines,
+                 *([f"a=extmap:{PUB_RID_ID} {EXT_RID}"] if simulcast else []),
                  "a=rtpmap:100 VP8/90000", "a=rtcp-fb:100 nack", "a=rtcp-fb:100 nack pli",
-                 f"a=ssrc:{video_ssrc} cname:raw", "a=msid:raw video"]
+                 *(["a=rtcp-fb:100 transport-cc"] if twcc else [])]
+        if simulcast:
+            body += [f"a=rid:{rid} send" for rid in SIMULCAST_RIDS]
+            body += ["a=simulcast:send " + ";".join(SIMULCAST_RIDS), "a=msid:raw video"]
+        else:
+            body += [f"a=ssrc:{video_ssrc} cname:raw", "a=msid:raw video"]
     for mid, ssrc in (extra_video or {}).items():
         mids.append(mid)
         body += ["m=video 9 UDP/TLS/RTP/SAVPF 100", *_transport_lines(local, "actpass"),
@@ -82,7 +99,10 @@ def publisher_offer(local: LocalTransport, audio_ssrc: int, video_ssrc: int,
     return "\r\n".join(head + body) + "\r\n"
 
 
-def subscriber_answer(offer: sdp_mod.SessionDescription, local: LocalTransport) -> str:
+def subscriber_answer(offer: sdp_mod.SessionDescription, local: LocalTransport,
+                      twcc: bool = False) -> str:
+    """``twcc``: accept transport-cc (a promise to send feedback: browser-like clients
+    do, with :class:`benches.feedback.ReceiverFeedback`)."""
     mids = [m.mid for m in offer.media if m.port != 0 and m.mid is not None]
     lines = ["v=0", "o=- 2 1 IN IP4 0.0.0.0", "s=-", "t=0 0", "a=group:BUNDLE " + " ".join(mids)]
     for m in offer.media:
@@ -93,13 +113,16 @@ def subscriber_answer(offer: sdp_mod.SessionDescription, local: LocalTransport) 
         lines += _transport_lines(local, "active")
         lines += [f"a=mid:{m.mid}", "a=recvonly" if m.direction == "sendonly" else "a=inactive",
                   "a=rtcp-mux"]
-        # transport-cc is a promise to send feedback, which this client does not send
-        lines += [f"a=extmap:{i} {uri}" for i, uri in m.extmap.items() if uri != EXT_TWCC]
+        # transport-cc is a promise to send feedback, which a light client does not send
+        lines += [f"a=extmap:{i} {uri}" for i, uri in m.extmap.items()
+                  if twcc or uri != EXT_TWCC]
         for c in m.codecs.values():
             ch = f"/{c.channels}" if c.channels > 1 else ""
             lines.append(f"a=rtpmap:{c.pt} {c.name}/{c.clock_rate}{ch}")
             if c.fmtp:
                 lines.append(f"a=fmtp:{c.pt} {c.fmtp}")
+            if twcc:
+                lines.append(f"a=rtcp-fb:{c.pt} transport-cc")
     return "\r\n".join(lines) + "\r\n"
 
 
@@ -124,6 +147,30 @@ class RtpSource:
         self.video_ssrc = secrets.randbits(32) | 1
         self._seq = {"audio": secrets.randbits(16), "video": secrets.randbits(16)}
         self._ts = {"audio": secrets.randbits(32), "video": secrets.randbits(32)}
+        #: transport-wide sequence number of the last packet (None: no transport-cc)
+        self.twcc_seq: int | None = None
+        #: the simulcast layers' SSRCs, lowest first (the first is ``video_ssrc``)
+        self.layer_ssrcs = [self.video_ssrc, secrets.randbits(32) | 1, secrets.randbits(32) | 1]
+        self._layer_seq = [secrets.randbits(16) for _ in SIMULCAST_RIDS]
+        self._layer_ts = [secrets.randbits(32) for _ in SIMULCAST_RIDS]
+
+    def build_layer_packet(self, layer: int, payload: bytes, *, marker: bool = False,
+                           ts_step: int = 3000) -> bytes:
+        """Next packet of simulcast layer ``layer`` (0: lowest), with its rid."""
+        seq = self._layer_seq[layer] = (self._layer_seq[layer] + 1) & 0xFFFF
+        ts = self._layer_ts[layer] = (self._layer_ts[layer] + ts_step) & 0xFFFFFFFF
+        rid = SIMULCAST_RIDS[layer].encode()
+        ext = bytes([(PUB_MID_ID << 4), ord("v"), (PUB_RID_ID << 4) | (len(rid) - 1)]) + rid
+        return self._finish(ext, marker, 100, seq, ts, self.layer_ssrcs[layer], payload)
+
+    def _finish(self, ext: bytes, marker: bool, pt: int, seq: int, ts: int, ssrc: int,
+                payload: bytes) -> bytes:
+        if self.twcc_seq is not None:
+            self.twcc_seq = (self.twcc_seq + 1) & 0xFFFF
+            ext += bytes([(PUB_TWCC_ID << 4) | 1]) + struct.pack("!H", self.twcc_seq)
+        ext += bytes((-len(ext)) % 4)
+        header = struct.pack("!BBHII", 0x90, (0x80 if marker else 0) | pt, seq, ts, ssrc)
+        return header + struct.pack("!HH", 0xBEDE, len(ext) // 4) + ext + payload
 
     def build_packet(self, kind: str, payload: bytes, *, marker: bool = False,
                      ts_step: int | None = None, audio_level: int = 30,
@@ -142,20 +189,22 @@ class RtpSource:
         ext = bytes([(PUB_MID_ID << 4) | (len(mid) - 1)]) + mid
         if kind == "audio":
             ext += bytes([(PUB_AUDIO_LEVEL_ID << 4) | 0, 0x80 | audio_level])
-        ext += bytes((-len(ext)) % 4)
-        header = struct.pack("!BBHII", 0x90, (0x80 if marker else 0) | pt, seq, ts, ssrc)
-        header += struct.pack("!HH", 0xBEDE, len(ext) // 4) + ext
-        return header + payload
+        return self._finish(ext, marker, pt, seq, ts, ssrc, payload)
 
 
 class RawClient(RtpSource):
     def __init__(self, ws_url: str, token: str, *, certificate: RTCCertificate | None = None,
                  addresses: tuple[str, ...] = ("127.0.0.1",), record: bool = False,
                  on_packet: Callable[[bytes, float], None] | None = None,
-                 on_sub_transport: Callable[[MediaTransport], None] | None = None) -> None:
+                 on_sub_transport: Callable[[MediaTransport], None] | None = None,
+                 browser_like: bool = False) -> None:
         """``on_sub_transport`` is called with the subscriber transport once it has its
-        sockets, before it connects (the benches hook their packet counters there)."""
+        sockets, before it connects (the benches hook their packet counters there).
+        ``browser_like``: transport-cc both ways (published packets carry transport-wide
+        numbers; the subscriber accepts transport-cc, its feedback sent by whoever hooks
+        the transport, :class:`benches.feedback.ReceiverFeedback`)."""
         super().__init__()
+        self.browser_like = browser_like
         self.ws_url = ws_url
         self.token = token
         self.certificate = certificate or RTCCertificate.generateCertificate()
@@ -263,8 +312,12 @@ class RawClient(RtpSource):
 
     async def publish(self, audio: bool = True, video: bool = True,
                       extra_video: dict[str, int] | None = None,
-                      sources: dict[str, str] | None = None) -> dict[str, str]:
-        """Publish; returns {mid: server track id}. ``sources`` declares {mid: source}."""
+                      sources: dict[str, str] | None = None,
+                      simulcast: bool = False) -> dict[str, str]:
+        """Publish; returns {mid: server track id}. ``sources`` declares {mid: source};
+        ``simulcast``: the video in three rid layers (:meth:`build_layer_packet`)."""
+        if self.browser_like and self.twcc_seq is None:
+            self.twcc_seq = secrets.randbits(16)
         self.publisher = MediaTransport(
             self.certificate, self.addresses, controlling=True,
             on_rtp=lambda d, t: None, on_rtcp=self._on_pub_rtcp,
@@ -272,7 +325,8 @@ class RawClient(RtpSource):
             name="raw-pub")
         await self.publisher.gather()
         offer = publisher_offer(self.publisher.local(), self.audio_ssrc, self.video_ssrc,
-                                audio=audio, video=video, extra_video=extra_video)
+                                audio=audio, video=video, extra_video=extra_video,
+                                twcc=self.browser_like, simulcast=simulcast)
         msg: dict[str, Any] = {"type": "offer", "target": "publisher", "sdp": offer}
         if sources:
             msg["tracks"] = [{"mid": m, "source": src} for m, src in sources.items()]
@@ -340,7 +394,8 @@ class RawClient(RtpSource):
                 self._on_sub_transport(self.subscriber)
         assert self.subscriber is not None
         await self.send({"type": "answer", "target": "subscriber",
-                         "sdp": subscriber_answer(offer, self.subscriber.local())})
+                         "sdp": subscriber_answer(offer, self.subscriber.local(),
+                                                  twcc=self.browser_like)})
         if first_offer:
             first = next(m for m in offer.media if m.port != 0)
             ufrag, pwd = offer.ice_of(first)

@@ -1,8 +1,9 @@
 """Bench scenarios as data: ``benches/scenarios/*.toml`` expanded into participants.
 
 A scenario has an ``[instructor]`` and ``[students]`` (``count``); each says what it
-publishes (``audio``: bool, ``video``: a layer of :mod:`benches.media` or ``""``) and whose
-video it receives (``sees_instructor``; ``sees_students``: a number, or ``"all"``). Everyone
+publishes (``audio``: bool, ``video``: a layer of :mod:`benches.media` or ``""``;
+``simulcast``: bool, the video sent as three layers up to that one, as a browser does) and
+whose video it receives (``sees_instructor``; ``sees_students``: a number, or ``"all"``). Everyone
 hears every microphone but their own (both servers under test forward all audio).
 """
 
@@ -25,6 +26,7 @@ class Participant:
     audio: bool
     video: str  # layer name, "" for none
     sees: tuple[str, ...]  # whose video it receives
+    simulcast: bool = False  # video in three layers (180p, 360p, 720p)
 
     @property
     def publishes(self) -> bool:
@@ -39,6 +41,14 @@ class Scenario:
 
     def by_name(self) -> dict[str, Participant]:
         return {p.name: p for p in self.participants}
+
+    def index(self, p: Participant) -> int:
+        """``p``'s place for :mod:`benches.talk`: 0 the instructor, 1.. the students."""
+        return self.participants.index(p)
+
+    @property
+    def students(self) -> int:
+        return len(self.participants) - 1
 
     def expected_streams(self, p: Participant) -> int:
         """How many RTP streams ``p`` receives: every other microphone, the videos it sees."""
@@ -87,8 +97,11 @@ def expand(data: dict[str, Any], students: int | None = None) -> Scenario:
     s_audio, s_video = _media(stud, "students")
     k_inst = _count(inst.get("sees_students", 0), n, "instructor.sees_students")
     k_stud = _count(stud.get("sees_students", 0), n - 1, "students.sees_students")
+    simulcast = inst.get("simulcast", False)
+    if not isinstance(simulcast, bool) or simulcast and i_video != "720p":
+        raise ValueError("instructor.simulcast must be true or false (true: with 720p video)")
     people = [Participant("instructor", "instructor", i_audio, i_video,
-                          tuple(names[:k_inst]) if s_video else ())]
+                          tuple(names[:k_inst]) if s_video else (), simulcast)]
     for i, name in enumerate(names):
         sees = ["instructor"] if stud.get("sees_instructor", True) and i_video else []
         if s_video:

@@ -76,6 +76,10 @@ if [ "$WITH_TEST" = "1" ]; then
     echo "installing Debian coturn (the TURN tests run against the real one)..."
     apt_install coturn
   fi
+  if ! command -v espeak-ng >/dev/null 2>&1; then
+    echo "installing Debian espeak-ng (spoken sentences as the browsers' fake microphones)..."
+    apt_install espeak-ng
+  fi
   if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then
     echo "installing Debian nats-server (the NATS event sink tests)..."
     apt_install nats-server

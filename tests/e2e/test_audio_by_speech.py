@@ -192,7 +192,8 @@ async def test_students_heard_whole_while_silences_are_not_forwarded(
             await asyncio.sleep(MEASURE_S)
             heard = await listener.evaluate(STOP_SAMPLER)
             spoken = {name: await pages[name].evaluate(STOP_SAMPLER) for name in SENTENCES}
-            suppressed = metric(sfu_server, "sfu_audio_suppressed_packets_total") - suppressed_before
+            suppressed = (metric(sfu_server, "sfu_audio_suppressed_packets_total")
+                          - suppressed_before)
             opens = metric(sfu_server, "sfu_audio_speech_gate_opens_total") - opens_before
         finally:
             for browser in browsers:

@@ -5,6 +5,7 @@ listeners seeing contiguous sequence numbers across the gaps."""
 from __future__ import annotations
 
 import struct
+
 import pytest
 from engines import COMPILED, fastpath
 from test_fanout import WireTransport
