@@ -49,6 +49,7 @@ class ReceiverFeedback:
         self._media_ssrc = 0
         self.sent = {"twcc": 0, "rr": 0, "nack": 0, "nacked": 0}
         self._task: asyncio.Task[None] | None = None
+        self._ticks = 0
 
     def learn(self, offer: SessionDescription) -> None:
         """What the server's offer says: its transport-cc id, its video payload types."""
@@ -94,21 +95,23 @@ class ReceiverFeedback:
             self._task = None
 
     async def _run(self) -> None:
-        tick = 0
         while True:
             await asyncio.sleep(TWCC_INTERVAL_S)
-            now_ms = time.monotonic() * 1000.0
-            if self.recorder is not None and self._media_ssrc:
-                for packet in self.recorder.build_feedback(self.sender_ssrc, self._media_ssrc,
-                                                           now_ms):
-                    if self.send_rtcp(packet):
-                        self.sent["twcc"] += 1
-            tick += 1
-            if tick % RR_EVERY == 0 and self.trackers:
-                blocks = []
-                for ssrc, tracker in list(self.trackers.items())[:31]:
-                    fraction, cumulative, highest, jitter = tracker.report_block()
-                    blocks.append(rtcp.ReportBlock(ssrc, fraction, cumulative, highest,
-                                                   jitter, 0, 0))
-                if self.send_rtcp(rtcp.build_rr(self.sender_ssrc, blocks)):
-                    self.sent["rr"] += 1
+            self.tick(time.monotonic() * 1000.0)
+
+    def tick(self, now_ms: float) -> None:
+        """One feedback interval: transport-cc feedback; every RR_EVERY-th, a report."""
+        if self.recorder is not None and self._media_ssrc:
+            for packet in self.recorder.build_feedback(self.sender_ssrc, self._media_ssrc,
+                                                       now_ms):
+                if self.send_rtcp(packet):
+                    self.sent["twcc"] += 1
+        self._ticks += 1
+        if self._ticks % RR_EVERY == 0 and self.trackers:
+            blocks = []
+            for ssrc, tracker in list(self.trackers.items())[:31]:
+                fraction, cumulative, highest, jitter = tracker.report_block()
+                blocks.append(rtcp.ReportBlock(ssrc, fraction, cumulative, highest, jitter,
+                                               0, 0))
+            if self.send_rtcp(rtcp.build_rr(self.sender_ssrc, blocks)):
+                self.sent["rr"] += 1

@@ -137,6 +137,8 @@ class Snap:
     first_ms: dict[str, float] = field(default_factory=dict)
     sent: int = 0
     failed: int = 0
+    #: RTCP the browser-like subscribers sent (twcc, rr, nack)
+    feedback: dict[str, int] = field(default_factory=lambda: {"twcc": 0, "rr": 0, "nack": 0})
 
 
 async def snap_all(workers: list[Worker]) -> Snap:
@@ -149,6 +151,8 @@ async def snap_all(workers: list[Worker]) -> Snap:
         out.first_ms.update(first)
         out.sent += stats["sent"]
         out.failed += stats["failed"]
+        for k, n in stats.get("feedback", {}).items():
+            out.feedback[k] = out.feedback.get(k, 0) + n
     return out
 
 
@@ -188,6 +192,7 @@ async def measure(seconds: float, target: Target, workers: list[Worker]) -> dict
         "harness_rss": proc_rss() + sum(proc_rss(w.proc.pid) for w in workers),
         "sent": s1.sent - s0.sent,
         "send_failures": s1.failed - s0.failed,
+        "feedback_sent": {k: s1.feedback[k] - s0.feedback.get(k, 0) for k in s1.feedback},
         "per_sub": per_sub,
         "latencies_us": s1.latencies_us,
         "first_ms": s1.first_ms,

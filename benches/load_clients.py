@@ -61,6 +61,12 @@ class BenchClient:
         self.subscribe_started_ns = 0
 
     @property
+    def simulcast(self) -> bool:
+        """Whether the video goes out in three layers: a browser-like client of a
+        participant the scenario says sends simulcast."""
+        return self.browser and self.p.simulcast
+
+    @property
     def rtp(self) -> RtpSource:
         raise NotImplementedError
 
@@ -159,7 +165,7 @@ class OursClient(BenchClient):
         if self.p.publishes:
             await self.client.connect()
             await self.client.publish(audio=self.p.audio, video=bool(self.p.video),
-                                      simulcast=self.p.simulcast)
+                                      simulcast=self.simulcast)
         return self.p.name
 
     async def subscribe(self, directory: dict[str, str]) -> None:
@@ -223,7 +229,7 @@ class _HttpSignalledClient(BenchClient):
         offer = publisher_offer(self.publisher.local(), self.source.audio_ssrc,
                                 self.source.video_ssrc, audio=self.p.audio,
                                 video=bool(self.p.video), twcc=self.browser,
-                                simulcast=self.p.simulcast)
+                                simulcast=self.simulcast)
         feed, answer = await self._exchange_offer(offer)
         await _start(self.publisher, sdp_mod.parse(answer), "server")
         await asyncio.wait_for(connected.wait(), 15)
@@ -282,7 +288,10 @@ class JanusClient(_HttpSignalledClient):
         feed = joined["plugindata"]["data"]["id"]
         await s.message(handle, {"request": "publish", "audio": self.p.audio,
                                  "video": bool(self.p.video)},
-                        {"type": "offer", "sdp": offer, "trickle": False})
+                        {"type": "offer", "sdp": offer, "trickle": False,
+                         # our rids are listed lowest first, as the page sends them
+                         # (Janus assumes high, medium, low unless told)
+                         **({"rid_order": "lmh"} if self.simulcast else {})})
         ev = await s.event(handle, "configured")
         return str(feed), ev["jsep"]["sdp"]
 

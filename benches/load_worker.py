@@ -98,6 +98,17 @@ async def _pace(client: Any, media: Any, stats: dict[str, int], stamps: bool = T
         await asyncio.sleep(max(0.0, min(next_v, next_a) - loop.time()))
 
 
+def _feedback_sent(clients: list[Any]) -> dict[str, int]:
+    """RTCP the browser-like subscribers sent: transport-cc, receiver reports, NACKs."""
+    out = {"twcc": 0, "rr": 0, "nack": 0}
+    for c in clients:
+        fb = c.counter.feedback
+        if fb is not None:
+            for k in out:
+                out[k] += fb.sent[k]
+    return out
+
+
 async def _run(conn: Any, target: dict[str, Any], scenario: Scenario, names: list[str],
                address: str) -> None:
     import aiohttp
@@ -156,7 +167,7 @@ async def _run(conn: Any, target: dict[str, Any], scenario: Scenario, names: lis
                 for c in clients:
                     if c.p.publishes:
                         simulcast = ([layer_media(n) for n in ("180p", "360p", "720p")]
-                                     if c.p.simulcast else None)
+                                     if c.simulcast else None)
                         talk = ((scenario.index(c.p), scenario.students,
                                  target["lesson_start"]) if browser else None)
                         tasks.append(asyncio.ensure_future(
@@ -173,7 +184,7 @@ async def _run(conn: Any, target: dict[str, Any], scenario: Scenario, names: lis
                            {c.p.name: c.counter.take_latencies() for c in clients},
                            {c.p.name: (c.counter.first_ns - c.subscribe_started_ns) / 1e6
                             for c in clients if c.counter.first_ns and c.subscribe_started_ns},
-                           dict(stats)))
+                           {**stats, "feedback": _feedback_sent(clients)}))
             elif cmd == "stop":
                 break
     finally:
