@@ -82,7 +82,9 @@ class DownlinkController:
         self.twcc_feedback += 1
         self.twcc_feedback_total += 1
         self.estimator.on_twcc(feedback, history, t)
-        if self.estimator.estimate_bps(t) < self._allocated_for_bps * 0.85:
+        # (the estimate allocation goes by, as the last allocation saw it: while the
+        # estimator is in its start phase both are "unlimited", and a feedback is no drop)
+        if self.estimate(t) < self._allocated_for_bps * 0.85:
             # a sharp drop: step down now rather than at the next tick, every 100 ms of
             # congestion costs audio in the bottleneck queue
             self.allocate(t, subscriptions)
