@@ -50,9 +50,10 @@ def passes(result: dict[str, Any]) -> tuple[bool, str]:
     return True, ""
 
 
-def row(server: str, n: int, result: dict[str, Any], ok: bool, why: str) -> str:
+def row(server: str, n: int, participants: int, result: dict[str, Any], ok: bool, why: str
+        ) -> str:
     f = result["figures"]
-    return (f"| {server} | {n} | {n * (STUDENTS + 1)} | {f['forwarded_pps']:.0f} | "
+    return (f"| {server} | {n} | {participants} | {f['forwarded_pps']:.0f} | "
             f"{f['server_cpu_pct']:.0f} | {f['harness_cpu_pct']:.0f} | {f['loss_pct']} | "
             f"{f['latency_p50_ms']} / {f['latency_p99_ms']} | "
             f"{f['video_fps_min']} | {'pass' if ok else 'FAIL: ' + why} |")
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                     server, scenario, seconds=args.seconds, warmup=args.warmup,
                     address=netns.ADDRESS, log=log, clients=args.clients))
                 ok, why = passes(result)
-                rows.append(row(server, n, result, ok, why))
+                rows.append(row(server, n, len(scenario.participants), result, ok, why))
                 runs.append({"server": server, "classrooms": n, "pass": ok, "why": why,
                              "result": result})
                 log(rows[-1])

@@ -68,20 +68,23 @@ class Target:
             return False
 
 
-async def start_target(kind: str, address: str, participants: int) -> Target:
+async def start_target(kind: str, address: str, participants: int, *, rooms: int = 1,
+                       speech: bool = False) -> Target:
+    """``speech``: our server forwards audio by speech (its default; the node-capacity
+    bench); else every microphone, as Janus does (it has no audio by speech), for the
+    same work per packet on both sides."""
     if kind == "ours":
-        # every microphone forwarded, as Janus does (it has no audio by speech): the same
-        # work per packet on both sides; the node-capacity bench forwards audio by speech
         srv = server_process.start_server(
             {"SFU_ROOMS_MAX_PARTICIPANTS": str(participants + 10),
-             "SFU_ROOMS_AUDIO_SPEAKERS": "0"},
+             "SFU_ROOMS_AUDIO_SPEAKERS": "3" if speech else "0"},
             ice_addresses=(address,))
         return Target(kind, srv.proc.pid,
                       {"kind": kind, "ws_url": srv.ws_url, "api_key": srv.api_key,
                        "api_secret": srv.api_secret},
                       lambda: server_process.stop_server(srv), srv.log)
     if kind == "janus":
-        j = await janus_server.start(netns.INTERFACE, publishers=participants + 10)
+        j = await janus_server.start(netns.INTERFACE, publishers=participants + 10,
+                                     rooms=rooms)
         return Target(kind, j.pid, {"kind": kind, "http_url": j.http_url, "room": j.room},
                       lambda: janus_server.stop(j), j.log)
     if kind == "relay":
@@ -263,7 +266,8 @@ async def run(kind: str, scenario: Scenario, *, seconds: float = 15.0, warmup: f
         media.load(layer)  # encode once, before the workers (which only read the cache)
     n = len(scenario.participants)
     n_workers = max(1, min(workers or min(8, math.ceil(n / 6)), n))
-    target = await start_target(kind, address, n)
+    target = await start_target(kind, address, n, rooms=scenario.rooms,
+                                speech=scenario.speech and kind == "ours")
     target.client_config["clients"] = clients
     target.client_config["lesson_start"] = time.monotonic()  # benches.talk's time zero
     log(f"{kind}: pid {target.pid}, {scenario.name} with {n} participants, "
@@ -284,7 +288,7 @@ async def run(kind: str, scenario: Scenario, *, seconds: float = 15.0, warmup: f
         t_sub = time.monotonic()
         await asyncio.gather(*(w.call("subscribe", directory, timeout=90) for w in pool))
         try:
-            await _wait_receiving(pool, scenario, 30)
+            await _wait_receiving(pool, scenario, max(30.0, n / 5))
         except TimeoutError as exc:
             failures.append(str(exc))
         log(f"{kind}: all subscribed in {time.monotonic() - t_sub:.1f} s; "

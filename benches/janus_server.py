@@ -111,9 +111,10 @@ class JanusServer:
         return self.proc.pid
 
 
-async def start(interface: str, *, publishers: int = 100, timeout: float = 20.0
-                ) -> JanusServer:
-    """Start Janus (must run inside the bench network namespace) and create the room."""
+async def start(interface: str, *, publishers: int = 100, timeout: float = 20.0,
+                rooms: int = 1) -> JanusServer:
+    """Start Janus (must run inside the bench network namespace) and create the rooms
+    (``server.room``, ``server.room + 1``, ...)."""
     binary = janus_binary()
     if binary is None:
         raise FileNotFoundError("janus is not installed (apt install janus)")
@@ -125,14 +126,15 @@ async def start(interface: str, *, publishers: int = 100, timeout: float = 20.0
     server = JanusServer(proc, f"http://127.0.0.1:{port}/janus", folder)
     drain_in_background(proc, server.log, keep=2000)
     try:
-        await _create_room(server, publishers, timeout)
+        await _create_rooms(server, publishers, timeout, rooms)
     except BaseException:
         stop(server)
         raise
     return server
 
 
-async def _create_room(server: JanusServer, publishers: int, timeout: float) -> None:
+async def _create_rooms(server: JanusServer, publishers: int, timeout: float,
+                        rooms: int) -> None:
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as http:
         while True:
@@ -150,13 +152,14 @@ async def _create_room(server: JanusServer, publishers: int, timeout: float) -> 
         session = JanusSession(http, server.http_url)
         await session.create()
         handle = await session.attach()
-        resp = await session.message(handle, {
-            "request": "create", "room": server.room, "publishers": publishers,
-            "bitrate": 0, "fir_freq": 0, "audiocodec": "opus", "videocodec": "vp8",
-            "notify_joining": False, "permanent": False})
-        data = resp.get("plugindata", {}).get("data", {})
-        if data.get("videoroom") != "created":
-            raise RuntimeError(f"janus did not create the room: {resp}")
+        for k in range(rooms):
+            resp = await session.message(handle, {
+                "request": "create", "room": server.room + k, "publishers": publishers,
+                "bitrate": 0, "fir_freq": 0, "audiocodec": "opus", "videocodec": "vp8",
+                "notify_joining": False, "permanent": False})
+            data = resp.get("plugindata", {}).get("data", {})
+            if data.get("videoroom") != "created":
+                raise RuntimeError(f"janus did not create the room: {resp}")
         await session.destroy()
 
 

@@ -41,6 +41,11 @@ from sfu.transport import MediaTransport
 OURS_ROOM = "bench"
 
 
+def room_name(room: int) -> str:
+    """Our server's name of a bench classroom (the first is OURS_ROOM)."""
+    return OURS_ROOM if room == 0 else f"{OURS_ROOM}-{room}"
+
+
 def video_pts(offer: sdp_mod.SessionDescription) -> set[int]:
     """The payload types of the offer's video sections (what a frame count looks at)."""
     return {int(pt) for m in offer.media if m.kind == "video" for pt in m.formats
@@ -145,7 +150,7 @@ class OursClient(BenchClient):
         from signalling import tokens
 
         super().__init__(p, scenario, address, certificate, browser)
-        token = tokens.mint(api_key, api_secret, room=OURS_ROOM, identity=p.name,
+        token = tokens.mint(api_key, api_secret, room=room_name(p.room), identity=p.name,
                             role=p.role)
         self.client = _DeferredClient(ws_url, token, certificate=certificate,
                                       addresses=(address,), sees=p.sees, owner=self,
@@ -238,10 +243,11 @@ class _HttpSignalledClient(BenchClient):
     async def subscribe(self, directory: dict[str, str]) -> None:
         self.subscribe_started_ns = time.monotonic_ns()
         others = self.scenario.by_name()
-        feeds: list[tuple[str, bool]] = []  # all of a feed it sees, the audio of the others
+        # all of a feed it sees, the audio of the others in its classroom
+        feeds: list[tuple[str, bool]] = []
         for name, feed in directory.items():
             q = others[name]
-            if name == self.p.name or not feed:
+            if name == self.p.name or not feed or q.room != self.p.room:
                 continue
             if name in self.p.sees and q.video:
                 feeds.append((feed, True))
@@ -282,7 +288,8 @@ class JanusClient(_HttpSignalledClient):
         s = self.session
         handle = await s.attach()
         self.handles.append(handle)
-        await s.message(handle, {"request": "join", "ptype": "publisher", "room": self.room,
+        await s.message(handle, {"request": "join", "ptype": "publisher",
+                                 "room": self.room + self.p.room,
                                  "display": self.p.name})
         joined = await s.event(handle, "id")
         feed = joined["plugindata"]["data"]["id"]
@@ -301,7 +308,8 @@ class JanusClient(_HttpSignalledClient):
         s = self.session
         handle = await s.attach()
         self.handles.append(handle)
-        await s.message(handle, {"request": "join", "ptype": "subscriber", "room": self.room,
+        await s.message(handle, {"request": "join", "ptype": "subscriber",
+                                 "room": self.room + self.p.room,
                                  "streams": streams})
         ev = await s.event(handle, "streams")
         return handle, ev["jsep"]["sdp"]

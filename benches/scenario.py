@@ -10,7 +10,7 @@ hears every microphone but their own (both servers under test forward all audio)
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ class Participant:
     video: str  # layer name, "" for none
     sees: tuple[str, ...]  # whose video it receives
     simulcast: bool = False  # video in three layers (180p, 360p, 720p)
+    room: int = 0  # which classroom (benches.capacity runs several at once)
 
     @property
     def publishes(self) -> bool:
@@ -38,23 +39,36 @@ class Scenario:
     name: str
     description: str
     participants: tuple[Participant, ...]
+    #: audio by speech: students' microphones reach listeners only while they speak, so
+    #: a listener is sure to receive only the instructor's (our server's default; the
+    #: comparison with Janus forwards every microphone)
+    speech: bool = False
 
     def by_name(self) -> dict[str, Participant]:
         return {p.name: p for p in self.participants}
 
     def index(self, p: Participant) -> int:
-        """``p``'s place for :mod:`benches.talk`: 0 the instructor, 1.. the students."""
-        return self.participants.index(p)
+        """``p``'s place in its classroom for :mod:`benches.talk`: 0 the instructor, 1..
+        the students."""
+        return [q for q in self.participants if q.room == p.room].index(p)
 
     @property
     def students(self) -> int:
-        return len(self.participants) - 1
+        """Students per classroom."""
+        return sum(1 for q in self.participants if q.room == 0) - 1
 
     def expected_streams(self, p: Participant) -> int:
-        """How many RTP streams ``p`` receives: every other microphone, the videos it sees."""
+        """How many RTP streams ``p`` is sure to receive: every other microphone of its
+        classroom (with ``speech``: the instructor's), the videos it sees."""
         others = self.by_name()
-        return (sum(1 for q in self.participants if q.audio and q.name != p.name)
+        return (sum(1 for q in self.participants
+                    if q.audio and q.name != p.name and q.room == p.room
+                    and (not self.speech or q.role == "instructor"))
                 + sum(1 for n in p.sees if others[n].video))
+
+    @property
+    def rooms(self) -> int:
+        return 1 + max(p.room for p in self.participants)
 
     @property
     def subscribers(self) -> tuple[Participant, ...]:
@@ -109,6 +123,21 @@ def expand(data: dict[str, Any], students: int | None = None) -> Scenario:
         people.append(Participant(name, "student", s_audio, s_video, tuple(sees)))
     return Scenario(str(data.get("name", "custom")), str(data.get("description", "")),
                     tuple(people))
+
+
+def replicate(scenario: Scenario, classrooms: int, *, speech: bool = False) -> Scenario:
+    """``classrooms`` copies of a one-room scenario at once (names prefixed ``cNN-``)."""
+    if classrooms < 1:
+        raise ValueError("at least one classroom")
+    if classrooms == 1:
+        return replace(scenario, speech=speech)
+    people = []
+    for k in range(classrooms):
+        prefix = f"c{k:02d}-"
+        people += [replace(p, name=prefix + p.name, sees=tuple(prefix + n for n in p.sees),
+                           room=k) for p in scenario.participants]
+    return Scenario(scenario.name, f"{scenario.description}, x {classrooms} classrooms",
+                    tuple(people), speech)
 
 
 def load(name_or_path: str, students: int | None = None) -> Scenario:
