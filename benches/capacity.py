@@ -39,13 +39,14 @@ MAX_P99_MS = 10.0
 DEFAULT_COUNTS = (1, 2, 4, 6, 8, 10, 12)
 
 
-def passes(result: dict[str, Any]) -> tuple[bool, str]:
+def passes(result: dict[str, Any], max_loss_pct: float = MAX_LOSS_PCT,
+           max_p99_ms: float = MAX_P99_MS) -> tuple[bool, str]:
     f = result["figures"]
     if result["status"] != "ok":
         return False, "; ".join(result["failures"])[:200]
-    if f["loss_pct"] is None or f["loss_pct"] > MAX_LOSS_PCT:
+    if f["loss_pct"] is None or f["loss_pct"] > max_loss_pct:
         return False, f"loss {f['loss_pct']} %"
-    if f["latency_p99_ms"] is None or f["latency_p99_ms"] > MAX_P99_MS:
+    if f["latency_p99_ms"] is None or f["latency_p99_ms"] > max_p99_ms:
         return False, f"p99 {f['latency_p99_ms']} ms"
     return True, ""
 
@@ -76,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=float, default=8.0, help="after everyone receives, "
                     "before measuring (the allocator raises layers on its feedback)")
     ap.add_argument("--clients", choices=harness.CLIENTS, default="browser")
+    ap.add_argument("--max-loss-pct", type=float, default=MAX_LOSS_PCT)
+    ap.add_argument("--max-p99-ms", type=float, default=MAX_P99_MS, help="the bar on the "
+                    "added latency's p99 (the harness's own scheduling is in it: on a small "
+                    "machine shared with the clients, a looser bar shows how the server "
+                    "scales)")
     ap.add_argument("--json", help="write every result here")
     args = ap.parse_args(argv)
     if not netns.inside():
@@ -101,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                 result = uvloop.run(harness.run(
                     server, scenario, seconds=args.seconds, warmup=args.warmup,
                     address=netns.ADDRESS, log=log, clients=args.clients))
-                ok, why = passes(result)
+                ok, why = passes(result, args.max_loss_pct, args.max_p99_ms)
                 rows.append(row(server, n, len(scenario.participants), result, ok, why))
                 runs.append({"server": server, "classrooms": n, "pass": ok, "why": why,
                              "result": result})
@@ -116,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     m = machine_info()
     print(f"## Node capacity, {m['date']}: {m['nproc']} CPU {m['cpu_model']}, "
-          f"{args.clients} clients, {args.seconds:.0f} s windows\n")
+          f"{args.clients} clients, {args.seconds:.0f} s windows; bar: loss <= "
+          f"{args.max_loss_pct} %, p99 <= {args.max_p99_ms} ms\n")
     print(HEADER)
     print("\n".join(rows))
     print("\n" + ", ".join(f"**{s}: {best[s]} classrooms**" for s in servers))
