@@ -360,7 +360,7 @@ class PublishedTrack:
         layer.packets += 1
         layer.bytes += len(data)
         layer.last_packet_ms = now_ms
-        keyframe = False
+        keyframe = gated = False
         if self._is_video:
             if tracker.missing:
                 self._nack_upstream(ssrc, tracker.missing)
@@ -371,12 +371,11 @@ class PublishedTrack:
             level_off = offsets >> 16
             if level_off and self.on_audio_level is not None:
                 self.on_audio_level(self.participant_id, data[level_off], now_ms)
-            if self.gate.gate and not self._gate_passes(
-                    data[level_off] if level_off else NO_LEVEL, now_ms):
-                self._caches[ssrc].put(ext, data)
-                return  # silent, or not among the room's speakers now
+            # audio by speech: silent, or not among the room's speakers now
+            gated = bool(self.gate.gate) and not self._gate_passes(
+                data[level_off] if level_off else NO_LEVEL, now_ms)
         self._caches[ssrc].put(ext, data)
-        if self.muted or ssrc != layer.current_ssrc:
+        if gated or self.muted or ssrc != layer.current_ssrc:
             return  # late packets of a previous SSRC are kept for NACKs, not forwarded
         index = layer.index
         if tracker.restarts != layer.restarts_seen:
@@ -443,16 +442,6 @@ class PublishedTrack:
         closed gate's loud packet; True opens it)."""
         self._gate_ask = ask
         configure(self.gate, threshold_dbov=threshold_dbov, hold_ms=hold_ms)
-
-    def ungate(self) -> None:
-        """Forward every packet again (the output continues without a sequence gap)."""
-        if not self.gate.gate:
-            return
-        self.gate.gate = 0
-        self.gate.gate_open = 0
-        self._gate_ask = None
-        for sub in self.subscriptions:
-            sub.forwarder.resync()
 
     def _gate_passes(self, level_byte: int, now_ms: float) -> bool:
         step = gate_step(self.gate, level_byte, now_ms)

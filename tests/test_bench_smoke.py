@@ -68,6 +68,40 @@ def test_compare_quick(tmp_path: Path) -> None:
     assert "naive relay / ours" in proc.stdout
 
 
+def test_browser_like_clients_and_the_capacity_search(tmp_path: Path) -> None:
+    """Two classrooms at once with browser-like clients, ours and Janus, through the
+    capacity command: every client sent transport-cc feedback and receiver reports, each
+    classroom got its own room, and our server forwarded audio by speech (far fewer packets
+    than Janus, which forwards every microphone)."""
+    assert shutil.which("janus"), "Debian janus is missing (scripts/setup.sh --test installs it)"
+    out = tmp_path / "capacity.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benches.capacity", "--counts", "2", "--students", "3",
+         "--seconds", "3", "--warmup", "1", "--max-p99-ms", "1000", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=420,
+    )
+    assert proc.returncode == 0, f"capacity failed:\n{proc.stdout}\n{proc.stderr[-4000:]}"
+    assert "| ours | 2 | 8 |" in proc.stdout and "| janus | 2 | 8 |" in proc.stdout
+    report = json.loads(out.read_text())
+    by = {r["server"]: r for r in report["runs"]}
+    assert set(by) == {"ours", "janus"}
+    for server, run in by.items():
+        r = run["result"]
+        assert r["clients"] == "browser"
+        assert run["pass"], (server, run["why"])
+        sent = r["steady"]["feedback_sent"]
+        # 8 subscriber connections, 10 feedbacks a second each, for 3 s (at least half)
+        assert sent["twcc"] >= 8 * 10 * 3 // 2 and sent["rr"] >= 8, (server, sent)
+        per_sub = r["steady"]["per_sub"]
+        # a student sees the instructor of its own classroom (video + microphone); the
+        # instructor sees its 3 students
+        assert per_sub["c01-student002"]["streams"] >= 2, (server, per_sub["c01-student002"])
+        assert per_sub["c00-instructor"]["streams"] >= 3, (server, per_sub["c00-instructor"])
+    ours, janus = (by[s]["result"]["figures"]["forwarded_pps"] for s in ("ours", "janus"))
+    # Janus forwards every microphone; ours the instructor's and the students who speak
+    assert ours < janus, (ours, janus)
+
+
 def test_whiteboard_bench_tiny(tmp_path: Path) -> None:
     out = tmp_path / "wb.json"
     proc = subprocess.run(
