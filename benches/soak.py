@@ -208,9 +208,10 @@ async def settle(server: ServerProcess, t0: float, rooms: float, timeout_s: floa
 
 
 async def soak(participants: int, seconds: float, sample_s: float, room_size: int,
-               seed: int = 7) -> Report:
+               seed: int = 7, window_s: float = 20.0) -> Report:
+    """``window_s``: the server's reconnection window (its default, 20 s)."""
     report = Report(participants, seconds)
-    server = start_server({"SFU_ROOMS_RECONNECT_WINDOW_S": "5"})
+    server = start_server({"SFU_ROOMS_RECONNECT_WINDOW_S": f"{window_s:g}"})
     rng = random.Random(seed)
     stop = asyncio.Event()
     try:
@@ -293,9 +294,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=600.0)
     parser.add_argument("--sample-s", type=float, default=10.0)
     parser.add_argument("--room-size", type=int, default=10)
+    parser.add_argument("--window-s", type=float, default=20.0, help="the server's "
+                        "reconnection window (default: its own default, 20 s)")
     parser.add_argument("--json", help="write the report here")
     args = parser.parse_args(argv)
-    report = asyncio.run(soak(args.participants, args.seconds, args.sample_s, args.room_size))
+    report = asyncio.run(soak(args.participants, args.seconds, args.sample_s, args.room_size,
+                              window_s=args.window_s))
     print(render(report))
     for err in report.errors[:20]:
         print("client error:", err)
