@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from benches import harness, netns
-from benches.measure import git_state, machine_info
+from benches.measure import git_state, heading, machine_info
 from benches.scenario import load, replicate
 
 STUDENTS = 30
@@ -121,15 +121,14 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         return 2
     m = machine_info()
-    print(f"## Node capacity, {m['date']}: {m['nproc']} CPU {m['cpu_model']}, "
-          f"{args.clients} clients, {args.seconds:.0f} s windows; bar: loss <= "
-          f"{args.max_loss_pct} %, p99 <= {args.max_p99_ms} ms\n")
+    print(f"{heading('Node capacity', m)}, {args.clients} clients, {args.seconds:.0f} s "
+          f"windows; bar: loss <= {args.max_loss_pct} %, p99 <= {args.max_p99_ms} ms\n")
     print(HEADER)
     print("\n".join(rows))
     print("\n" + ", ".join(f"**{s}: {best[s]} classrooms**" for s in servers))
     if args.json:
         Path(args.json).write_text(json.dumps(
-            {"machine": machine_info(), "git": git_state(), "best": best, "runs": runs},
+            {"machine": m, "git": git_state(), "best": best, "runs": runs},
             indent=2) + "\n")
     return 0
 

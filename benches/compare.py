@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from benches import harness, netns
-from benches.measure import git_state, machine_info
+from benches.measure import git_state, heading, machine_info
 from benches.scenario import load
 
 STANDARD = [("lecture", 20), ("lecture", 50), ("classroom", 10)]
@@ -139,8 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         return 2
     m = machine_info()
-    print(f"## Comparison, {m['date']}: {m['nproc']} CPU {m['cpu_model']}, "
-          f"Python {m['python']}, {seconds:.0f} s windows\n")
+    print(f"{heading('Comparison', m)}, Python {m['python']}, {seconds:.0f} s windows\n")
     print(report(runs))
     if args.json:
         Path(args.json).write_text(json.dumps(

@@ -28,8 +28,6 @@ _HEAD = struct.Struct("!BBHII")
 #: how often a browser sends transport-cc feedback and receiver reports
 TWCC_INTERVAL_S = 0.1
 RR_EVERY = 10  # feedback intervals
-#: a NACK lists at most this many packets (a browser gives up on longer gaps: keyframe)
-MAX_NACK = 64
 
 
 class ReceiverFeedback:
@@ -75,7 +73,9 @@ class ReceiverFeedback:
         if video:
             missing = tracker.missing
             if missing:
-                lost = [n & 0xFFFF for n in missing][-MAX_NACK:]
+                # (the tracker reports gaps of at most sfu.sequence.MAX_NACK_GAP: a longer
+                # one is left to a keyframe, as a browser does)
+                lost = [n & 0xFFFF for n in missing]
                 if self.send_rtcp(rtcp.build_nack(self.sender_ssrc, ssrc, lost)):
                     self.sent["nack"] += 1
                     self.sent["nacked"] += len(lost)

@@ -261,7 +261,7 @@ async def run(kind: str, scenario: Scenario, *, seconds: float = 15.0, warmup: f
         raise ValueError(f"clients must be one of {CLIENTS}")
     wanted = {p.video or "180p" for p in scenario.publishers}
     if any(p.simulcast for p in scenario.publishers):
-        wanted |= {"180p", "360p", "720p"}
+        wanted |= set(media.LAYERS)
     for layer in wanted:
         media.load(layer)  # encode once, before the workers (which only read the cache)
     n = len(scenario.participants)

@@ -166,7 +166,7 @@ async def _run(conn: Any, target: dict[str, Any], scenario: Scenario, names: lis
 
                 for c in clients:
                     if c.p.publishes:
-                        simulcast = ([layer_media(n) for n in ("180p", "360p", "720p")]
+                        simulcast = ([layer_media(n) for n in media.LAYERS]  # lowest first
                                      if c.simulcast else None)
                         talk = ((scenario.index(c.p), scenario.students,
                                  target["lesson_start"]) if browser else None)

@@ -71,6 +71,11 @@ def machine_info() -> dict[str, Any]:
             "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
 
 
+def heading(title: str, m: dict[str, Any]) -> str:
+    """A bench report's first line: what was measured, when, on which machine."""
+    return f"## {title}, {m['date']}: {m['nproc']} CPU {m['cpu_model']}"
+
+
 def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from benches import media
-from benches.measure import machine_info
+from benches.measure import heading, machine_info
 from recorder.dual import DualWriter
 from recorder.sinks import LocalSink, Sink
 from recorder.track_recorder import TrackRecorder
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     results = asyncio.run(run(args.seconds))
     estimate = rooms_estimate(results, args.forward_us, args.subscribers)
     m = machine_info()
-    print(f"## Recorder cost, {m['date']}: {m['nproc']} CPU {m['cpu_model']}\n")
+    print(heading("Recorder cost", m) + "\n")
     print("| track | media s | packets | MB | CPU s | CPU µs / track-second | "
           "CPU µs / packet | tracks per core | both copies complete |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|")

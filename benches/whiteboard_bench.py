@@ -27,7 +27,7 @@ from urllib.parse import quote
 import aiohttp
 from pycrdt import Array, Doc, Map
 
-from benches.measure import machine_info, proc_cpu_s
+from benches.measure import heading, machine_info, proc_cpu_s
 from benches.server_process import start_server, stop_server
 from whiteboard import protocol
 
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     figures = asyncio.run(run(args.readers, args.rate, args.seconds))
     m = machine_info()
-    print(f"## Whiteboard fan-out, {m['date']}: {m['nproc']} CPU {m['cpu_model']}\n")
+    print(heading("Whiteboard fan-out", m) + "\n")
     print("| readers | updates/s (sent) | p50 ms | p99 ms | max ms | lost | server µs / "
           "relayed frame |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
