@@ -172,6 +172,12 @@ async def test_capped_subscriber_steps_down_pauses_video_keeps_audio_and_recover
     low, audio_bps = fresh[0]["bitrate"], audio["layers"][0]["bitrate"]
     assert low + audio_bps < cap_low_kbit * 900, f"low layer too thick for the cap: {fresh}"
     assert low + audio_bps > cap_pause_kbit * 1100, f"low layer too thin: {fresh}"
+    # the second cut is an event of its own: cutting while the server is still trying a
+    # layer raise (which the 250 kbit/s link cannot carry) would stack two transitions in
+    # one window, a raise's queue overflow and then the cut's (a CI run of 2026-12-04: a
+    # raise just before the cut, then a 311 ms audio gap), which no bound for one cut covers
+    await until(f"no layer raise in the last {REACTION_S} s before the second cut",
+                lambda: _quiet_since(probes, REACTION_S), 30, trace)
     t_cap2 = time.monotonic() - t0
     cuts.append(time.time())
     netns.shape(cap_pause_kbit)
@@ -266,6 +272,11 @@ async def _watch_upgrades(server: ServerProcess, room: str, identity: str,
             out.append(time.time() - 0.2)  # raised at most one poll ago
         last = target
         await asyncio.sleep(0.2)
+
+
+async def _quiet_since(raises: list[float], seconds: float) -> bool:
+    """No layer raise (wall-clock times) within the last ``seconds``."""
+    return not raises or time.time() - raises[-1] > seconds
 
 
 async def _eq(value: Any, expected: Any) -> bool:
