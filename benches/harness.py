@@ -23,6 +23,7 @@ import asyncio
 import json
 import math
 import multiprocessing as mp
+import os
 import sys
 import time
 import traceback
@@ -69,22 +70,23 @@ class Target:
 
 
 async def start_target(kind: str, address: str, participants: int, *, rooms: int = 1,
-                       speech: bool = False) -> Target:
+                       speech: bool = False, listen: str = "127.0.0.1") -> Target:
     """``speech``: our server forwards audio by speech (its default; the node-capacity
     bench); else every microphone, as Janus does (it has no audio by speech), for the
-    same work per packet on both sides."""
+    same work per packet on both sides. ``listen``: the address of its HTTP API (the bench
+    address when the clients are in a namespace of their own)."""
     if kind == "ours":
         srv = server_process.start_server(
             {"SFU_ROOMS_MAX_PARTICIPANTS": str(participants + 10),
              "SFU_ROOMS_AUDIO_SPEAKERS": "3" if speech else "0"},
-            ice_addresses=(address,))
+            host=listen, ice_addresses=(address,))
         return Target(kind, srv.proc.pid,
                       {"kind": kind, "ws_url": srv.ws_url, "api_key": srv.api_key,
                        "api_secret": srv.api_secret},
                       lambda: server_process.stop_server(srv), srv.log)
     if kind == "janus":
         j = await janus_server.start(netns.INTERFACE, publishers=participants + 10,
-                                     rooms=rooms)
+                                     rooms=rooms, http_ip=listen)
         return Target(kind, j.pid, {"kind": kind, "http_url": j.http_url, "room": j.room},
                       lambda: janus_server.stop(j), j.log)
     if kind == "relay":
@@ -99,11 +101,12 @@ async def start_target(kind: str, address: str, participants: int, *, rooms: int
 
 class Worker:
     def __init__(self, ctx: Any, target: dict[str, Any], scenario: Scenario,
-                 names: list[str], address: str) -> None:
+                 names: list[str], address: str, netns_path: str | None = None) -> None:
         self.names = names
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=load_worker.main,
-                                args=(child, target, scenario, names, address), daemon=True)
+                                args=(child, target, scenario, names, address, netns_path),
+                                daemon=True)
         self.proc.start()
         child.close()
 
@@ -252,13 +255,67 @@ async def _recorded_window(target: Target, seconds: float, warmup: float,
     return window
 
 
+@dataclass
+class Placement:
+    """Where the server and the clients run. By default, together: one namespace, every
+    CPU. ``split`` (inside the bench namespace): the clients in a second namespace
+    (:class:`benches.netns.ClientNamespace`) and on their own CPUs, the server on the
+    others (:func:`benches.netns.split_cpus`)."""
+
+    split: bool = False
+    server_cpus: set[int] | None = None
+    client_cpus: set[int] | None = None
+    clients_ns: netns.ClientNamespace | None = None
+    #: every worker reported a network namespace other than the harness's
+    clients_elsewhere: bool = False
+
+    @classmethod
+    def open(cls, split: bool) -> Placement:
+        if not split:
+            return cls()
+        if not netns.inside():
+            raise RuntimeError("split placement needs the bench network namespace")
+        server_cpus, client_cpus = netns.split_cpus()
+        return cls(True, server_cpus, client_cpus, netns.ClientNamespace.open())
+
+    def close(self) -> None:
+        if self.clients_ns is not None:
+            self.clients_ns.close()
+        if self.split:
+            os.sched_setaffinity(0, self.server_cpus | self.client_cpus)  # type: ignore[operator]
+
+    def describe(self) -> dict[str, Any]:
+        if not self.split:
+            return {"split": False}
+        return {"split": True, "server_cpus": sorted(self.server_cpus or ()),
+                "client_cpus": sorted(self.client_cpus or ()),
+                "client_address": netns.CLIENT_ADDRESS,
+                "clients_in_own_namespace": self.clients_elsewhere}
+
+
 async def run(kind: str, scenario: Scenario, *, seconds: float = 15.0, warmup: float = 2.0,
               workers: int = 0, address: str = "127.0.0.1", log: Any = print,
-              record: bool = False, clients: str = "light") -> dict[str, Any]:
+              record: bool = False, clients: str = "light", split: bool = False
+              ) -> dict[str, Any]:
     """``clients``: "light" (no feedback, one video layer, every packet loud) or "browser"
-    (what Chromium does on the wire: benches.load_clients)."""
+    (what Chromium does on the wire: benches.load_clients). ``split``: the clients in a
+    namespace and on CPUs of their own (:class:`Placement`)."""
     if clients not in CLIENTS:
         raise ValueError(f"clients must be one of {CLIENTS}")
+    placement = Placement.open(split)
+    try:
+        result = await _run(kind, scenario, seconds=seconds, warmup=warmup, workers=workers,
+                            address=address, log=log, record=record, clients=clients,
+                            placement=placement)
+    finally:
+        placement.close()
+    result["placement"] = placement.describe()
+    return result
+
+
+async def _run(kind: str, scenario: Scenario, *, seconds: float, warmup: float,
+               workers: int, address: str, log: Any, record: bool, clients: str,
+               placement: Placement) -> dict[str, Any]:
     wanted = {p.video or "180p" for p in scenario.publishers}
     if any(p.simulcast for p in scenario.publishers):
         wanted |= set(media.LAYERS)
@@ -266,19 +323,33 @@ async def run(kind: str, scenario: Scenario, *, seconds: float = 15.0, warmup: f
         media.load(layer)  # encode once, before the workers (which only read the cache)
     n = len(scenario.participants)
     n_workers = max(1, min(workers or min(8, math.ceil(n / 6)), n))
-    target = await start_target(kind, address, n, rooms=scenario.rooms,
-                                speech=scenario.speech and kind == "ours")
+    if placement.split:
+        os.sched_setaffinity(0, placement.server_cpus)  # type: ignore[arg-type]
+    try:  # the server inherits the server CPUs, the workers (spawned below) the clients'
+        target = await start_target(kind, address, n, rooms=scenario.rooms,
+                                    speech=scenario.speech and kind == "ours",
+                                    listen=address if placement.split else "127.0.0.1")
+    finally:
+        if placement.split:
+            os.sched_setaffinity(0, placement.client_cpus)  # type: ignore[arg-type]
+    client_address = netns.CLIENT_ADDRESS if placement.split else address
+    ns_path = placement.clients_ns.path if placement.clients_ns is not None else None
     target.client_config["clients"] = clients
     target.client_config["lesson_start"] = time.monotonic()  # benches.talk's time zero
     log(f"{kind}: pid {target.pid}, {scenario.name} with {n} participants, "
-        f"{n_workers} workers, {clients} clients")
+        f"{n_workers} workers, {clients} clients"
+        + (f", server on CPUs {sorted(placement.server_cpus or ())}, clients on "
+           f"{sorted(placement.client_cpus or ())} in their own namespace"
+           if placement.split else ""))
     ctx = mp.get_context("spawn")
     names = [p.name for p in scenario.participants]
-    pool = [Worker(ctx, target.client_config, scenario, names[k::n_workers], address)
-            for k in range(n_workers)]
+    pool = [Worker(ctx, target.client_config, scenario, names[k::n_workers], client_address,
+                   ns_path) for k in range(n_workers)]
     failures: list[str] = []
     try:
-        await asyncio.gather(*(w.recv(60) for w in pool))
+        ready = await asyncio.gather(*(w.recv(60) for w in pool))
+        own_ns = os.stat("/proc/self/ns/net").st_ino
+        placement.clients_elsewhere = all(msg[2] != own_ns for msg in ready)
         directory: dict[str, str] = {}
         for msg in await asyncio.gather(*(w.call("join", timeout=90) for w in pool)):
             directory.update(msg[1])
@@ -479,9 +550,14 @@ def main(argv: list[str] | None = None) -> int:
                     "feedback, one video layer; browser: transport-cc both ways with feedback "
                     "every 100 ms, receiver reports, NACKs, audio levels that follow the "
                     "lesson, simulcast where the scenario says")
+    ap.add_argument("--split", action="store_true", help="the clients in a second network "
+                    "namespace and on their own CPUs, the server on the others (implies "
+                    "--netns; ours and janus)")
     ap.add_argument("--json", help="write the result here")
     args = ap.parse_args(argv)
-    if (args.netns or args.server in NETNS_ONLY) and not netns.inside():
+    if args.split and args.server == "relay":
+        ap.error("--split is for ours and janus")
+    if (args.netns or args.split or args.server in NETNS_ONLY) and not netns.inside():
         return netns.reexec_inside("benches.harness", sys.argv[1:] if argv is None else argv)
     scenario = load(args.scenario, args.students)
     address = netns.ADDRESS if netns.inside() else "127.0.0.1"
@@ -494,7 +570,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = uvloop.run(run(args.server, scenario, seconds=args.seconds,
                                 warmup=args.warmup, workers=args.workers, address=address,
-                                log=log, record=args.record, clients=args.clients))
+                                log=log, record=args.record, clients=args.clients,
+                                split=args.split))
     except KeyboardInterrupt:
         return 130
     except Exception:

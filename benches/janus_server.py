@@ -43,7 +43,8 @@ def _lib_dir() -> Path:
     raise FileNotFoundError("Janus plugins not found (apt install janus)")
 
 
-def write_config(folder: Path, *, port: int, interface: str, debug_level: int = 3) -> Path:
+def write_config(folder: Path, *, port: int, interface: str, debug_level: int = 3,
+                 http_ip: str = "127.0.0.1") -> Path:
     lib = _lib_dir()
     for sub, keep in (("plugins", "libjanus_videoroom.so"), ("transports", "libjanus_http.so")):
         (folder / sub).mkdir(parents=True, exist_ok=True)
@@ -81,7 +82,7 @@ events: {{
   base_path = "/janus"
   http = true
   port = {port}
-  ip = "127.0.0.1"
+  ip = "{http_ip}"
   https = false
 }}
 admin: {{
@@ -112,18 +113,18 @@ class JanusServer:
 
 
 async def start(interface: str, *, publishers: int = 100, timeout: float = 20.0,
-                rooms: int = 1) -> JanusServer:
+                rooms: int = 1, http_ip: str = "127.0.0.1") -> JanusServer:
     """Start Janus (must run inside the bench network namespace) and create the rooms
-    (``server.room``, ``server.room + 1``, ...)."""
+    (``server.room``, ``server.room + 1``, ...); its HTTP API on ``http_ip``."""
     binary = janus_binary()
     if binary is None:
         raise FileNotFoundError("janus is not installed (apt install janus)")
     folder = Path(tempfile.mkdtemp(prefix="bench-janus-"))
     port = _free_port()
-    cfg = write_config(folder, port=port, interface=interface)
+    cfg = write_config(folder, port=port, interface=interface, http_ip=http_ip)
     proc = subprocess.Popen([binary, "-F", str(folder), "-C", str(cfg)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    server = JanusServer(proc, f"http://127.0.0.1:{port}/janus", folder)
+    server = JanusServer(proc, f"http://{http_ip}:{port}/janus", folder)
     drain_in_background(proc, server.log, keep=2000)
     try:
         await _create_rooms(server, publishers, timeout, rooms)

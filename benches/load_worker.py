@@ -31,10 +31,15 @@ AUDIO_TS_STEP = 960
 
 
 def main(conn: Any, target: dict[str, Any], scenario: Scenario, names: list[str],
-         address: str) -> None:
+         address: str, netns_path: str | None = None) -> None:
+    """``netns_path``: the network namespace to run the clients in (entered first)."""
     import uvloop
 
     try:
+        if netns_path is not None:
+            from benches import netns
+
+            netns.enter(netns_path)
         uvloop.run(_run(conn, target, scenario, names, address))
     except Exception:
         try:
@@ -152,7 +157,8 @@ async def _run(conn: Any, target: dict[str, Any], scenario: Scenario, names: lis
                 clients.append(load_clients.OursClient(people[n], scenario, address, cert,
                                                        target["ws_url"], target["api_key"],
                                                        target["api_secret"], browser))
-        conn.send(("ready", os.getpid()))
+        # its network namespace (the harness checks where its clients really run)
+        conn.send(("ready", os.getpid(), os.stat("/proc/self/ns/net").st_ino))
         while True:
             cmd, arg = await commands.get()
             if cmd == "join":

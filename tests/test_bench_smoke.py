@@ -70,9 +70,10 @@ def test_compare_quick(tmp_path: Path) -> None:
 
 def test_browser_like_clients_and_the_capacity_search(tmp_path: Path) -> None:
     """Two classrooms at once with browser-like clients, ours and Janus, through the
-    capacity command: every client sent transport-cc feedback and receiver reports, each
-    classroom got its own room, and our server forwarded audio by speech (far fewer packets
-    than Janus, which forwards every microphone)."""
+    capacity command, the clients in their own network namespace: every client sent
+    transport-cc feedback and receiver reports, each classroom got its own room, and our
+    server forwarded audio by speech (far fewer packets than Janus, which forwards every
+    microphone)."""
     assert shutil.which("janus"), "Debian janus is missing (scripts/setup.sh --test installs it)"
     out = tmp_path / "capacity.json"
     proc = subprocess.run(
@@ -89,6 +90,11 @@ def test_browser_like_clients_and_the_capacity_search(tmp_path: Path) -> None:
         r = run["result"]
         assert r["clients"] == "browser"
         assert run["pass"], (server, run["why"])
+        # the clients ran in their own namespace, on other CPUs than the server
+        where = r["placement"]
+        assert where["split"] and where["clients_in_own_namespace"], (server, where)
+        if len(os.sched_getaffinity(0)) >= 2:
+            assert not set(where["server_cpus"]) & set(where["client_cpus"]), (server, where)
         sent = r["steady"]["feedback_sent"]
         # 8 subscriber connections, 10 feedbacks a second each, for 3 s (at least half)
         assert sent["twcc"] >= 8 * 10 * 3 // 2 and sent["rr"] >= 8, (server, sent)
