@@ -57,6 +57,27 @@ class Recorder(Protocol):
     async def stop(self, room_id: str) -> Any: ...
 
 
+#: whose microphones are transcribed (docs/transcription.md): nobody's, the instructor's,
+#: everyone's
+TRANSCRIPTION_POLICIES = ("off", "instructor", "everyone")
+
+
+class RoomTranscription(Protocol):
+    """A running transcription of a classroom (transcription.service.RoomTranscription)."""
+
+    def track_published(self, p: Participant, track: PublishedTrack) -> None: ...
+
+    def attachments(self, start: float, end: float) -> dict[str, bytes]: ...
+
+
+class Transcriber(Protocol):
+    """What starts and ends transcriptions (transcription.service.Transcriptions)."""
+
+    def start(self, room: Classroom, policy: str) -> RoomTranscription: ...
+
+    def room_closed(self, room_id: str) -> None: ...
+
+
 def _wall_ms() -> float:
     return time.time() * 1000.0
 
@@ -65,9 +86,13 @@ class Classroom:
     """The classroom tools of one room, above its media room (``media``)."""
 
     def __init__(self, media: Room, bus: EventBus, *, recording_policy: str = "on_request",
-                 recorder: Recorder | None = None) -> None:
+                 recorder: Recorder | None = None, transcription_policy: str = "off",
+                 transcriber: Transcriber | None = None) -> None:
         if recording_policy not in RECORDING_POLICIES:
             raise ValueError(f"recording policy must be one of {', '.join(RECORDING_POLICIES)}")
+        if transcription_policy not in TRANSCRIPTION_POLICIES:
+            raise ValueError("transcription policy must be one of "
+                             f"{', '.join(TRANSCRIPTION_POLICIES)}")
         self.media = media
         self.id = media.id
         self.bus = bus
@@ -76,6 +101,12 @@ class Classroom:
         self.recorder = recorder
         #: the room's recording while one runs (set and cleared by the recorder)
         self.recording: Recording | None = None
+        #: whose microphones are transcribed, and the transcription while it runs
+        self.transcription_policy = transcription_policy
+        self.transcription: RoomTranscription | None = None
+        if transcription_policy != "off" and transcriber is not None:
+            self.transcription = transcriber.start(self, transcription_policy)
+        self._transcriber = transcriber
         #: the room's polls (classroom.polls, sans-IO; wall-clock milliseconds)
         self.polls = Polls(self._emit)
         #: raised hands, chat and reactions (classroom.hands, classroom.chat; wall clock)
@@ -98,7 +129,8 @@ class Classroom:
 
     def describe(self) -> dict[str, Any]:
         return {**self.media.describe(), "recordingPolicy": self.recording_policy,
-                "recording": self.recording is not None}
+                "recording": self.recording is not None,
+                "transcriptionPolicy": self.transcription_policy}
 
     def state(self) -> dict[str, Any]:
         """What a joining (or resuming) participant gets of the room's classroom tools."""
@@ -123,8 +155,19 @@ class Classroom:
     def track_published(self, p: Participant, track: PublishedTrack) -> None:
         if self.recording is not None:
             self.recording.track_published(p, track)
+        if self.transcription is not None:
+            self.transcription.track_published(p, track)
+
+    def recording_attachments(self, start: float, end: float) -> dict[str, bytes]:
+        """Files a recording of [start, end] (wall clock) carries beside its tracks: the
+        transcript of those minutes, when the room is transcribed."""
+        if self.transcription is None:
+            return {}
+        return self.transcription.attachments(start, end)
 
     def room_closed(self, reason: str) -> None:
+        if self.transcription is not None and self._transcriber is not None:
+            self._transcriber.room_closed(self.id)
         if self._poll_timer is not None:
             self._poll_timer.cancel()
             self._poll_timer = None

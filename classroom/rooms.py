@@ -11,20 +11,27 @@ from __future__ import annotations
 from events import EventBus
 from sfu.room import Room, RoomRegistry
 
-from .room import RECORDING_POLICIES, Classroom, Recorder
+from .room import RECORDING_POLICIES, TRANSCRIPTION_POLICIES, Classroom, Recorder, Transcriber
 
 
 class Classrooms:
     def __init__(self, media: RoomRegistry, bus: EventBus, *,
-                 recording_policy: str = "on_request", recorder: Recorder | None = None
+                 recording_policy: str = "on_request", recorder: Recorder | None = None,
+                 transcription_policy: str = "off", transcriber: Transcriber | None = None
                  ) -> None:
         if recording_policy not in RECORDING_POLICIES:
             raise ValueError(f"recording policy must be one of {', '.join(RECORDING_POLICIES)}")
+        if transcription_policy not in TRANSCRIPTION_POLICIES:
+            raise ValueError("transcription policy must be one of "
+                             f"{', '.join(TRANSCRIPTION_POLICIES)}")
         self.media = media
         self.bus = bus
         self.recording_policy = recording_policy
         #: given to every classroom (recorder.service.Recordings; None: nothing recorded)
         self.recorder = recorder
+        #: the default for rooms the API does not set, and what transcribes (None: nothing)
+        self.transcription_policy = transcription_policy
+        self.transcriber = transcriber
         self.rooms: dict[str, Classroom] = {}
 
     def get(self, room_id: str) -> Classroom | None:
@@ -32,7 +39,8 @@ class Classrooms:
 
     def create(self, room_id: str, max_participants: int | None = None,
                reconnect_window_s: float | None = None, recording_policy: str | None = None,
-               audio_speakers: int | None = None) -> Classroom:
+               audio_speakers: int | None = None, transcription_policy: str | None = None
+               ) -> Classroom:
         """The classroom of that name (an existing one is returned as it is)."""
         existing = self.rooms.get(room_id)
         if existing is not None:
@@ -40,7 +48,7 @@ class Classrooms:
         return self._wrap(self.media.create(room_id, max_participants,
                                             reconnect_window_s=reconnect_window_s,
                                             audio_speakers=audio_speakers),
-                          recording_policy)
+                          recording_policy, transcription_policy)
 
     def get_for_join(self, room_id: str) -> Classroom:
         """The classroom a join goes to; created if the server auto-creates rooms, else
@@ -50,10 +58,13 @@ class Classrooms:
             return existing
         return self._wrap(self.media.get_for_join(room_id), None)
 
-    def _wrap(self, media_room: Room, recording_policy: str | None) -> Classroom:
+    def _wrap(self, media_room: Room, recording_policy: str | None,
+              transcription_policy: str | None = None) -> Classroom:
         room = Classroom(media_room, self.bus,
                          recording_policy=recording_policy or self.recording_policy,
-                         recorder=self.recorder)
+                         recorder=self.recorder,
+                         transcription_policy=transcription_policy or self.transcription_policy,
+                         transcriber=self.transcriber)
         room.on_closed = self._closed
         self.rooms[room.id] = room
         if room.recording_policy == "always" and self.recorder is not None:

@@ -86,6 +86,12 @@ SCHEMAS: dict[str, Schema] = {s.type: s for s in (
                                           "dropped": dict}),
     Schema("recording.completed", 1, dict(_RECORDING_END)),
     Schema("recording.failed", 1, {**_RECORDING_END, "problems": list}),
+    Schema("transcript.started", 1, {"participant": str, "track": str, "stream": str,
+                                     "engine": str}),
+    Schema("transcript.line", 1, {"participant": str, "track": str, "startMs": int,
+                                  "endMs": int, "words": int}),
+    Schema("transcript.failed", 1, {"participant": str, "track": str, "detail": str}),
+    Schema("transcript.completed", 1, {"lines": int, "speakers": int, "files": list}),
     Schema("recording.alarm", 1, {"reason": str, "detail": str}, dict(_ALARM_WHERE)),
     Schema("recording.alarm_cleared", 1, {"reason": str, "detail": str}, dict(_ALARM_WHERE)),
     # the scheduler bridge (docs/scheduling.md); the room is the lesson's room (its id)

@@ -329,6 +329,7 @@ class RoomRecording:
             self._ticker.cancel()
         if self._unsubscribe is not None:
             self._unsubscribe()
+        attachments = self._write_attachments(stopped_at)
         complete = await self.writer.close(self.limits.finish_timeout_s)
         problems: list[str] = []
         for name, ok in complete.items():
@@ -355,7 +356,8 @@ class RoomRecording:
                     problems.append(f"{sink.name}: {track['file']}: {check['problem']}")
             if "error" in track:
                 problems.append(f"{track['file']}: {track['error']}")
-        manifest = {**self.describe(), "stoppedAt": stopped_at, "reason": reason,
+        manifest = {**self.describe(), "attachments": attachments,
+                    "stoppedAt": stopped_at, "reason": reason,
                     "durationS": round(stopped_at - self.started_at, 3),
                     "complete": complete, "problems": problems}
         await self._write_manifest(manifest, problems)
@@ -370,6 +372,26 @@ class RoomRecording:
             self.bus.emit("recording.completed", self.room.id, data)
         self.result = manifest
         return manifest
+
+    def _write_attachments(self, stopped_at: float) -> list[str]:
+        """The room's files for these minutes (its transcript, when it is transcribed),
+        written to both copies like the tracks."""
+        attach = getattr(self.room, "recording_attachments", None)
+        if attach is None:
+            return []
+        names = []
+        try:
+            files = attach(self.started_at, stopped_at)
+        except Exception as exc:
+            log.exception("recording %s: attachments", self.id)
+            self.alarm("recorder_error", f"attachments: {type(exc).__name__}: {exc}")
+            return []
+        for name, data in files.items():
+            out = self.writer.output(f"{self.folder}/{name}")
+            out.write(data)
+            out.close()
+            names.append(name)
+        return names
 
     async def _write_manifest(self, manifest: dict[str, Any], problems: list[str]) -> None:
         body = json.dumps(manifest, indent=2).encode()

@@ -155,6 +155,28 @@ class RecordingConfig:
 
 
 @dataclass(frozen=True)
+class TranscriptionConfig:
+    """Captions and transcripts, on premise (docs/transcription.md)."""
+    #: whose microphones rooms transcribe unless the room API says otherwise: "off",
+    #: "instructor", "everyone"
+    policy: str = "off"
+    #: "pocketsphinx" (its US English model ships in its wheel) or "whisper"
+    #: (faster-whisper, the extra classroom-sfu[whisper], with model_dir)
+    engine: str = "pocketsphinx"
+    #: the engine's model directory: a CTranslate2 Whisper model for "whisper"; for
+    #: "pocketsphinx" another language's model (hmm/, lm.bin, dict), "" = US English
+    model_dir: str = ""
+    language: str = "en"
+    #: recognition processes (each holds its streams' engines; one stream uses about a
+    #: fifth of a core with pocketsphinx)
+    workers: int = 1
+    #: every session's transcript (WebVTT and JSON): <dir>/<room>/<UTC start>-transcript.*
+    dir: str = "data/transcripts"
+    #: recognised text goes to the room's pages as caption messages
+    captions: bool = True
+
+
+@dataclass(frozen=True)
 class TurnConfig:
     """TURN servers handed to every participant (docs/operations.md): coturn with
     ``use-auth-secret``; each join gets time-limited credentials (the TURN REST convention)."""
@@ -220,6 +242,7 @@ class Config:
     recording: RecordingConfig = field(default_factory=RecordingConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     turn: TurnConfig = field(default_factory=TurnConfig)
+    transcription: TranscriptionConfig = field(default_factory=TranscriptionConfig)
 
     def validate(self) -> Config:
         rc = self.recording
@@ -231,6 +254,16 @@ class Config:
         if rc.stall_s <= 0 or rc.finish_timeout_s <= 0 or rc.min_free_mb < 0:
             raise ConfigError("recording.stall_s and finish_timeout_s must be > 0, "
                               "min_free_mb >= 0")
+        tc = self.transcription
+        if tc.policy not in ("off", "instructor", "everyone"):
+            raise ConfigError("transcription.policy must be off, instructor or everyone")
+        if tc.engine not in ("pocketsphinx", "whisper"):
+            raise ConfigError("transcription.engine must be pocketsphinx or whisper")
+        if tc.engine == "whisper" and not tc.model_dir:
+            raise ConfigError("transcription.engine whisper needs transcription.model_dir "
+                              "(a CTranslate2 Whisper model directory)")
+        if not 1 <= tc.workers <= 64:
+            raise ConfigError("transcription.workers must be 1..64")
         if not 0 <= self.server.port <= 65535:
             raise ConfigError("server.port must be 0..65535")
         if not self.media.ice_addresses:

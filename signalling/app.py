@@ -18,7 +18,12 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from classroom.engagement import Thresholds
 from classroom.reports import SessionReporter
-from classroom.room import RECORDING_POLICIES, Classroom, RecordingRefused
+from classroom.room import (
+    RECORDING_POLICIES,
+    TRANSCRIPTION_POLICIES,
+    Classroom,
+    RecordingRefused,
+)
 from classroom.rooms import Classrooms
 from events import EventBus
 from events.filelog import FileLog
@@ -40,6 +45,9 @@ from sfu.participant import ROLES, MediaParams, Participant
 from sfu.room import Room, RoomRegistry
 from sfu.speech_gate import SpeechPolicy
 from sfu.transport import SharedPortTransports, new_certificate
+from transcription.engines import EngineConfig
+from transcription.metrics import TranscriptionCollector
+from transcription.service import Transcriptions
 
 from . import tokens, whiteboard_ws
 from .session import SignallingSession
@@ -191,6 +199,13 @@ def create_app(config: Config) -> web.Application:
             finish_timeout_s=config.recording.finish_timeout_s))
     state.registry.register(RecordingCollector(recordings))
     state.classrooms.recorder = recordings
+    tc = config.transcription
+    transcriptions = Transcriptions(
+        bus, EngineConfig(tc.engine, tc.model_dir, tc.language), workers=tc.workers,
+        directory=tc.dir, captions=tc.captions)
+    state.classrooms.transcriber = transcriptions
+    state.classrooms.transcription_policy = tc.policy
+    state.registry.register(TranscriptionCollector(transcriptions))
     app = web.Application(client_max_size=65536)
     app[STATE] = state
     bridge: Bridge | None = None
@@ -328,9 +343,14 @@ def create_app(config: Config) -> web.Application:
         if policy is not None and policy not in RECORDING_POLICIES:
             return _json_error(400, "bad_message", "recordingPolicy must be one of "
                                + ", ".join(RECORDING_POLICIES))
+        transcription = body.get("transcription")
+        if transcription is not None and transcription not in TRANSCRIPTION_POLICIES:
+            return _json_error(400, "bad_message", "transcription must be one of "
+                               + ", ".join(TRANSCRIPTION_POLICIES))
         existed = name in state.classrooms.rooms
         room = state.classrooms.create(name, maxp, reconnect_window_s=window,
-                                       recording_policy=policy, audio_speakers=speakers)
+                                       recording_policy=policy, audio_speakers=speakers,
+                                       transcription_policy=transcription)
         return web.json_response(room.describe(), status=200 if existed else 201)
 
     async def recent_events(request: web.Request) -> web.Response:
@@ -452,6 +472,7 @@ def create_app(config: Config) -> web.Application:
         for name in list(state.classrooms.rooms):
             await state.classrooms.close(name, "server_shutdown")
         await recordings.close()
+        await transcriptions.close()  # the rooms' last lines written, the workers stopped
         if bridge is not None:  # after the rooms: their last joins and leaves are kept
             await bridge.close()
 
