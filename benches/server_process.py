@@ -32,6 +32,8 @@ class ServerProcess:
     #: the server's event log folder (a temporary one, removed at stop, unless given)
     events_dir: str = ""
     owns_events_dir: bool = False
+    #: the environment it was started with (its SFU_* configuration)
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def ws_url(self) -> str:
@@ -66,6 +68,8 @@ def start_server(extra_env: dict[str, str] | None = None, *, host: str = "127.0.
                    os.path.join(env["SFU_EVENTS_LOG_DIR"], "reports"))
     env.setdefault("SFU_CLASSROOM_WHITEBOARDS_DIR",
                    os.path.join(env["SFU_EVENTS_LOG_DIR"], "whiteboards"))
+    env.setdefault("SFU_TRANSCRIPTION_DIR",
+                   os.path.join(env["SFU_EVENTS_LOG_DIR"], "transcripts"))
     env.setdefault("SFU_SCHEDULER_SQLITE_PATH",
                    os.path.join(env["SFU_EVENTS_LOG_DIR"], "schedule.sqlite3"))
     for key, name in (("DIR", "recordings"), ("SECOND_DIR", "recordings-copy"),
@@ -93,7 +97,8 @@ def start_server(extra_env: dict[str, str] | None = None, *, host: str = "127.0.
             shutil.rmtree(env["SFU_EVENTS_LOG_DIR"], ignore_errors=True)
         raise RuntimeError("server did not start:\n" + "".join(log))
     server = ServerProcess(url, proc, log, events_dir=env["SFU_EVENTS_LOG_DIR"],
-                           owns_events_dir=owns_events_dir)
+                           owns_events_dir=owns_events_dir,
+                           env={k: v for k, v in env.items() if k.startswith("SFU_")})
     drain_in_background(proc, log)
     return server
 

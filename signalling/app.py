@@ -389,6 +389,15 @@ def create_app(config: Config) -> web.Application:
             return _json_error(404, "room_not_found", "no session for this room")
         return web.json_response(report)
 
+    async def get_transcript(request: web.Request) -> web.Response:
+        """The transcript of the room's session so far (docs/transcription.md)."""
+        room_id = request.match_info["room"]
+        body = transcriptions.transcript_json(room_id)
+        if body is None:
+            return _json_error(404, "not_transcribed", "this room is not being transcribed "
+                               "(its transcription policy is off)")
+        return web.json_response(body)
+
     async def start_recording(request: web.Request) -> web.Response:
         """Record the room: every track, from now until stopped or the room closes
         (docs/recording.md)."""
@@ -505,6 +514,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/api/rooms/{room}/participants", list_participants)
     app.router.add_get("/api/rooms/{room}/report", session_report)
     app.router.add_get("/api/alarms", list_alarms)
+    app.router.add_get("/api/rooms/{room}/transcript", get_transcript)
     app.router.add_post("/api/rooms/{room}/recording", start_recording)
     app.router.add_get("/api/rooms/{room}/recording", get_recording)
     app.router.add_delete("/api/rooms/{room}/recording", stop_recording)

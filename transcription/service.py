@@ -286,6 +286,18 @@ class Transcriptions:
             self.finished_audio_s += float(fig.get("audio_s", 0.0))
             self.finished_cpu_s += float(fig.get("engine_cpu_s", 0.0))
 
+    def transcript_json(self, room_id: str) -> dict[str, Any] | None:
+        """The live transcript of a transcribed room (times from its first line)."""
+        rt = self.rooms.get(room_id)
+        if rt is None:
+            return None
+        tr = rt.transcript
+        origin = tr.lines[0].start if tr.lines else rt.started_at
+        return {**tr.to_json(origin, startedAt=rt.started_at, engine=self.engine.engine),
+                "policy": rt.policy, "streams": [
+                    {"participant": s.participant.id, "track": s.track.id,
+                     "error": s.error or None, **s.figures} for s in rt.streams.values()]}
+
     def live_streams(self) -> list[_Stream]:
         return list(self._streams.values())
 

@@ -14,6 +14,7 @@ import { ClassroomPanel } from "./classroom.js";
 import { showLesson } from "./lesson.js";
 import { PathIndicator } from "./path.js";
 import { RecordingControl } from "./recording.js";
+import { CaptionView } from "./captions.js";
 import {
   mutedByModerator,
   onPublisherAnswer,
@@ -178,6 +179,14 @@ const sfu = {
   connectionPath() {
     return { ...pathIndicator.latest };
   },
+  // Captions shown now ({participantId: {text, final, name}}) and the last final ones.
+  captions() {
+    const shown = {};
+    for (const [id, c] of captions.board.shown) {
+      shown[id] = { text: c.text, final: c.final, name: c.name };
+    }
+    return { enabled: captions.enabled, shown, history: [...captions.board.history] };
+  },
   join: (token) => join(token),
   leave: () => leave(),
 };
@@ -201,6 +210,13 @@ const app = {
 // The recording indicator and the instructor's button (recording.js).
 const recording = new RecordingControl($("rec-indicator"), $("toggle-recording"), {
   send: (msg) => Boolean(session && !session.closed && send(session, msg)),
+});
+
+// Live captions under the speakers' tiles, and their toggle (captions.js).
+const captions = new CaptionView($("toggle-captions"), {
+  tileOf: (id) => (session ? session.ui.tiles.querySelector(
+    `.tile[data-participant-id="${CSS.escape(id)}"]`) : null),
+  storage: window.localStorage,
 });
 
 // Hands, reactions, chat and polls: the side panel (classroom.js).
@@ -518,6 +534,7 @@ function teardown() {
   s.closed = true;
   classroom.stop();
   recording.stop();
+  captions.clear();
   pathIndicator.stop();
   stopWhiteboard();
   clearInterval(s.heartbeat);
@@ -564,6 +581,7 @@ async function handleMessage(s, msg) {
   if (s.closed || s !== session) return;
   if (classroom.handle(msg)) return;
   if (recording.handle(msg)) return;
+  if (captions.handle(msg)) return;
   switch (msg.type) {
     case "joined":
       return onJoined(s, msg);
