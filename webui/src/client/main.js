@@ -179,11 +179,12 @@ const sfu = {
   connectionPath() {
     return { ...pathIndicator.latest };
   },
-  // Captions shown now ({participantId: {text, final, name}}) and the last final ones.
+  // Captions shown now ({participantId: {text, final, name, utterance}}) and the last
+  // final ones.
   captions() {
     const shown = {};
     for (const [id, c] of captions.board.shown) {
-      shown[id] = { text: c.text, final: c.final, name: c.name };
+      shown[id] = { text: c.text, final: c.final, name: c.name, utterance: c.utterance };
     }
     return { enabled: captions.enabled, shown, history: [...captions.board.history] };
   },
