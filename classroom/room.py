@@ -67,6 +67,8 @@ class RoomTranscription(Protocol):
 
     def track_published(self, p: Participant, track: PublishedTrack) -> None: ...
 
+    def seen(self, p: Participant) -> None: ...
+
     def attachments(self, start: float, end: float) -> dict[str, bytes]: ...
 
 
@@ -147,6 +149,8 @@ class Classroom:
     # -- RoomListener (sfu.room) --------------------------------------------------------
 
     def participant_left(self, p: Participant, reason: str) -> None:
+        if self.transcription is not None:
+            self.transcription.seen(p)  # its name, for the summary's attendance
         if self.hands.left(p.id, _wall_ms()):
             self._broadcast({"type": "hand_lowered", "participantId": p.id, "by": p.id,
                              "reason": "left"})

@@ -92,6 +92,10 @@ SCHEMAS: dict[str, Schema] = {s.type: s for s in (
                                   "endMs": int, "words": int}),
     Schema("transcript.failed", 1, {"participant": str, "track": str, "detail": str}),
     Schema("transcript.completed", 1, {"lines": int, "speakers": int, "files": list}),
+    Schema("summary.drafted", 1, {"keyPoints": int, "questions": int, "polls": int,
+                                  "file": str}),
+    Schema("summary.edited", 1, {"revision": int, "by": str}),
+    Schema("summary.approved", 1, {"revision": int, "by": str, "summary": dict}),
     Schema("recording.alarm", 1, {"reason": str, "detail": str}, dict(_ALARM_WHERE)),
     Schema("recording.alarm_cleared", 1, {"reason": str, "detail": str}, dict(_ALARM_WHERE)),
     # the scheduler bridge (docs/scheduling.md); the room is the lesson's room (its id)

@@ -81,6 +81,22 @@ class Notifications:
                                   subject, body, now)
         return new
 
+    async def summary(self, b: Booking, summary: dict[str, Any], now: float) -> None:
+        """Email the approved summary of a lesson to its students' guardians (once each)."""
+        if self.p.mailer is None:
+            return
+        start_local = datetime.fromtimestamp(b.start_ts, ZoneInfo(b.time_zone))
+        subject = f"Lesson summary: {b.title}, {start_local:%Y-%m-%d}"
+        text = str(summary.get("text") or "")
+        for person in b.students:
+            for g in person.guardians:
+                if g.email:
+                    body = (f"Hello {g.name or 'there'},\n\nHere is the summary of "
+                            f"{b.title} ({start_local:%A %d %B %Y}), which {person.name} "
+                            f"attended or was booked for.\n\n{text}")
+                    await self._email(f"summary:{b.lesson_id}:{person.id}:{g.email}",
+                                      b.lesson_id, "summary", g.email, subject, body, now)
+
     async def exception(self, row: dict[str, Any]) -> None:
         """Email an exception to ``scheduler.operator_emails``."""
         if self.p.mailer is None or not self.p.config.operator_emails:

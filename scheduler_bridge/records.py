@@ -3,8 +3,8 @@ thread).
 
 A lesson's record holds what the bridge kept as it happened: the engagement report
 (``session.report``), the recording's outcome (``recording.completed``/``failed``: where
-both copies are, duration, problems), its attendance rows, its exceptions and the
-instructor's notes. The brief is what the instructor sees on joining the next lesson of the
+both copies are, duration, problems), the instructor's approved summary
+(``summary.approved``), its attendance rows, its exceptions and the instructor's notes. The brief is what the instructor sees on joining the next lesson of the
 same series (or of the same students): the previous lesson's date, attendance, notes and
 open exceptions.
 """
@@ -26,6 +26,7 @@ def session_record(store: Store, lesson: Lesson) -> dict[str, Any]:
     return {
         "lesson": lesson.to_json(), "notes": lesson.notes,
         "report": record.get("report"), "recording": record.get("recording"),
+        "summary": record.get("summary"),
         "attendance": [
             {"identity": p.id, "name": p.name, "role": role, "came": p.id in seen,
              "firstJoinAt": seen[p.id]["first_join_ts"] if p.id in seen else None,
@@ -52,6 +53,8 @@ def brief(store: Store, lesson: Lesson) -> dict[str, Any] | None:
         "came": [s.name for s in students if s.id in seen],
         "absent": [s.name for s in students if s.id not in seen],
         "notes": before.notes,
+        # the instructor's approved summary of it (transcription.summaries), if any
+        "summary": (before.record or {}).get("summary"),
         "openExceptions": [{"id": e["id"], "kind": e["kind"], "person": e["person"]}
                            for e in exceptions],
     }

@@ -57,7 +57,7 @@ CATCH_UP_S = 7 * 86400.0
 UPDATABLE = ("title", "students", "recordingPolicy", "room", "seriesId")
 #: events kept in the lesson's session record, under these keys
 RECORDED = {"session.report": "report", "recording.completed": "recording",
-            "recording.failed": "recording"}
+            "recording.failed": "recording", "summary.approved": "summary"}
 
 
 @dataclass
@@ -286,6 +286,8 @@ class Bridge:
             self._spawn(self._end(event.room, str(event.data.get("reason"))))
         if event.type in ("participant.joined", "participant.left", "room.closed"):
             self._wake.set()
+        if event.type == "summary.approved":
+            self._spawn(self._summary_approved(event.room, dict(event.data["summary"])))
         key = RECORDED.get(event.type)
         if key is not None:  # the lesson's session record (no-op for an unbooked room)
             self._spawn(self.db(self.store.merge_record, event.room, key,
@@ -572,6 +574,19 @@ class Bridge:
         if claims.role == "instructor":
             about["brief"] = await self.db(records.brief, self.store, lesson)
         return {"lesson": about}
+
+    async def roster(self, room: str) -> list[dict[str, str]] | None:
+        """The booked students of the lesson held in ``room`` (None: not a lesson)."""
+        lesson = await self.db(self.store.get, room)
+        if lesson is None:
+            return None
+        return [{"identity": s.id, "name": s.name} for s in lesson.booking.students]
+
+    async def _summary_approved(self, room: str, summary: dict[str, Any]) -> None:
+        """An approved summary of a lesson goes to its students' guardians."""
+        lesson = await self.db(self.store.get, room)
+        if lesson is not None:
+            await self.notify.summary(lesson.booking, summary, self.clock())
 
     async def record(self, lesson_id: str) -> dict[str, Any]:
         return await self.db(records.session_record, self.store, await self.get(lesson_id))

@@ -48,12 +48,16 @@ from sfu.transport import SharedPortTransports, new_certificate
 from transcription.engines import EngineConfig
 from transcription.metrics import TranscriptionCollector
 from transcription.service import Transcriptions
+from transcription.summaries import NoSummary, Summaries
+from transcription.summary import SummaryError
 
 from . import tokens, whiteboard_ws
 from .session import SignallingSession
 from .whiteboard_ws import Whiteboards
 
 log = logging.getLogger(__name__)
+#: the summary API, which the room's instructor may use with a join token
+SUMMARY_PATH = re.compile(r"^/api/rooms/([^/]+)/summary(?:/approve)?$")
 STATIC = Path(__file__).parent / "static"
 NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
@@ -131,7 +135,8 @@ def recording_sinks(config: Config) -> Callable[[], list[Sink]]:
 
 def create_app(config: Config) -> web.Application:
     config = config.with_secret()
-    for bundle in ("client.bundle.js", "whiteboard.bundle.js", "ops.bundle.js"):
+    for bundle in ("client.bundle.js", "whiteboard.bundle.js", "ops.bundle.js",
+                   "summary.bundle.js"):
         if not (STATIC / bundle).exists():
             log.warning("%s is not built (scripts/setup.sh builds it: webui/, npm run build): "
                         "the page will not work without it", bundle)
@@ -206,6 +211,11 @@ def create_app(config: Config) -> web.Application:
     state.classrooms.transcriber = transcriptions
     state.classrooms.transcription_policy = tc.policy
     state.registry.register(TranscriptionCollector(transcriptions))
+    async def roster(room: str) -> list[dict[str, str]] | None:
+        return await bridge.roster(room) if bridge is not None else None
+
+    summaries = Summaries(bus, tc.dir, roster=roster)
+    transcriptions.on_finished = summaries.draft
     app = web.Application(client_max_size=65536)
     app[STATE] = state
     bridge: Bridge | None = None
@@ -285,6 +295,17 @@ def create_app(config: Config) -> web.Application:
             return False
         if hmac.compare_digest(supplied.encode(), config.auth.api_secret.encode()):
             return True
+        # the room's instructor (its join token: the summary page) reviews its summary
+        summary_of = SUMMARY_PATH.match(request.path)
+        if summary_of is not None and supplied.count(".") == 2:
+            try:
+                claims = tokens.verify(supplied, config.auth.api_key, config.auth.api_secret)
+            except tokens.TokenError:
+                return False
+            if claims.role == "instructor" and claims.room == summary_of.group(1):
+                request["instructor"] = claims.name or claims.identity
+                return True
+            return False
         # an operator token (the operations page) opens the scheduling API, nothing else
         if request.path.startswith("/api/schedule/") and supplied.count(".") == 2 and \
                 request.path != "/api/schedule/operator-token":
@@ -397,6 +418,37 @@ def create_app(config: Config) -> web.Application:
             return _json_error(404, "not_transcribed", "this room is not being transcribed "
                                "(its transcription policy is off)")
         return web.json_response(body)
+
+    async def get_summary(request: web.Request) -> web.Response:
+        """The room's summary draft, or the approved summary (docs/transcription.md)."""
+        try:
+            return web.json_response(await summaries.get(request.match_info["room"]))
+        except NoSummary as exc:
+            return _json_error(404, exc.code, str(exc))
+
+    async def edit_summary(request: web.Request) -> web.Response:
+        body = await _body(request)
+        try:
+            return web.json_response(await summaries.edit(
+                request.match_info["room"], body, request.get("instructor", "api")))
+        except NoSummary as exc:
+            return _json_error(404, exc.code, str(exc))
+        except SummaryError as exc:
+            return _json_error(409 if exc.code == "summary_approved" else 400, exc.code,
+                               str(exc))
+
+    async def approve_summary(request: web.Request) -> web.Response:
+        try:
+            return web.json_response(await summaries.approve(
+                request.match_info["room"], request.get("instructor", "api")))
+        except NoSummary as exc:
+            return _json_error(404, exc.code, str(exc))
+        except SummaryError as exc:
+            return _json_error(409, exc.code, str(exc))
+
+    async def summary_page(request: web.Request) -> web.FileResponse:
+        """The instructor's summary page: opened with the instructor's join token."""
+        return web.FileResponse(STATIC / "summary.html")
 
     async def start_recording(request: web.Request) -> web.Response:
         """Record the room: every track, from now until stopped or the room closes
@@ -515,6 +567,10 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/api/rooms/{room}/report", session_report)
     app.router.add_get("/api/alarms", list_alarms)
     app.router.add_get("/api/rooms/{room}/transcript", get_transcript)
+    app.router.add_get("/api/rooms/{room}/summary", get_summary)
+    app.router.add_put("/api/rooms/{room}/summary", edit_summary)
+    app.router.add_post("/api/rooms/{room}/summary/approve", approve_summary)
+    app.router.add_get("/summary", summary_page)
     app.router.add_post("/api/rooms/{room}/recording", start_recording)
     app.router.add_get("/api/rooms/{room}/recording", get_recording)
     app.router.add_delete("/api/rooms/{room}/recording", stop_recording)

@@ -5,7 +5,8 @@ Each stream (one microphone of one room) is given to one worker process
 decoder, segmenter and engine keep state between packets. Packets are buffered per stream
 and sent every ``batch_s`` on a multiprocessing queue, whose feeder thread does the
 writing: nothing here blocks the event loop, so a slow engine never delays the media. A
-worker more than ``max_backlog`` batches behind gets no more audio until it catches up
+worker more than ``max_backlog`` batches per stream behind (5 s of audio by default) gets
+no more audio until it catches up
 (what it misses is counted as dropped, and the captions of those seconds are lost: better
 than captions that lag further and further). A worker that dies is replaced; its streams
 are reopened on the replacement (the utterance in progress is lost) and reported.
@@ -163,7 +164,9 @@ class TranscriptionPool:
     def _send_batch(self, stream: str, w: _Worker, batch: list[tuple[int, bytes]]) -> None:
         if not batch or not w.alive:
             return
-        if w.backlog >= self.max_backlog:
+        # max_backlog batches per stream on that worker: a bound on how far behind (in
+        # seconds of audio) its streams run, whatever their number
+        if w.backlog >= self.max_backlog * max(1, len(w.streams)):
             self.dropped_packets += len(batch)
             return
         w.backlog += 1

@@ -20,6 +20,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,8 @@ class RoomTranscription:
         self.streams: dict[str, _Stream] = {}
         self.stopped = False
         self.files: list[str] = []
+        #: display names of everyone seen in the room, by identity (the summary's)
+        self.names: dict[str, str] = {}
 
     def describe(self) -> dict[str, Any]:
         return {"policy": self.policy, "streams": len(self.streams),
@@ -105,7 +108,11 @@ class RoomTranscription:
 
     # -- from the classroom ------------------------------------------------------------
 
+    def seen(self, p: Participant) -> None:
+        self.names[p.info.identity] = p.info.name or p.info.identity
+
     def track_published(self, p: Participant, track: PublishedTrack) -> None:
+        self.seen(p)
         if self.stopped or track.kind != "audio" or track.source != "microphone":
             return
         if self.policy == "instructor" and p.info.role != "instructor":
@@ -210,6 +217,12 @@ class RoomTranscription:
                 log.warning("room %s: transcription workers did not finish in %s s",
                             self.room.id, FINISH_TIMEOUT_S)
         self.files = await self.service.write(self)
+        hook = self.service.on_finished
+        if hook is not None:
+            try:
+                await hook(self)
+            except Exception:
+                log.exception("room %s: after its transcription", self.room.id)
         return self.files
 
 
@@ -225,6 +238,9 @@ class Transcriptions:
         self._streams: dict[str, _Stream] = {}
         self._pool: TranscriptionPool | None = None
         self._ending: set[asyncio.Task[Any]] = set()
+        #: awaited with each room transcription once its transcript is written (the
+        #: summary draft: transcription.summaries)
+        self.on_finished: Callable[[RoomTranscription], Awaitable[Any]] | None = None
         # figures (docs/metrics.md)
         self.words = 0
         self.failures = 0
@@ -248,6 +264,7 @@ class Transcriptions:
         rt = RoomTranscription(self, room, policy)
         self.rooms[room.id] = rt
         for p in list(room.participants.values()):
+            rt.seen(p)
             for track in list(p.tracks.values()):
                 rt.track_published(p, track)
         return rt

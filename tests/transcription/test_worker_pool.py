@@ -131,7 +131,8 @@ async def test_an_engine_that_cannot_load_reports_why(tmp_path: Path) -> None:
 
 
 async def test_a_worker_far_behind_gets_no_more_audio() -> None:
-    """The pool stops sending to a worker with max_backlog batches outstanding and counts
+    """The pool stops sending to a worker with max_backlog batches per stream outstanding
+    and counts
     what it kept back: captions lag no further, the server's memory does not grow."""
     results = Results()
     pool = TranscriptionPool(1, EngineConfig(), results, batch_s=0.01, max_backlog=3)
