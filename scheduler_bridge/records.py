@@ -4,8 +4,9 @@ thread).
 A lesson's record holds what the bridge kept as it happened: the engagement report
 (``session.report``), the recording's outcome (``recording.completed``/``failed``: where
 both copies are, duration, problems), the instructor's approved summary
-(``summary.approved``), its attendance rows, its exceptions and the instructor's notes. The brief is what the instructor sees on joining the next lesson of the
-same series (or of the same students): the previous lesson's date, attendance, notes and
+(``summary.approved``), its attendance rows, its exceptions and the instructor's notes.
+The brief is what the instructor sees on joining the next lesson of the same series (or
+of the same students): the previous lesson's date, attendance, notes, approved summary and
 open exceptions.
 """
 

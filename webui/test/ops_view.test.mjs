@@ -49,4 +49,9 @@ test("the instructor's brief of the previous lesson", () => {
   assert.match(lines[0], /^Last lesson: Maths 1, .* \(ended\)$/);
   assert.deepEqual(lines.slice(1), ["Came: Ann", "Absent: Ben", "Notes: fractions next",
     "Open exceptions: student no show (ben)"]);
+  // with an approved summary, its key points
+  const withSummary = briefLines({ title: "Maths 1", start: "2026-12-01T14:00:00Z",
+    status: "ended", came: [], absent: [], notes: "", openExceptions: [],
+    summary: { keyPoints: [{ text: "halves" }, { text: "quarters" }] } });
+  assert.ok(withSummary.includes("Summary: halves; quarters"));
 });

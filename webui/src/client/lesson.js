@@ -12,6 +12,9 @@ export function briefLines(brief) {
   lines.push(`Came: ${brief.came.length ? brief.came.join(", ") : "nobody"}`);
   if (brief.absent.length) lines.push(`Absent: ${brief.absent.join(", ")}`);
   lines.push(`Notes: ${brief.notes || "none"}`);
+  // the instructor's approved summary of it (docs/transcription.md), its key points
+  const points = ((brief.summary && brief.summary.keyPoints) || []).map((p) => p.text);
+  if (points.length) lines.push(`Summary: ${points.join("; ")}`);
   const open = brief.openExceptions.map((e) => `${e.kind.replaceAll("_", " ")}${e.person ? ` (${e.person})` : ""}`);
   lines.push(`Open exceptions: ${open.length ? open.join("; ") : "none"}`);
   return lines;
