@@ -21,17 +21,15 @@ from __future__ import annotations
 import asyncio
 import shutil
 import statistics
-import subprocess
 import urllib.request
-import wave
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import numpy as np
 import playwright.async_api as playwright_async
 import pytest
 from browser_flags import CHROMIUM_ARGS, CHROMIUM_PATH
+from fake_microphone import SPEAKER_SAMPLER, STOP_SAMPLER, microphone_file
 
 from benches.server_process import ServerProcess
 from tests.integration.sfu_harness import parse_metrics
@@ -46,30 +44,11 @@ SENTENCES = {
 #: each student's file: this much silence, the sentence, silence up to LOOP_S (it loops): turns
 LEAD_S = {"sara": 0.3, "tom": 4.1, "ula": 7.9}
 LOOP_S = 12.0
-RATE = 48_000
 #: how long the pages' audio is sampled once everyone receives everyone
 MEASURE_S = 14.0
 #: mean power (ΔtotalAudioEnergy / ΔtotalSamplesDuration) above which a 100 ms interval is
 #: speech: -40 dBFS (the server's gate opens at -50 dBov)
 LOUD_POWER = 1e-4
-
-SPEAKER_SAMPLER = """
-() => {
-  window.__audio = [];
-  window.__sampler = setInterval(async () => {
-    const pc = window.sfu.publisherPc;
-    if (!pc) return;
-    const report = await pc.getStats();
-    let src = null, out = null;
-    report.forEach((r) => {
-      if (r.type === "media-source" && r.kind === "audio") src = r;
-      if (r.type === "outbound-rtp" && r.kind === "audio") out = r;
-    });
-    if (src) window.__audio.push({t: Date.now(), e: src.totalAudioEnergy || 0,
-      d: src.totalSamplesDuration || 0, sent: out ? out.packetsSent : 0});
-  }, 100);
-}
-"""
 
 LISTENER_SAMPLER = """
 () => {
@@ -94,29 +73,10 @@ LISTENER_SAMPLER = """
 }
 """
 
-STOP_SAMPLER = "() => { clearInterval(window.__sampler); return window.__audio; }"
-
-
 def speech_file(directory: Path, name: str) -> Path:
     """The student's fake microphone: a spoken sentence at 48 kHz in a 12-second loop."""
-    raw = directory / f"{name}-espeak.wav"
-    subprocess.run(["espeak-ng", "-s", "170", "-w", str(raw), SENTENCES[name]], check=True)
-    with wave.open(str(raw)) as w:
-        rate = w.getframerate()
-        voice = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64)
-    voice = np.interp(np.arange(0, len(voice) * RATE / rate) * rate / RATE,
-                      np.arange(len(voice)), voice)
-    voice *= 0.5 * 32767 / max(1.0, np.abs(voice).max())
-    lead = int(LEAD_S[name] * RATE)
-    out = np.zeros(int(LOOP_S * RATE))
-    assert lead + len(voice) < len(out), "sentence longer than its turn"
-    out[lead:lead + len(voice)] = voice
-    path = directory / f"{name}.wav"
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(RATE)
-        w.writeframes(out.astype("<i2").tobytes())
+    path, _ = microphone_file(directory, name, [SENTENCES[name]], lead_s=LEAD_S[name],
+                              total_s=LOOP_S, words_per_minute=170)
     return path
 
 

@@ -16,19 +16,16 @@ watches. What they would notice:
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-import urllib.request
-import wave
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import numpy as np
 import playwright.async_api as playwright_async
 import pytest
 from browser_flags import CHROMIUM_ARGS, CHROMIUM_PATH
+from fake_microphone import SPEAKER_SAMPLER, STOP_SAMPLER, microphone_file
+from room_api import api, until_event
 
 from benches import speech
 from benches.server_process import ServerProcess
@@ -38,27 +35,12 @@ pytestmark = pytest.mark.e2e
 TEACHER = ["We will have a short test on Friday.", "The water cycle has three parts.",
            "Please write the answer in your notebook."]
 STUDENT = ["Who can tell me what the story is about?"]
-RATE = 48_000
 GAP_S = 1.5  # silence between two sentences (an utterance ends after ~0.4 s of it)
 WER_BOUND = 0.6
 CAPTION_WITHIN_S = 3.0
 #: mean power of a 100 ms interval above which the speaker's microphone is speaking
 LOUD_POWER = 1e-4
 
-SPEAKER_SAMPLER = """
-() => {
-  window.__audio = [];
-  window.__sampler = setInterval(async () => {
-    const pc = window.sfu.publisherPc;
-    if (!pc) return;
-    (await pc.getStats()).forEach((r) => {
-      if (r.type === "media-source" && r.kind === "audio")
-        window.__audio.push({t: Date.now(), e: r.totalAudioEnergy || 0,
-                             d: r.totalSamplesDuration || 0});
-    });
-  }, 100);
-}
-"""
 CAPTION_SAMPLER = """
 () => {
   window.__captions = [];
@@ -74,31 +56,6 @@ CAPTION_SAMPLER = """
   }, 100);
 }
 """
-
-
-def microphone(directory: Path, name: str, sentences: list[str], lead_s: float,
-               total_s: float) -> tuple[Path, list[tuple[float, float]]]:
-    """A 48 kHz WAV: silence, the sentences with GAP_S between them, silence up to
-    ``total_s`` (Chromium loops the file); and each sentence's (start, end) in it."""
-    out = np.zeros(int(total_s * RATE), dtype=np.float64)
-    at, spans = lead_s, []
-    for i, text in enumerate(sentences):
-        samples, rate = speech.read_wav(speech.say(text, directory / f"{name}{i}.wav"))
-        voice = np.interp(np.arange(0, len(samples) * RATE / rate) * rate / RATE,
-                          np.arange(len(samples)), samples.astype(np.float64))
-        voice *= 0.5 * 32767 / max(1.0, np.abs(voice).max())
-        start = int(at * RATE)
-        assert start + len(voice) < len(out), "the script is longer than the file"
-        out[start:start + len(voice)] = voice
-        spans.append((at, at + len(voice) / RATE))
-        at += len(voice) / RATE + GAP_S
-    path = directory / f"{name}.wav"
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(RATE)
-        w.writeframes(out.astype("<i2").tobytes())
-    return path, spans
 
 
 def onsets(samples: list[dict[str, float]]) -> list[float]:
@@ -117,17 +74,6 @@ def onsets(samples: list[dict[str, float]]) -> list[float]:
     return out
 
 
-def api(server: ServerProcess, method: str, path: str, body: dict[str, Any] | None = None
-        ) -> tuple[int, Any]:
-    req = urllib.request.Request(server.base_url + path, method=method,
-                                 data=json.dumps(body).encode() if body else None,
-                                 headers={**server.auth_header,
-                                          "Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as res:
-        raw = res.read()
-        return res.status, json.loads(raw) if raw else None
-
-
 async def test_captions_follow_the_words_and_the_transcript_holds_them(
         sfu_server: ServerProcess, tmp_path: Path) -> None:
     room = "captions-e2e"
@@ -135,10 +81,10 @@ async def test_captions_follow_the_words_and_the_transcript_holds_them(
                                                        "transcription": "everyone"})
     assert status == 201
     # the first sentence after 4 s: the pages join and start sampling before it
-    teacher_file, teacher_spans = microphone(tmp_path, "teacher", TEACHER, 4.0, 40.0)
-    student_start = teacher_spans[-1][1] + 2.0
-    student_file, student_spans = microphone(tmp_path, "student", STUDENT, student_start,
-                                             40.0)
+    teacher_file, teacher_spans = microphone_file(tmp_path, "teacher", TEACHER, lead_s=4.0,
+                                                  total_s=40.0, gap_s=GAP_S)
+    student_file, _ = microphone_file(tmp_path, "student", STUDENT,
+                                      lead_s=teacher_spans[-1][1] + 2.0, total_s=40.0)
     args = [*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"]
 
     def url(identity: str, name: str, role: str) -> str:
@@ -180,9 +126,8 @@ async def test_captions_follow_the_words_and_the_transcript_holds_them(
                 arg=ids["student"], timeout=60_000)
             seen = await observer.evaluate(
                 "() => { clearInterval(window.__capSampler); return window.__captions; }")
-            spoken = {who: await pages[who].evaluate(
-                "() => { clearInterval(window.__sampler); return window.__audio; }")
-                for who in ("teacher", "student")}
+            spoken = {who: await pages[who].evaluate(STOP_SAMPLER)
+                      for who in ("teacher", "student")}
             history = (await observer.evaluate("() => window.sfu.captions()"))["history"]
             # the toggle hides the captions, and shows them again
             await observer.click("#toggle-captions")
@@ -217,7 +162,7 @@ async def test_captions_follow_the_words_and_the_transcript_holds_them(
 
     # the room's end: its transcript, per speaker, against the script
     api(sfu_server, "DELETE", f"/api/rooms/{room}")
-    done = await _until_event(sfu_server, room, "transcript.completed")
+    done = await until_event(sfu_server, room, "transcript.completed")
     vtt_path = next(Path(f) for f in done["data"]["files"] if f.endswith(".vtt"))
     json_path = vtt_path.with_suffix(".json")
     lines = json.loads(json_path.read_text())["lines"]
@@ -232,15 +177,3 @@ async def test_captions_follow_the_words_and_the_transcript_holds_them(
     # the student's line comes after the teacher's, as they were said
     first_student = next(ln["start"] for ln in lines if ln["identity"] == "student")
     assert all(ln["start"] < first_student for ln in lines if ln["identity"] == "teacher")
-
-
-async def _until_event(server: ServerProcess, room: str, etype: str,
-                       timeout: float = 20.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        _, body = api(server, "GET", f"/api/events?room={room}")
-        found = [e for e in body["events"] if e["type"] == etype]
-        if found:
-            return dict(found[-1])
-        await asyncio.sleep(0.25)
-    raise AssertionError(f"no {etype} event for room {room}")

@@ -4,31 +4,17 @@ instructor's key points and note, approves, and then offers nothing more to edit
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
-import urllib.request
-from typing import Any
 from urllib.parse import quote
 
 import playwright.async_api as playwright_async
 import pytest
 from browser_flags import CHROMIUM_ARGS, CHROMIUM_PATH
+from room_api import api, until_event
 
 from benches.server_process import ServerProcess
 from tests.integration.sfu_harness import WsProbe
 
 pytestmark = pytest.mark.e2e
-
-
-def api(server: ServerProcess, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    req = urllib.request.Request(server.base_url + path, method=method,
-                                 data=json.dumps(body).encode() if body else None,
-                                 headers={**server.auth_header,
-                                          "Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as res:
-        raw = res.read()
-        return res.status, json.loads(raw) if raw else None
 
 
 async def test_the_instructor_edits_and_approves_on_the_page(sfu_server: ServerProcess
@@ -53,12 +39,7 @@ async def test_the_instructor_edits_and_approves_on_the_page(sfu_server: ServerP
         await teacher.close()
         await student.close()
     api(sfu_server, "DELETE", f"/api/rooms/{room}")
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        _, body = api(sfu_server, "GET", f"/api/events?room={room}")
-        if any(e["type"] == "summary.drafted" for e in body["events"]):
-            break
-        await asyncio.sleep(0.2)
+    await until_event(sfu_server, room, "summary.drafted")
 
     async with playwright_async.async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM_PATH, args=CHROMIUM_ARGS)

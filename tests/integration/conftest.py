@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from sfu_harness import HealthyPair, Http, WsProbe, unique
+from sfu_harness import HealthyPair, Http, Mailbox, WsProbe, unique
 
 from benches.rawclient import RawClient
 from tests.conftest import ServerProcess, start_server, stop_server
@@ -89,3 +89,11 @@ async def pair(server: ServerProcess) -> AsyncIterator[HealthyPair]:
         yield p
     finally:
         await p.stop()
+
+
+@pytest.fixture(scope="module")
+def mailbox() -> Iterator[Mailbox]:
+    box = Mailbox()
+    box.start()
+    yield box
+    box.stop()

@@ -9,15 +9,19 @@ per-track packet counters are how a test sees that media still flows.
 from __future__ import annotations
 
 import asyncio
+import email
 import itertools
 import json
 import os
 import re
+import socket
 import time
 from collections.abc import Callable
+from email.message import Message
 from typing import Any
 
 import aiohttp
+from aiosmtpd.controller import Controller
 
 from benches.rawclient import RawClient
 
@@ -320,3 +324,36 @@ class HealthyPair:
         await self.pumper.stop()
         for c in (self.pub, self.sub):
             await c.close()
+
+
+# -- a real SMTP server --------------------------------------------------------------
+
+
+class Mailbox:
+    """A real SMTP server (aiosmtpd) on loopback that keeps what it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+        self.controller: Controller | None = None
+        self.port = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        msg = email.message_from_bytes(envelope.content)
+        self.messages.append(msg)
+        return "250 OK"
+
+    def start(self, port: int = 0) -> None:
+        if not port:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+        self.controller = Controller(self, hostname="127.0.0.1", port=port)
+        self.controller.start()
+        self.port = port
+
+    def stop(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
+
+    def to(self, address: str) -> list[Message]:
+        return [m for m in self.messages if m["To"] == address]

@@ -7,10 +7,8 @@ restart repeats nothing (docs/scheduling.md)."""
 from __future__ import annotations
 
 import asyncio
-import email
 import io
 import json
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -21,8 +19,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiosmtpd.controller import Controller
-from sfu_harness import Http, Pumper, WsProbe, unique
+from sfu_harness import Http, Mailbox, Pumper, WsProbe, unique
 
 from benches.rawclient import RawClient
 from tests.conftest import ServerProcess, start_server, stop_server
@@ -42,44 +39,6 @@ TIMINGS = {
     "SFU_SCHEDULER_OPERATOR_EMAILS": "ops@school.example",
     "SFU_SCHEDULER_SMTP_FROM": "lessons@school.example",
 }
-
-
-class Mailbox:
-    """A real SMTP server (aiosmtpd) on loopback that keeps what it receives."""
-
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-        self.controller: Controller | None = None
-        self.port = 0
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        msg = email.message_from_bytes(envelope.content)
-        self.messages.append(msg)
-        return "250 OK"
-
-    def start(self, port: int = 0) -> None:
-        if not port:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = s.getsockname()[1]
-        self.controller = Controller(self, hostname="127.0.0.1", port=port)
-        self.controller.start()
-        self.port = port
-
-    def stop(self) -> None:
-        if self.controller is not None:
-            self.controller.stop()
-
-    def to(self, address: str) -> list[Message]:
-        return [m for m in self.messages if m["To"] == address]
-
-
-@pytest.fixture(scope="module")
-def mailbox() -> Iterator[Mailbox]:
-    box = Mailbox()
-    box.start()
-    yield box
-    box.stop()
 
 
 @pytest.fixture(scope="module")

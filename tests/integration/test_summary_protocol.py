@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from test_schedule_api import Mailbox
+from sfu_harness import Mailbox
 from test_transcription_protocol import _packets, _speak, _until_event
 
 from benches.rawclient import RawClient
@@ -27,14 +27,6 @@ pytestmark = pytest.mark.integration
 
 TEACHER = "We will have a short test on Friday."
 QUESTION = "Can we use a calculator?"
-
-
-@pytest.fixture(scope="module")
-def mailbox() -> Iterator[Mailbox]:
-    box = Mailbox()
-    box.start()
-    yield box
-    box.stop()
 
 
 @pytest.fixture(scope="module")
