@@ -53,6 +53,10 @@ def test_documented_metrics_are_exported(tmp_path: Path) -> None:
         sqlite_path=str(tmp_path / "schedule.sqlite3"))), schedule_bus, Classrooms(
             RoomRegistry(schedule_bus, max_participants=5, auto_create=False), schedule_bus))
     registry.register(ScheduleCollector(bridge))
+    from transcription.engines import EngineConfig
+    from transcription.metrics import TranscriptionCollector
+    from transcription.service import Transcriptions
+    registry.register(TranscriptionCollector(Transcriptions(EventBus(), EngineConfig())))
     exported = generate_latest(registry).decode()
     documented = set(re.findall(r"`(sfu_[a-z_]+)`", (ROOT / "docs" / "metrics.md").read_text()))
     types = set(re.findall(r"^# TYPE (\S+) ", exported, re.M))

@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 #: what the media layer (sfu/) must never import
 ABOVE_SFU = ("classroom", "recorder", "signalling", "whiteboard", "scheduler_bridge",
-             "transcription")
+             "transcription", "cluster")
 #: the one module that may import aiortc (sfu.transport: the aiortc adapter)
 AIORTC_ADAPTER = "sfu/transport.py"
 

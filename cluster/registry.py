@@ -1,0 +1,190 @@
+"""The node registry and room placements in NATS JetStream key-value buckets.
+
+Two buckets (created if missing, file-backed):
+
+- ``<prefix>_NODES``: one key per node, its :class:`~cluster.placement.NodeInfo`,
+  re-announced every ``ttl_s / 3``; the bucket's TTL drops the key of a node that stopped
+  announcing (crashed, cut off), and the announcement's own time is checked too.
+- ``<prefix>_ROOMS``: one key per placed room, its :class:`~cluster.placement.Placement`.
+  A room is placed with ``create`` (written only if the key does not exist) and moved with
+  ``update`` at the revision that was read (written only if nobody changed it since): the
+  compare-and-set that makes every node agree on one origin, however many place it at once.
+
+The choice itself is :func:`cluster.placement.choose_origin` (sans-IO). Nothing here runs
+on a single-node server: the cluster is off unless ``cluster.nats_url`` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+import nats
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import (
+    BucketNotFoundError,
+    KeyDeletedError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NoKeysError,
+)
+
+from .placement import (
+    NodeInfo,
+    Placement,
+    PlacementError,
+    choose_origin,
+    live,
+    needs_moving,
+)
+
+log = logging.getLogger(__name__)
+_KEY_OK = re.compile(r"^[-_=a-zA-Z0-9]{1,200}$")
+#: how often a placement is retried when others keep changing it under us
+PLACE_ATTEMPTS = 8
+
+
+def room_key(room: str) -> str:
+    """A KV key for a room name (names with other characters are hex-encoded)."""
+    return f"r_{room}" if _KEY_OK.match(room) else "x_" + room.encode().hex()
+
+
+class ClusterRegistry:
+    def __init__(self, url: str, announce: Callable[[], NodeInfo], *, ttl_s: float = 10.0,
+                 prefix: str = "SFU", clock: Callable[[], float] = time.time) -> None:
+        self.url = url
+        self.announce = announce
+        self.ttl_s = ttl_s
+        self.prefix = prefix
+        self.clock = clock
+        self.node_id = announce().id
+        self._nc: Any = None
+        self._nodes: Any = None
+        self._rooms: Any = None
+        self._task: asyncio.Task[None] | None = None
+        # figures (docs/metrics.md)
+        self.placed = 0
+        self.moved = 0
+        self.conflicts = 0
+
+    async def start(self) -> None:
+        self._nc = await nats.connect(self.url, name=f"classroom-sfu {self.node_id}",
+                                      max_reconnect_attempts=-1)
+        js = self._nc.jetstream()
+        self._nodes = await _bucket(js, f"{self.prefix}_NODES", ttl=self.ttl_s)
+        self._rooms = await _bucket(js, f"{self.prefix}_ROOMS", ttl=None)
+        await self._announce()
+        self._task = asyncio.ensure_future(self._heartbeat())
+
+    async def stop(self, *, leave: bool = True) -> None:
+        """Stop announcing; ``leave``: remove this node's entry at once (a clean exit);
+        otherwise it expires after the TTL, as a crash's would."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if leave and self._nodes is not None:
+            with contextlib.suppress(Exception):
+                await self._nodes.delete(self.node_id)
+        if self._nc is not None:
+            await self._nc.close()
+
+    async def _announce(self) -> None:
+        info = self.announce()
+        info = NodeInfo(**{**info.__dict__, "at": self.clock()})
+        await self._nodes.put(self.node_id, info.to_bytes())
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl_s / 3)
+            try:
+                await self._announce()
+            except Exception as exc:  # NATS away: announce again at the next beat
+                log.warning("cluster: announcing node %s failed: %s", self.node_id, exc)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def nodes(self) -> list[NodeInfo]:
+        """Every live node (announced within the TTL)."""
+        try:
+            keys = await self._nodes.keys()
+        except NoKeysError:
+            return []
+        out = []
+        for key in keys:
+            try:
+                entry = await self._nodes.get(key)
+            except (KeyNotFoundError, KeyDeletedError):
+                continue
+            if entry.value:
+                out.append(NodeInfo.from_bytes(entry.value))
+        return live(out, self.clock(), self.ttl_s)
+
+    async def placement(self, room: str) -> tuple[Placement, int] | None:
+        try:
+            entry = await self._rooms.get(room_key(room))
+        except (KeyNotFoundError, KeyDeletedError):
+            return None
+        if not entry.value:
+            return None
+        return Placement.from_bytes(entry.value), int(entry.revision)
+
+    # -- placing ---------------------------------------------------------------------------
+
+    async def place(self, room: str, region: str | None = None) -> Placement:
+        """The room's origin: where it is, if its node is live and not draining; else a
+        new choice, written so that concurrent callers all get the same answer.
+        PlacementError when no node can take it."""
+        key = room_key(room)
+        for _ in range(PLACE_ATTEMPTS):
+            current = await self.placement(room)
+            nodes = await self.nodes()
+            now = self.clock()
+            if current is not None:
+                where, revision = current
+                if needs_moving(where, nodes, now, self.ttl_s) is None:
+                    return where
+                others = [n for n in nodes if n.id != where.node]
+                chosen = choose_origin(others, region or where.region, now, self.ttl_s)
+                moved = Placement(room, chosen.id, region or where.region, now)
+                try:
+                    await self._rooms.update(key, moved.to_bytes(), last=revision)
+                except KeyWrongLastSequenceError:
+                    self.conflicts += 1
+                    continue  # someone moved it first: read theirs
+                self.moved += 1
+                return moved
+            chosen = choose_origin(nodes, region, now, self.ttl_s)
+            placed = Placement(room, chosen.id, region or chosen.region, now)
+            try:
+                await self._rooms.create(key, placed.to_bytes())
+            except KeyWrongLastSequenceError:
+                self.conflicts += 1
+                continue  # someone placed it first: read theirs
+            self.placed += 1
+            return placed
+        raise PlacementError(f"the placement of room {room!r} kept changing; try again")
+
+    async def release(self, room: str) -> bool:
+        """Forget the room's placement if this node holds it (the room closed here)."""
+        current = await self.placement(room)
+        if current is None or current[0].node != self.node_id:
+            return False
+        try:
+            await self._rooms.delete(room_key(room), last=current[1])
+        except KeyWrongLastSequenceError:
+            return False  # moved meanwhile: no longer ours to forget
+        return True
+
+
+async def _bucket(js: Any, name: str, ttl: float | None) -> Any:
+    try:
+        return await js.key_value(name)
+    except BucketNotFoundError:
+        return await js.create_key_value(KeyValueConfig(
+            bucket=name, history=1, ttl=ttl, storage=StorageType.FILE))
