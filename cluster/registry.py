@@ -68,9 +68,17 @@ class ClusterRegistry:
         self._rooms: Any = None
         self._task: asyncio.Task[None] | None = None
         # figures (docs/metrics.md)
+        #: the live nodes as of the last heartbeat
+        self.known: list[NodeInfo] = []
+        self.announce_failures = 0
         self.placed = 0
         self.moved = 0
         self.conflicts = 0
+
+    @property
+    def connected(self) -> bool:
+        """Started: connected to NATS and announced (a reconnection in progress counts)."""
+        return self._rooms is not None
 
     async def start(self) -> None:
         self._nc = await nats.connect(self.url, name=f"classroom-sfu {self.node_id}",
@@ -79,6 +87,7 @@ class ClusterRegistry:
         self._nodes = await _bucket(js, f"{self.prefix}_NODES", ttl=self.ttl_s)
         self._rooms = await _bucket(js, f"{self.prefix}_ROOMS", ttl=None)
         await self._announce()
+        self.known = await self.nodes()
         self._task = asyncio.ensure_future(self._heartbeat())
 
     async def stop(self, *, leave: bool = True) -> None:
@@ -104,7 +113,9 @@ class ClusterRegistry:
             await asyncio.sleep(self.ttl_s / 3)
             try:
                 await self._announce()
+                self.known = await self.nodes()
             except Exception as exc:  # NATS away: announce again at the next beat
+                self.announce_failures += 1
                 log.warning("cluster: announcing node %s failed: %s", self.node_id, exc)
 
     # -- reading ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import secrets
 import tomllib
 from dataclasses import dataclass, field
@@ -177,6 +178,27 @@ class TranscriptionConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """Several nodes (docs/cluster.md): off unless ``nats_url`` is set."""
+    #: NATS with JetStream holding the node registry and the room placements; "" = a
+    #: single node, no NATS needed
+    nats_url: str = ""
+    #: this node's id in the registry ("" = the host name)
+    node_id: str = ""
+    #: the region rooms are placed in by preference (a join's region hint, later)
+    region: str = "default"
+    #: where browsers and other nodes reach this node's signalling ("" = its own address)
+    public_url: str = ""
+    #: rooms this node accepts at most (placement goes elsewhere beyond it)
+    capacity_rooms: int = 100
+    #: a node that has not announced itself for this long is gone (it announces every
+    #: third of it)
+    ttl_s: float = 10.0
+    #: the JetStream key-value buckets' prefix (<prefix>_NODES, <prefix>_ROOMS)
+    prefix: str = "SFU"
+
+
+@dataclass(frozen=True)
 class TurnConfig:
     """TURN servers handed to every participant (docs/operations.md): coturn with
     ``use-auth-secret``; each join gets time-limited credentials (the TURN REST convention)."""
@@ -243,6 +265,7 @@ class Config:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     turn: TurnConfig = field(default_factory=TurnConfig)
     transcription: TranscriptionConfig = field(default_factory=TranscriptionConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     def validate(self) -> Config:
         rc = self.recording
@@ -254,6 +277,15 @@ class Config:
         if rc.stall_s <= 0 or rc.finish_timeout_s <= 0 or rc.min_free_mb < 0:
             raise ConfigError("recording.stall_s and finish_timeout_s must be > 0, "
                               "min_free_mb >= 0")
+        cc = self.cluster
+        if cc.nats_url and not cc.nats_url.startswith(("nats://", "tls://")):
+            raise ConfigError("cluster.nats_url must be a nats:// or tls:// URL")
+        if cc.capacity_rooms < 1 or not 1 <= cc.ttl_s <= 300:
+            raise ConfigError("cluster.capacity_rooms must be >= 1, cluster.ttl_s 1..300")
+        if not re.fullmatch(r"[-_a-zA-Z0-9]{0,64}", cc.node_id) or \
+                not re.fullmatch(r"[A-Za-z0-9]{1,32}", cc.prefix):
+            raise ConfigError("cluster.node_id must be [-_a-zA-Z0-9]{0,64}, cluster.prefix "
+                              "[A-Za-z0-9]{1,32}")
         tc = self.transcription
         if tc.policy not in ("off", "instructor", "everyone"):
             raise ConfigError("transcription.policy must be off, instructor or everyone")

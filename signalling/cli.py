@@ -23,7 +23,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from scheduler_bridge import api as schedule_api
 
-    from .app import create_app
+    from .app import STATE, create_app
 
     cfg = config_mod.load(args.config)
     server = cfg.server
@@ -59,6 +59,7 @@ def _serve(args: argparse.Namespace) -> int:
         sockets = server_obj.sockets if server_obj is not None else []
         port = sockets[0].getsockname()[1] if sockets else cfg.server.port
         url = cfg.server.public_url or f"http://{cfg.server.host}:{port}"
+        app[STATE].base_url = url  # what the cluster registry announces
         if schedule_api.BRIDGE in app:  # lesson links carry the URL the server listens on
             app[schedule_api.BRIDGE].set_base_url(url)
         # everything loaded so far (modules, the app) lives as long as the process: out of

@@ -57,6 +57,11 @@ def test_documented_metrics_are_exported(tmp_path: Path) -> None:
     from transcription.metrics import TranscriptionCollector
     from transcription.service import Transcriptions
     registry.register(TranscriptionCollector(Transcriptions(EventBus(), EngineConfig())))
+    from cluster.metrics import ClusterCollector
+    from cluster.placement import NodeInfo
+    from cluster.registry import ClusterRegistry
+    registry.register(ClusterCollector(ClusterRegistry(  # (never started here)
+        "nats://127.0.0.1:1", lambda: NodeInfo("n", "r", "http://n", 1))))
     exported = generate_latest(registry).decode()
     documented = set(re.findall(r"`(sfu_[a-z_]+)`", (ROOT / "docs" / "metrics.md").read_text()))
     types = set(re.findall(r"^# TYPE (\S+) ", exported, re.M))
