@@ -81,13 +81,20 @@ class ClusterRegistry:
         return self._rooms is not None
 
     async def start(self) -> None:
-        self._nc = await nats.connect(self.url, name=f"classroom-sfu {self.node_id}",
-                                      max_reconnect_attempts=-1)
-        js = self._nc.jetstream()
-        self._nodes = await _bucket(js, f"{self.prefix}_NODES", ttl=self.ttl_s)
-        self._rooms = await _bucket(js, f"{self.prefix}_ROOMS", ttl=None)
-        await self._announce()
-        self.known = await self.nodes()
+        nc = await nats.connect(self.url, name=f"classroom-sfu {self.node_id}",
+                                max_reconnect_attempts=-1)
+        try:
+            js = nc.jetstream()
+            self._nodes = await _bucket(js, f"{self.prefix}_NODES", ttl=self.ttl_s)
+            rooms = await _bucket(js, f"{self.prefix}_ROOMS", ttl=None)
+            self._nc = nc
+            await self._announce()
+            self._rooms = rooms  # connected (see `connected`)
+            self.known = await self.nodes()
+        except BaseException:
+            self._nodes = self._rooms = self._nc = None
+            await nc.close()  # a retry starts afresh, without a second connection
+            raise
         self._task = asyncio.ensure_future(self._heartbeat())
 
     async def stop(self, *, leave: bool = True) -> None:

@@ -88,7 +88,9 @@ class StreamTranscriber:
                 elif isinstance(ev, Audio) and self._engine_open:
                     text = self.engine.feed(ev.pcm)
                     if text:
-                        out.append(Partial(self._utterance, ev.utterance.start_s, text))
+                        out.append(Partial(self._utterance,
+                                           round(self.audio.stream_time(ev.utterance.start_s),
+                                                 3), text))
                 elif isinstance(ev, Ended) and self._engine_open:
                     self._engine_open = False
                     final = self._final(ev)
@@ -112,7 +114,9 @@ class StreamTranscriber:
             return None
         self.figures.utterances += 1
         self.figures.words += len(rec.words)
-        words = tuple(Word(w.text, round(utt.start_s + w.start_s, 3),
-                           round(utt.start_s + w.end_s, 3)) for w in rec.words)
-        return Final(self._utterance, round(utt.start_s, 3), round(utt.end_s, 3), rec.text,
-                     words)
+        # on the stream's own time (the PCM timeline shortens long gaps: transcription.audio)
+        at = self.audio.stream_time
+        words = tuple(Word(w.text, round(at(utt.start_s + w.start_s), 3),
+                           round(at(utt.start_s + w.end_s), 3)) for w in rec.words)
+        return Final(self._utterance, round(at(utt.start_s), 3), round(at(utt.end_s), 3),
+                     rec.text, words)

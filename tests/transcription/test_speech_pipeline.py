@@ -114,6 +114,26 @@ def test_gaps_in_the_packet_stream_are_silence_and_late_packets_are_dropped(
     assert 32_000 <= len(out) <= 32_000 + 2000
 
 
+def test_a_long_silence_the_gate_did_not_forward_keeps_the_streams_time(
+        spoken: tuple[np.ndarray, int]) -> None:
+    """The speech gate forwards nothing while a student is silent: the packets after a
+    minute of silence jump a minute ahead. The PCM holds at most a second of that silence,
+    but the lines keep the stream's own time."""
+    samples, rate = spoken
+    packets = speech.opus_packets(samples, rate)
+    minute = 48_000 * 60
+    later = [(ts + minute, p) for ts, p in packets]
+    results, _ = transcribe(packets + later)
+    finals = [r for r in results if isinstance(r, Final)]
+    assert len(finals) == 2 * len(SCRIPT), [f.text for f in finals]
+    first, again = finals[0], finals[len(SCRIPT)]
+    # the same sentence, a minute (of stream time) later
+    assert abs((again.start_s - first.start_s) - 60.0) < 0.5, (first.start_s, again.start_s)
+    assert all(abs((b.start_s - a.start_s) - 60.0) < 0.5 for a, b in
+               zip(finals[:len(SCRIPT)], finals[len(SCRIPT):], strict=True))
+    assert again.words[0].start_s >= again.start_s
+
+
 def test_garbage_makes_no_crash_and_almost_no_text() -> None:
     rng = random.Random(7)
     rate = 48_000
