@@ -34,9 +34,12 @@ pytestmark = pytest.mark.e2e
 
 TEACHER = ["We will have a short test on Friday.", "The water cycle has three parts.",
            "Please write the answer in your notebook."]
-STUDENT = ["Who can tell me what the story is about?"]
+STUDENT = ["Can we use a calculator?", "Who can tell me what the story is about?"]
 GAP_S = 1.5  # silence between two sentences (an utterance ends after ~0.4 s of it)
 WER_BOUND = 0.6
+#: one speaker's few sentences vary more (the first utterance of a microphone is the
+#: recogniser's coldest); a broken pipeline or a swapped speaker still reads near 1
+SPEAKER_WER_BOUND = 0.8
 CAPTION_WITHIN_S = 3.0
 #: mean power of a 100 ms interval above which the speaker's microphone is speaking
 LOUD_POWER = 1e-4
@@ -120,10 +123,11 @@ async def test_captions_follow_the_words_and_the_transcript_holds_them(
                    for who, page in pages.items()}
             observer = pages["observer"]
             # the whole script is said once (the files loop; the first pass is measured):
-            # wait for the student's final caption, which comes last
+            # wait for the student's final captions, which come last
             await observer.wait_for_function(
-                "(pid) => window.sfu.captions().history.some((h) => h.participantId === pid)",
-                arg=ids["student"], timeout=60_000)
+                "([pid, n]) => window.sfu.captions().history.filter("
+                "(h) => h.participantId === pid).length >= n",
+                arg=[ids["student"], len(STUDENT)], timeout=60_000)
             seen = await observer.evaluate(
                 "() => { clearInterval(window.__capSampler); return window.__captions; }")
             spoken = {who: await pages[who].evaluate(STOP_SAMPLER)
@@ -168,12 +172,20 @@ async def test_captions_follow_the_words_and_the_transcript_holds_them(
     lines = json.loads(json_path.read_text())["lines"]
     said = {who: " ".join(ln["text"] for ln in lines if ln["identity"] == who)
             for who in ("teacher", "student")}
-    wer = {"teacher": speech.word_error_rate(" ".join(TEACHER), said["teacher"]),
-           "student": speech.word_error_rate(" ".join(STUDENT), said["student"])}
-    print(f"transcript: {said}; WER {wer}")
+    script = {"teacher": " ".join(TEACHER), "student": " ".join(STUDENT)}
+    wer = {who: speech.word_error_rate(script[who], said[who]) for who in script}
+    whole = speech.word_error_rate(" ".join(TEACHER + STUDENT),
+                                   " ".join(ln["text"] for ln in lines))
+    print(f"transcript: {said}; WER per speaker {wer}, whole script {whole:.2f}")
     vtt = vtt_path.read_text()
     assert vtt.startswith("WEBVTT") and "<v Ms Smith>" in vtt and "<v Ann>" in vtt
-    assert wer["teacher"] <= WER_BOUND and wer["student"] <= WER_BOUND, (wer, said)
+    assert whole <= WER_BOUND, (whole, said)
+    # each speaker's lines are that speaker's words: closer to their own script than to the
+    # other's (a line given to the wrong person reads as the other script), and no worse
+    # than a generous bound per speaker
+    for who, other in (("teacher", "student"), ("student", "teacher")):
+        assert wer[who] < speech.word_error_rate(script[other], said[who]), (who, said)
+        assert wer[who] <= SPEAKER_WER_BOUND, (wer, said)
     # the student's line comes after the teacher's, as they were said
     first_student = next(ln["start"] for ln in lines if ln["identity"] == "student")
     assert all(ln["start"] < first_student for ln in lines if ln["identity"] == "teacher")

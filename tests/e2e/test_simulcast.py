@@ -8,11 +8,11 @@ Acceptance (issue #4): under a cap between the low and the middle layer the capp
 decodes the low layer while the fast page keeps the top one; under a cap below the low
 layer its video is paused (the page is told) and its audio carries on; after the cap is
 lifted it climbs back to the top layer; across all of it the capped page's audio never
-stalls for more than 200 ms at its interface, except within 1.5 s of a sudden cut or a
-layer raise (at most 300 ms there: the emulated link's queue drops audio with the video
-until the server has the feedback to step down). Dynacast: when the only subscriber of
-the top layer leaves, the publisher's top encoding is switched off, and back on when a
-new subscriber wants it.
+stalls for more than 200 ms at its interface, except within 1.5 s of a sudden cut, a
+layer raise or the video's resumption (at most 300 ms there: the emulated link's queue
+drops audio with the video until the server has the feedback to step down). Dynacast:
+when the only subscriber of the top layer leaves, the publisher's top encoding is
+switched off, and back on when a new subscriber wants it.
 
 Timings are printed (and gathered by benches/simulcast_bench.py); the asserts are on
 behaviour, with generous timeouts.
@@ -263,14 +263,20 @@ def _metric(text: str, name: str) -> float:
 
 async def _watch_upgrades(server: ServerProcess, room: str, identity: str,
                           out: list[float]) -> None:
-    """Append the wall-clock time of every raise of ``identity``'s video target layer."""
+    """Append the wall-clock time of every raise of ``identity``'s video target layer, and
+    of every resumption of its video after a pause for bandwidth: both put more on the
+    link at once."""
     last: int | None = None
+    was_paused = False
     while True:
         subs = media(server, room).get(identity, {}).get("subscriptions", [])
-        target = next((s["targetLayer"] for s in subs if s["kind"] == "video"), None)
-        if target is not None and last is not None and target > last:
+        video = next((s for s in subs if s["kind"] == "video"), None)
+        target = video["targetLayer"] if video is not None else None
+        paused = bool(video and video.get("pausedForBandwidth"))
+        if (target is not None and last is not None and target > last) or (
+                was_paused and not paused):
             out.append(time.time() - 0.2)  # raised at most one poll ago
-        last = target
+        last, was_paused = target, paused
         await asyncio.sleep(0.2)
 
 
