@@ -102,10 +102,6 @@ class RoomTranscription:
         #: display names of everyone seen in the room, by identity (the summary's)
         self.names: dict[str, str] = {}
 
-    def describe(self) -> dict[str, Any]:
-        return {"policy": self.policy, "streams": len(self.streams),
-                "lines": len(self.transcript.lines)}
-
     # -- from the classroom ------------------------------------------------------------
 
     def seen(self, p: Participant) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from sfu_harness import WsProbe
+from sfu_harness import WsProbe, parse_metrics
 from test_polls_protocol import joined
 
 from benches import speech
@@ -141,7 +141,9 @@ async def test_captions_and_the_transcript_of_two_speakers(
     assert len(json.loads(json_path.read_text())["lines"]) == 2
     types = [e["type"] for e in await _events(server, room)]
     assert types.count("transcript.started") == 2 and types.count("transcript.line") == 2
-    metrics = await _metrics(server)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(server.base_url + "/metrics") as res:
+            metrics = {name: v for (name, _), v in parse_metrics(await res.text()).items()}
     assert metrics["sfu_transcription_words_total"] >= 8
     assert metrics["sfu_transcription_audio_seconds_total"] > 5
     assert metrics["sfu_transcription_failures_total"] == 0
@@ -173,15 +175,3 @@ async def _until_event(server: ServerProcess, room: str, etype: str,
             return found[-1]
         await asyncio.sleep(0.2)
     raise AssertionError(f"no {etype} event for {room}")
-
-
-async def _metrics(server: ServerProcess) -> dict[str, float]:
-    async with aiohttp.ClientSession() as http:
-        async with http.get(server.base_url + "/metrics") as res:
-            text = await res.text()
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#") and "{" not in line:
-            name, value = line.rsplit(" ", 1)
-            out[name] = float(value)
-    return out
