@@ -4,7 +4,9 @@ Two buckets (created if missing, file-backed):
 
 - ``<prefix>_NODES``: one key per node, its :class:`~cluster.placement.NodeInfo`,
   re-announced every ``ttl_s / 3``; the bucket's TTL drops the key of a node that stopped
-  announcing (crashed, cut off), and the announcement's own time is checked too.
+  announcing (crashed, cut off), and the announcement's own time is checked too. Every
+  node watches this bucket and keeps the table in memory, so a placement reads no more
+  than the room's own key: a burst of joins does not turn into a burst of node reads.
 - ``<prefix>_ROOMS``: one key per placed room, its :class:`~cluster.placement.Placement`.
   A room is placed with ``create`` (written only if the key does not exist) and moved with
   ``update`` at the revision that was read (written only if nobody changed it since): the
@@ -31,7 +33,6 @@ from nats.js.errors import (
     KeyDeletedError,
     KeyNotFoundError,
     KeyWrongLastSequenceError,
-    NoKeysError,
 )
 
 from .placement import (
@@ -67,6 +68,10 @@ class ClusterRegistry:
         self._nodes: Any = None
         self._rooms: Any = None
         self._task: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._watcher: Any = None
+        #: the nodes' latest announcements, from the watch of the nodes bucket
+        self._table: dict[str, NodeInfo] = {}
         # figures (docs/metrics.md)
         #: the live nodes as of the last heartbeat
         self.known: list[NodeInfo] = []
@@ -88,22 +93,27 @@ class ClusterRegistry:
             self._nodes = await _bucket(js, f"{self.prefix}_NODES", ttl=self.ttl_s)
             rooms = await _bucket(js, f"{self.prefix}_ROOMS", ttl=None)
             self._nc = nc
+            self._watcher = await self._nodes.watchall()
+            while (entry := await self._watcher.updates(timeout=self.ttl_s)) is not None:
+                self._apply(entry)  # the table as it stands, then None
             await self._announce()
             self._rooms = rooms  # connected (see `connected`)
             self.known = await self.nodes()
         except BaseException:
-            self._nodes = self._rooms = self._nc = None
+            self._nodes = self._rooms = self._nc = self._watcher = None
             await nc.close()  # a retry starts afresh, without a second connection
             raise
+        self._watch = asyncio.ensure_future(self._follow())
         self._task = asyncio.ensure_future(self._heartbeat())
 
     async def stop(self, *, leave: bool = True) -> None:
         """Stop announcing; ``leave``: remove this node's entry at once (a clean exit);
         otherwise it expires after the TTL, as a crash's would."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._watch):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if leave and self._nodes is not None:
             with contextlib.suppress(Exception):
                 await self._nodes.delete(self.node_id)
@@ -114,6 +124,25 @@ class ClusterRegistry:
         info = self.announce()
         info = NodeInfo(**{**info.__dict__, "at": self.clock()})
         await self._nodes.put(self.node_id, info.to_bytes())
+        self._table[info.id] = info  # our own, at once (the watch brings it back too)
+
+    def _apply(self, entry: Any) -> None:
+        if entry.operation in ("DEL", "PURGE") or not entry.value:
+            self._table.pop(entry.key, None)
+            return
+        try:
+            info = NodeInfo.from_bytes(entry.value)
+        except (ValueError, TypeError, KeyError) as exc:
+            log.warning("cluster: unreadable announcement under %r: %s", entry.key, exc)
+            return
+        self._table[info.id] = info
+
+    async def _follow(self) -> None:
+        """Keep the node table: the watch is an ordered consumer, which resumes by itself
+        after a reconnection; entries of nodes that went quiet age out by their time."""
+        async for entry in self._watcher:
+            if entry is not None:
+                self._apply(entry)
 
     async def _heartbeat(self) -> None:
         while True:
@@ -128,20 +157,9 @@ class ClusterRegistry:
     # -- reading ---------------------------------------------------------------------------
 
     async def nodes(self) -> list[NodeInfo]:
-        """Every live node (announced within the TTL)."""
-        try:
-            keys = await self._nodes.keys()
-        except NoKeysError:
-            return []
-        out = []
-        for key in keys:
-            try:
-                entry = await self._nodes.get(key)
-            except (KeyNotFoundError, KeyDeletedError):
-                continue
-            if entry.value:
-                out.append(NodeInfo.from_bytes(entry.value))
-        return live(out, self.clock(), self.ttl_s)
+        """Every live node (announced within the TTL), from the watched table."""
+        return sorted(live(list(self._table.values()), self.clock(), self.ttl_s),
+                      key=lambda n: n.id)
 
     async def placement(self, room: str) -> tuple[Placement, int] | None:
         try:

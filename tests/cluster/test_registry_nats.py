@@ -48,8 +48,8 @@ class Node:
 async def registries(nats_url: str) -> AsyncIterator[Callable[..., ClusterRegistry]]:
     made: list[ClusterRegistry] = []
 
-    async def make(node: Node) -> ClusterRegistry:
-        reg = ClusterRegistry(nats_url, node, ttl_s=TTL)
+    async def make(node: Node, ttl_s: float = TTL) -> ClusterRegistry:
+        reg = ClusterRegistry(nats_url, node, ttl_s=ttl_s)
         await reg.start()
         made.append(reg)
         return reg
@@ -71,7 +71,11 @@ async def test_nodes_see_each_other_and_rooms_go_to_the_least_loaded_in_region(
     a1 = await registries(Node("a1", "eu", rooms=7))
     await registries(Node("a2", "eu", rooms=2))
     await registries(Node("b1", "us", rooms=0))
-    assert sorted(n.id for n in await a1.nodes()) == ["a1", "a2", "b1"]
+
+    async def all_seen() -> bool:  # the others' announcements reach a1 through its watch
+        return [n.id for n in await a1.nodes()] == ["a1", "a2", "b1"]
+
+    await until(all_seen)
     placed = await a1.place("maths-7b", "eu")
     assert (placed.node, placed.region) == ("a2", "eu")
     assert (await a1.place("maths-7b", "us")).node == "a2"  # placed: stays where it is
@@ -88,8 +92,9 @@ async def test_concurrent_placements_of_the_same_rooms_agree(
     place the same 20 rooms 10 times each, concurrently: every room ends with one origin,
     and every caller was told that one."""
     n1, n2 = Node("n1", "eu"), Node("n2", "eu")
-    r1 = await registries(n1)
-    r2 = await registries(n2)
+    # a TTL the burst cannot outlast on a loaded machine: the race is the point, not expiry
+    r1 = await registries(n1, ttl_s=10.0)
+    r2 = await registries(n2, ttl_s=10.0)
     rooms = [f"race-{i}" for i in range(20)]
     calls = [reg.place(room, "eu") for room in rooms for reg in itertools.islice(
         itertools.cycle([r1, r2]), 20)]
@@ -130,12 +135,22 @@ async def test_a_draining_node_gets_no_rooms_and_loses_its_own(
     assert (await d1.place("art", "eu")).node == "d1"
     draining.set(draining=True)
     await d1._announce()  # at once, rather than at the next beat
+
+    async def seen_draining() -> bool:
+        return any(n.id == "d1" and n.draining for n in await other.nodes())
+
+    await until(seen_draining)
     assert (await other.place("music", "eu")).node == "o1"
     assert (await other.place("art", "eu")).node == "o1"
     # nothing accepts rooms any more
     full = Node("full", "eu", rooms=50)
     f1 = await registries(full)
     await other.stop()
+
+    async def other_gone() -> bool:
+        return "o1" not in [n.id for n in await f1.nodes()]
+
+    await until(other_gone)
     with pytest.raises(PlacementError, match="no live node accepts rooms"):
         await f1.place("drama", "eu")
 
