@@ -8,6 +8,8 @@ rooms, capacity) and drops an auto-created room when its last participant leaves
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from events import EventBus
 from sfu.room import Room, RoomRegistry
 
@@ -33,6 +35,8 @@ class Classrooms:
         self.transcription_policy = transcription_policy
         self.transcriber = transcriber
         self.rooms: dict[str, Classroom] = {}
+        #: called with a room's name when it has closed (the cluster releases it)
+        self.on_room_closed: list[Callable[[str], None]] = []
 
     def get(self, room_id: str) -> Classroom | None:
         return self.rooms.get(room_id)
@@ -74,6 +78,8 @@ class Classrooms:
     def _closed(self, room: Classroom) -> None:
         if self.rooms.get(room.id) is room:
             del self.rooms[room.id]
+            for listener in self.on_room_closed:
+                listener(room.id)
 
     async def close(self, room_id: str, reason: str = "room_closed") -> bool:
         if room_id not in self.rooms and room_id not in self.media.rooms:

@@ -9,11 +9,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .registry import ClusterRegistry
+from .rooms import ClusterRooms
 
 
 class ClusterCollector(Collector):
-    def __init__(self, registry: ClusterRegistry) -> None:
+    def __init__(self, registry: ClusterRegistry, rooms: ClusterRooms) -> None:
         self.r = registry
+        self.rooms = rooms
 
     def collect(self) -> Iterator[Any]:
         r = self.r
@@ -30,3 +32,16 @@ class ClusterCollector(Collector):
                                   value=r.conflicts)
         yield CounterMetricFamily("sfu_cluster_announce_failures", "announcements that did "
                                   "not reach NATS", value=r.announce_failures)
+        rooms = self.rooms
+        yield CounterMetricFamily("sfu_cluster_redirects", "joins and room creations sent "
+                                  "to the room's origin on another node",
+                                  value=rooms.redirects)
+        yield CounterMetricFamily("sfu_cluster_unplaced_joins", "joins served here without "
+                                  "a placement because NATS could not be reached",
+                                  value=rooms.unplaced_joins)
+        yield CounterMetricFamily("sfu_cluster_claims_lost", "rooms opened here while NATS "
+                                  "was away that another node had placed meanwhile (open on "
+                                  "both)", value=rooms.claims_lost)
+        yield CounterMetricFamily("sfu_cluster_release_failures", "closed rooms whose "
+                                  "placement could not be released (it moves when next "
+                                  "joined if this node is gone)", value=rooms.release_failures)

@@ -39,11 +39,28 @@ def node_id(configured: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:64] or "node"
 
 
+class ForwardedRate:
+    """Packets per second forwarded since the previous sample, from a running total."""
+
+    def __init__(self, total: Callable[[], int], clock: Callable[[], float] = time.monotonic
+                 ) -> None:
+        self.total = total
+        self.clock = clock
+        self._last = (clock(), total())
+
+    def sample(self) -> float:
+        now, count = self.clock(), self.total()
+        wall, sent = now - self._last[0], count - self._last[1]
+        self._last = (now, count)
+        return max(0.0, sent / wall) if wall > 0 else 0.0
+
+
 class Announcer:
     """Makes this node's announcement from what the server reports."""
 
     def __init__(self, node: str, region: str, url: Callable[[], str], capacity_rooms: int,
-                 count: Callable[[], tuple[int, int]], draining: Callable[[], bool]) -> None:
+                 count: Callable[[], tuple[int, int]], draining: Callable[[], bool],
+                 forwarded: ForwardedRate | None = None) -> None:
         self.node = node
         self.region = region
         self.url = url
@@ -51,9 +68,12 @@ class Announcer:
         self.count = count
         self.draining = draining
         self.cpu = CpuShare()
+        self.forwarded = forwarded
 
     def __call__(self) -> NodeInfo:
         rooms, participants = self.count()
         return NodeInfo(self.node, self.region, self.url(), self.capacity_rooms, rooms=rooms,
                         participants=participants, cpu=round(self.cpu.sample(), 3),
+                        forwarded_pps=round(self.forwarded.sample(), 1)
+                        if self.forwarded is not None else 0.0,
                         draining=self.draining())

@@ -33,6 +33,7 @@ from nats.js.errors import (
     KeyDeletedError,
     KeyNotFoundError,
     KeyWrongLastSequenceError,
+    NoKeysError,
 )
 
 from .placement import (
@@ -170,6 +171,22 @@ class ClusterRegistry:
             return None
         return Placement.from_bytes(entry.value), int(entry.revision)
 
+    async def rooms(self) -> list[Placement]:
+        """Every placed room (reads each key: for the operator's API, not for joins)."""
+        try:
+            keys = await self._rooms.keys()
+        except NoKeysError:
+            return []
+        out = []
+        for key in keys:
+            try:
+                entry = await self._rooms.get(key)
+            except (KeyNotFoundError, KeyDeletedError):
+                continue
+            if entry.value:
+                out.append(Placement.from_bytes(entry.value))
+        return sorted(out, key=lambda p: p.room)
+
     # -- placing ---------------------------------------------------------------------------
 
     async def place(self, room: str, region: str | None = None) -> Placement:
@@ -205,6 +222,36 @@ class ClusterRegistry:
             self.placed += 1
             return placed
         raise PlacementError(f"the placement of room {room!r} kept changing; try again")
+
+    async def claim(self, room: str) -> Placement:
+        """Place the room on this node unless another live node that is not draining holds
+        it (then that placement is returned): for rooms a node opened while it could not
+        reach NATS."""
+        key = room_key(room)
+        for _ in range(PLACE_ATTEMPTS):
+            current = await self.placement(room)
+            now = self.clock()
+            mine = Placement(room, self.node_id, self.announce().region, now)
+            try:
+                if current is None:
+                    await self._rooms.create(key, mine.to_bytes())
+                    self.placed += 1
+                    return mine
+                where, revision = current
+                if where.node == self.node_id or needs_moving(
+                        where, await self.nodes(), now, self.ttl_s) is None:
+                    return where
+                await self._rooms.update(key, mine.to_bytes(), last=revision)
+                self.moved += 1
+                return mine
+            except KeyWrongLastSequenceError:
+                self.conflicts += 1
+        raise PlacementError(f"the placement of room {room!r} kept changing; try again")
+
+    def url_of(self, node: str) -> str:
+        """The signalling URL a node announced ('' if unknown)."""
+        info = self._table.get(node)
+        return info.url if info is not None else ""
 
     async def release(self, room: str) -> bool:
         """Forget the room's placement if this node holds it (the room closed here)."""

@@ -83,6 +83,16 @@ class Retired:
         self.transport_restarts += p.transport_restarts
 
 
+def forwarded_packets(rooms: RoomRegistry, retired: Retired) -> int:
+    """RTP packets forwarded to subscribers since the start (what the cluster announces
+    per second)."""
+    total = sum(retired.packets_out.values())
+    for room in list(rooms.rooms.values()):
+        for p in list(room.participants.values()):
+            total += sum(sub.stats.packets for sub in list(p.subscriptions.values()))
+    return total
+
+
 class SfuCollector(Collector):
     def __init__(self, rooms: RoomRegistry, retired: Retired,
                  errors: dict[str, int]) -> None:

@@ -25,9 +25,8 @@ from classroom.room import (
     RecordingRefused,
 )
 from classroom.rooms import Classrooms
-from cluster.metrics import ClusterCollector
-from cluster.node import Announcer, node_id
 from cluster.registry import ClusterRegistry
+from cluster.rooms import ClusterRooms
 from events import EventBus
 from events.filelog import FileLog
 from events.metrics import EventSinkCollector, MeasuredSink
@@ -54,7 +53,7 @@ from transcription.service import Transcriptions
 from transcription.summaries import NoSummary, Summaries
 from transcription.summary import SummaryError
 
-from . import tokens, whiteboard_ws
+from . import cluster_api, tokens, whiteboard_ws
 from .session import SignallingSession
 from .whiteboard_ws import Whiteboards
 
@@ -84,6 +83,8 @@ class ServerState:
     base_url: str = ""
     #: this node in the cluster registry (None: a single node; docs/cluster.md)
     cluster: ClusterRegistry | None = None
+    #: where this node's joins go (None: a single node, every room is here)
+    cluster_rooms: ClusterRooms | None = None
 
 
 STATE = web.AppKey("state", ServerState)
@@ -224,18 +225,6 @@ def create_app(config: Config) -> web.Application:
 
     summaries = Summaries(bus, tc.dir, roster=roster)
     transcriptions.on_finished = summaries.draft
-    cc = config.cluster
-    if cc.nats_url:
-        def count() -> tuple[int, int]:
-            rooms = list(state.rooms.rooms.values())
-            return len(rooms), sum(len(r.participants) for r in rooms)
-
-        state.cluster = ClusterRegistry(cc.nats_url, Announcer(
-            node_id(cc.node_id), cc.region, lambda: cc.public_url or state.base_url,
-            cc.capacity_rooms, count, lambda: not state.ready), ttl_s=cc.ttl_s,
-            prefix=cc.prefix)
-        state.registry.register(ClusterCollector(state.cluster))
-    cluster_task: asyncio.Task[None] | None = None
     app = web.Application(client_max_size=65536)
     app[STATE] = state
     bridge: Bridge | None = None
@@ -389,10 +378,16 @@ def create_app(config: Config) -> web.Application:
             return _json_error(400, "bad_message", "transcription must be one of "
                                + ", ".join(TRANSCRIPTION_POLICIES))
         existed = name in state.classrooms.rooms
+        if not existed and (elsewhere := await cluster_api.route_creation(
+                state, request, name, body)) is not None:
+            return elsewhere  # placed on another node: created there
         room = state.classrooms.create(name, maxp, reconnect_window_s=window,
                                        recording_policy=policy, audio_speakers=speakers,
                                        transcription_policy=transcription)
-        return web.json_response(room.describe(), status=200 if existed else 201)
+        described = room.describe()
+        if state.cluster is not None:
+            described["node"] = state.cluster.node_id
+        return web.json_response(described, status=200 if existed else 201)
 
     async def recent_events(request: web.Request) -> web.Response:
         """The server's most recent events (the bus keeps the last 1000), oldest first, as
@@ -429,39 +424,6 @@ def create_app(config: Config) -> web.Application:
         if report is None:
             return _json_error(404, "room_not_found", "no session for this room")
         return web.json_response(report)
-
-    async def cluster_nodes(request: web.Request) -> web.Response:
-        """The live nodes of the cluster registry (docs/cluster.md)."""
-        if state.cluster is None:
-            return _json_error(404, "cluster_off", "this server is a single node "
-                               "(cluster.nats_url is not set)")
-        if not state.cluster.connected:
-            return _json_error(503, "cluster_unreachable", "not connected to NATS at "
-                               f"{state.cluster.url} yet (retrying every 2 s)")
-        try:
-            nodes = await state.cluster.nodes()
-        except Exception as exc:
-            return _json_error(503, "cluster_unreachable", f"NATS at {state.cluster.url}: "
-                               f"{type(exc).__name__}: {exc}")
-        return web.json_response({"node": state.cluster.node_id,
-                                  "nodes": [n.__dict__ for n in nodes]})
-
-    async def join_cluster(registry: ClusterRegistry) -> None:
-        """Announce this node once it listens (its URL is in the announcement), retrying
-        while NATS cannot be reached."""
-        for _ in range(200):
-            if state.base_url or config.cluster.public_url:
-                break
-            await asyncio.sleep(0.05)
-        while True:
-            try:
-                await registry.start()
-                log.info("cluster: node %s announced to %s", registry.node_id, registry.url)
-                return
-            except Exception as exc:
-                log.warning("cluster: NATS at %s not reachable (%s); retrying",
-                            registry.url, exc)
-                await asyncio.sleep(2.0)
 
     async def get_transcript(request: web.Request) -> web.Response:
         """The transcript of the room's session so far (docs/transcription.md)."""
@@ -577,9 +539,6 @@ def create_app(config: Config) -> web.Application:
             if started is not None:
                 started.start()
         recordings.find_crashed(Path(config.recording.dir))
-        if state.cluster is not None:
-            nonlocal cluster_task
-            cluster_task = asyncio.ensure_future(join_cluster(state.cluster))
         if bridge is not None:
             await bridge.start()
         state.ready = True
@@ -590,10 +549,6 @@ def create_app(config: Config) -> web.Application:
             await state.classrooms.close(name, "server_shutdown")
         await recordings.close()
         await transcriptions.close()  # the rooms' last lines written, the workers stopped
-        if cluster_task is not None:
-            cluster_task.cancel()
-        if state.cluster is not None:  # a clean exit: the node leaves the registry at once
-            await state.cluster.stop()
         if bridge is not None:  # after the rooms: their last joins and leaves are kept
             await bridge.close()
 
@@ -609,6 +564,7 @@ def create_app(config: Config) -> web.Application:
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)
     app.on_cleanup.append(on_cleanup)
+    cluster_api.install(app, state)  # (its shutdown after ours: rooms release, then leave)
     app.router.add_get("/", index)
     app.router.add_get("/ops", operations_page)
     app.router.add_static("/static", STATIC)
@@ -626,7 +582,6 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/api/rooms/{room}/participants", list_participants)
     app.router.add_get("/api/rooms/{room}/report", session_report)
     app.router.add_get("/api/alarms", list_alarms)
-    app.router.add_get("/api/cluster/nodes", cluster_nodes)
     app.router.add_get("/api/rooms/{room}/transcript", get_transcript)
     app.router.add_get("/api/rooms/{room}/summary", get_summary)
     app.router.add_put("/api/rooms/{room}/summary", edit_summary)

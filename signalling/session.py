@@ -17,6 +17,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from classroom.errors import ClassroomError
 from classroom.room import Classroom
+from cluster.placement import PlacementError
 from sfu.errors import ResumeRefused, SfuError
 from sfu.negotiation import NoCommonCodecError
 from sfu.participant import QUALITIES, Participant, ParticipantInfo
@@ -207,6 +208,8 @@ class SignallingSession:
         cfg = self.state.config
         claims = tokens.verify(msg.get("token"), cfg.auth.api_key, cfg.auth.api_secret)
         extras = await self.state.join_gate(claims) if self.state.join_gate is not None else {}
+        if await self._redirected(claims.room):
+            return "redirected"
         classroom = self.state.classrooms.get_for_join(claims.room)
         room = classroom.media
         # loop: another join with this identity may slip in while we await a removal
@@ -228,6 +231,21 @@ class SignallingSession:
                    **self._resume_info(participant, room), **extras,
                    "iceServers": turn.ice_servers(cfg.turn, claims.identity)})
         return None
+
+    async def _redirected(self, room: str) -> bool:
+        """In a cluster, a join for a room whose origin is another node is sent there
+        (docs/cluster.md): ``redirect`` with its URL, then the socket closes."""
+        if self.state.cluster_rooms is None:
+            return False
+        try:
+            where = await self.state.cluster_rooms.route(room)
+        except PlacementError as exc:
+            raise ProtocolError(exc.code, str(exc), fatal=True) from None
+        if where is None:
+            return False
+        self.send({"type": "redirect", "url": where.url, "node": where.node,
+                   "reason": "room_elsewhere"})
+        return True
 
     async def _on_resume(self, msg: dict[str, Any]) -> None:
         if self.participant is not None:

@@ -7,50 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
-import pytest_asyncio
 
-from tests.conftest import ServerProcess, start_server, stop_server
+from tests.conftest import ServerProcess, stop_server
+from tests.integration.cluster_harness import nats, node, nodes_seen, until_nodes
 from tests.nats_server import NatsServer
 
 pytestmark = pytest.mark.integration
-
-
-@pytest_asyncio.fixture
-async def nats(tmp_path: Path) -> AsyncIterator[NatsServer]:
-    server = NatsServer(tmp_path / "js")
-    yield server
-    server.stop()
-
-
-def node(nats: NatsServer, node_id: str, region: str) -> ServerProcess:
-    return start_server({"SFU_CLUSTER_NATS_URL": nats.url, "SFU_CLUSTER_NODE_ID": node_id,
-                         "SFU_CLUSTER_REGION": region, "SFU_CLUSTER_TTL_S": "3"})
-
-
-async def nodes_seen(server: ServerProcess) -> tuple[int, Any]:
-    async with aiohttp.ClientSession(headers=server.auth_header) as http:
-        async with http.get(server.base_url + "/api/cluster/nodes") as res:
-            return res.status, await res.json()
-
-
-async def until_nodes(server: ServerProcess, want: set[str], timeout: float = 15.0
-                      ) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        status, body = await nodes_seen(server)
-        # (each announced as it runs: its URL known, not starting or stopping)
-        if status == 200 and {n["id"] for n in body["nodes"]} == want and all(
-                n["url"] and not n["draining"] for n in body["nodes"]):
-            return list(body["nodes"])
-        if time.monotonic() > deadline:
-            raise AssertionError(f"wanted nodes {want}, last answer {status} {body}")
-        await asyncio.sleep(0.2)
+__all__ = ["nats"]  # (the fixture)
 
 
 async def test_nodes_announce_themselves_and_leave_cleanly(nats: NatsServer) -> None:

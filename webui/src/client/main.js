@@ -35,6 +35,7 @@ import {
   connectionStuck,
 } from "./reconnect.js";
 import { Session } from "./session.js";
+import { redirectTarget, socketUrl } from "./servers.js";
 import { connectSocket, send } from "./signalling.js";
 import {
   isActive,
@@ -168,6 +169,9 @@ const sfu = {
   },
   // How many times this page resumed its session after losing the connection.
   resumes: 0,
+  // The server the session's sockets go to: "" for the page's own, else the origin of the
+  // room's node that a cluster redirected it to.
+  server: "",
   // How many times it restarted ICE on its publisher connection.
   iceRestarts: 0,
   // Ask for a received video at a size: "off" | "low" | "medium" | "high".
@@ -343,6 +347,7 @@ function join(token) {
   const s = session;
   sfu.lastError = null;
   sfu.participantId = null;
+  sfu.server = "";
   sfu.messages = [];
   setState("joining");
   setStatus("Joining…");
@@ -403,9 +408,7 @@ function startReconnecting(s, immediate = false) {
   clearTimeout(s.reconnectTimer);
   s.reconnectTimer = setTimeout(() => {
     if (s.closed || s !== session) return;
-    const r = s.resume;
-    const first = { type: "resume", room: r.room, participantId: r.participantId, resumeToken: r.token };
-    if (!connectSocket(s, first)) {
+    if (!connectSocket(s, resumeMessage(s.resume))) {
       startReconnecting(s);
       return;
     }
@@ -431,6 +434,35 @@ function networkBack(s) {
   }
 }
 
+// A node of a cluster sent the session to the room's node (docs/cluster.md, "Joins"): open
+// the socket there and send the same first message (the old socket's close is ignored).
+function followRedirect(s, msg) {
+  const target = redirectTarget(msg.url, s.redirects);
+  if (!target) {
+    fail(s, { code: "bad_redirect", message: `not following a redirect to ${msg.url} ` +
+      `(after ${s.redirects})`, fatal: true });
+    return;
+  }
+  s.redirects += 1;
+  s.server = target;
+  sfu.server = target;
+  const old = s.ws;
+  s.ws = null;
+  try {
+    old.close(1000, "redirected");
+  } catch {
+    /* ignore */
+  }
+  const first = s.resume ? resumeMessage(s.resume) : { type: "join", token: s.token };
+  if (!connectSocket(s, first)) {
+    fail(s, { code: "network_error", message: `cannot open a WebSocket to ${target}`, fatal: true });
+  }
+}
+
+function resumeMessage(r) {
+  return { type: "resume", room: r.room, participantId: r.participantId, resumeToken: r.token };
+}
+
 // What a later `resume` needs, from `joined` or `resumed`.
 function resumeInfo(msg) {
   return {
@@ -443,6 +475,7 @@ function resumeInfo(msg) {
 
 function onResumed(s, msg) {
   s.resume = resumeInfo(msg);
+  s.redirects = 0;
   s.iceServers = msg.iceServers || s.iceServers || [];
   const away = s.reconnector.resumed(performance.now(), s.resume.windowMs);
   s.participant = msg.participant;
@@ -588,6 +621,8 @@ async function handleMessage(s, msg) {
       return onJoined(s, msg);
     case "resumed":
       return onResumed(s, msg);
+    case "redirect":
+      return followRedirect(s, msg);
     case "restart_ice":
       if (msg.target === "publisher") return restartPublisherIce(s);
       return;
@@ -647,6 +682,7 @@ function onJoined(s, msg) {
   s.iceServers = msg.iceServers || [];
   s.room = msg.room;
   s.resume = resumeInfo(msg);
+  s.redirects = 0;
   s.reconnector.windowMs = s.resume.windowMs;
   sfu.participantId = msg.participant.id;
   setState("joined");
@@ -693,9 +729,8 @@ async function startWhiteboard(s, participant) {
     return;
   }
   if (s !== session || s.closed || whiteboard) return;
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
   whiteboard = mod.mountWhiteboard(root, {
-    url: `${scheme}://${location.host}/ws/whiteboard?token=${encodeURIComponent(s.token)}&control=1`,
+    url: socketUrl(s.server, `/ws/whiteboard?token=${encodeURIComponent(s.token)}&control=1`, location),
     role: participant.role,
     name: participant.name || participant.identity || participant.id,
   });

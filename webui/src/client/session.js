@@ -13,6 +13,9 @@ export class Session {
     this.app = app;
     this.ui = app.ui;
     this.ws = null;
+    // the server its sockets go to: "" (the page's) until a cluster node redirects it
+    this.server = "";
+    this.redirects = 0; // redirects followed since the last join or resume
     this.queue = Promise.resolve();
     this.closed = false; // torn down: ignore anything that still arrives
     this.leaving = false;

@@ -3,6 +3,7 @@
 // work), send, and keep a short log of summarised frames for debugging (window.sfu).
 
 import { HEARTBEAT_MS, socketSilent } from "./reconnect.js";
+import { socketUrl } from "./servers.js";
 
 const MESSAGE_LOG_SIZE = 200;
 
@@ -37,10 +38,9 @@ export function logMessage(log, direction, msg) {
 // Messages go to s.app.handleMessage, the close to s.app.onSocketClosed, both through
 // the session's queue. False if no socket could be made.
 export function connectSocket(s, first) {
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
   let ws;
   try {
-    ws = new WebSocket(`${scheme}://${location.host}/ws`);
+    ws = new WebSocket(socketUrl(s.server, "/ws", location));
   } catch (e) {
     console.warn("cannot open a WebSocket", e);
     return false;

@@ -1,0 +1,186 @@
+"""The cluster as the server runs it (docs/cluster.md): this node's announcement, the
+cluster API (``/api/cluster/*``), room creations forwarded to the room's origin, and the
+release of a room's placement when it closes here.
+
+Everything is off unless ``cluster.nats_url`` is set: a single node needs no NATS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from aiohttp import web
+
+from cluster.metrics import ClusterCollector
+from cluster.node import Announcer, ForwardedRate, node_id
+from cluster.placement import PlacementError
+from cluster.registry import ClusterRegistry
+from cluster.rooms import ClusterRooms, Elsewhere
+from sfu.metrics import forwarded_packets
+
+if TYPE_CHECKING:
+    from .app import ServerState
+
+log = logging.getLogger(__name__)
+#: how long a room creation forwarded to its origin may take
+FORWARD_TIMEOUT_S = 10.0
+#: the room API's paths of one room (forwarded to the room's node)
+ROOM_PATH = re.compile(r"^/api/rooms/([^/]+)(?:/.*)?$")
+#: marks a forwarded request: the origin answers it whatever the placement says by then
+#: (no second hop, no loop while a placement moves)
+FORWARDED = "X-Classroom-Forwarded"
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+def install(app: web.Application, state: ServerState) -> None:
+    """Wire the cluster into the app (after the app's own startup and shutdown handlers:
+    rooms close, and release their placements, before the node leaves the registry)."""
+    cc = state.config.cluster
+    if not cc.nats_url:
+        async def off(request: web.Request) -> web.Response:
+            return _error(404, "cluster_off", "this server is a single node "
+                          "(cluster.nats_url is not set)")
+        app.router.add_get("/api/cluster/nodes", off)
+        app.router.add_get("/api/cluster/rooms", off)
+        return
+
+    def count() -> tuple[int, int]:
+        rooms = list(state.rooms.rooms.values())
+        return len(rooms), sum(len(r.participants) for r in rooms)
+
+    registry = ClusterRegistry(cc.nats_url, Announcer(
+        node_id(cc.node_id), cc.region, lambda: cc.public_url or state.base_url,
+        cc.capacity_rooms, count, lambda: not state.ready,
+        ForwardedRate(lambda: forwarded_packets(state.rooms, state.media.retired))),
+        ttl_s=cc.ttl_s, prefix=cc.prefix)
+    rooms = ClusterRooms(registry, cc.region, lambda: list(state.classrooms.rooms))
+    state.cluster, state.cluster_rooms = registry, rooms
+    state.classrooms.on_room_closed.append(rooms.release)
+    state.registry.register(ClusterCollector(registry, rooms))
+    joining: list[asyncio.Task[None]] = []
+
+    def unreachable() -> web.Response | None:
+        if registry.connected:
+            return None
+        return _error(503, "cluster_unreachable", f"not connected to NATS at {registry.url} "
+                      "yet (retrying every 2 s)")
+
+    async def cluster_nodes(request: web.Request) -> web.Response:
+        """The live nodes of the cluster registry."""
+        if (refused := unreachable()) is not None:
+            return refused
+        nodes = await registry.nodes()
+        return web.json_response({"node": registry.node_id,
+                                  "nodes": [n.__dict__ for n in nodes]})
+
+    async def cluster_rooms(request: web.Request) -> web.Response:
+        """Every placed room of the cluster and its origin node."""
+        if (refused := unreachable()) is not None:
+            return refused
+        try:
+            placed = await registry.rooms()
+        except Exception as exc:
+            return _error(503, "cluster_unreachable", f"NATS at {registry.url}: "
+                          f"{type(exc).__name__}: {exc}")
+        return web.json_response({"rooms": [
+            {**p.__dict__, "url": registry.url_of(p.node)} for p in placed]})
+
+    @web.middleware
+    async def forward_room_api(request: web.Request, handler: Any) -> web.StreamResponse:
+        """The room API of a room open on another node answers from that node: any node
+        can be asked about any room (docs/cluster.md)."""
+        m = ROOM_PATH.match(request.path)
+        if (m is None or FORWARDED in request.headers or not registry.connected
+                or m.group(1) in state.classrooms.rooms):
+            response: web.StreamResponse = await handler(request)
+            return response
+        try:
+            current = await registry.placement(m.group(1))
+        except Exception:  # NATS away: answer for this node only
+            current = None
+        if current is None or current[0].node == registry.node_id or not (
+                url := registry.url_of(current[0].node)):
+            response = await handler(request)
+            return response
+        rooms.redirects += 1
+        return await _forward(request, Elsewhere(current[0].node, url))
+
+    app.middlewares.append(forward_room_api)
+
+    async def join_cluster() -> None:
+        """Announce this node once it listens (its URL is in the announcement), retrying
+        while NATS cannot be reached; then claim the rooms opened meanwhile."""
+        for _ in range(200):
+            if state.base_url or cc.public_url:
+                break
+            await asyncio.sleep(0.05)
+        while True:
+            try:
+                await registry.start()
+                log.info("cluster: node %s announced to %s", registry.node_id, registry.url)
+                break
+            except Exception as exc:
+                log.warning("cluster: NATS at %s not reachable (%s); retrying",
+                            registry.url, exc)
+                await asyncio.sleep(2.0)
+        await rooms.claim_hosted()
+
+    async def on_startup(app: web.Application) -> None:
+        joining.append(asyncio.ensure_future(join_cluster()))
+
+    async def on_shutdown(app: web.Application) -> None:
+        for task in joining:
+            task.cancel()
+        await rooms.close()  # the closed rooms' releases
+        await registry.stop()  # a clean exit: the node leaves the registry at once
+
+    app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
+    app.router.add_get("/api/cluster/nodes", cluster_nodes)
+    app.router.add_get("/api/cluster/rooms", cluster_rooms)
+
+
+async def route_creation(state: ServerState, request: web.Request, name: str,
+                         body: dict[str, Any]) -> web.Response | None:
+    """A room creation for a room placed on another node is forwarded there (with the
+    caller's credentials) and its answer returned; None: create it here."""
+    rooms = state.cluster_rooms
+    if rooms is None or FORWARDED in request.headers:
+        return None
+    region = body.get("region")
+    if region is not None and not isinstance(region, str):
+        return _error(400, "bad_message", "region must be a string")
+    try:
+        where = await rooms.route(name, region)
+    except PlacementError as exc:
+        return _error(503, exc.code, str(exc))
+    if where is None:
+        return None
+    return await _forward(request, where, json.dumps(body).encode())
+
+
+async def _forward(request: web.Request, where: Elsewhere, body: bytes | None = None
+                   ) -> web.Response:
+    """The request, sent on to the room's node with the caller's credentials: its answer."""
+    headers = {k: v for k, v in request.headers.items()
+               if k.lower() in ("authorization", "content-type")}
+    headers[FORWARDED] = "1"
+    data = body if body is not None else await request.read()
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(
+                total=FORWARD_TIMEOUT_S)) as http, http.request(
+                    request.method, where.url.rstrip("/") + request.path_qs, data=data,
+                    headers=headers) as res:
+            return web.Response(body=await res.read(), status=res.status,
+                                content_type=res.content_type)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return _error(502, "origin_unreachable", f"the room's node {where.node} at "
+                      f"{where.url} did not answer: {type(exc).__name__}: {exc}")
