@@ -233,6 +233,8 @@ class RawClient(RtpSource):
         #: every RTP packet received on the subscriber connection (when recording)
         self.raw_packets: list[bytes] = []
         self.sub_offers = 0
+        #: how it published (None: it did not), for :meth:`move`
+        self._published_with: dict[str, Any] | None = None
 
     # -- signalling -------------------------------------------------------------------
 
@@ -274,6 +276,36 @@ class RawClient(RtpSource):
         if msg["type"] == "error":
             raise RawClientError(msg)
         self.joined = msg
+        return msg
+
+    async def move(self, url: str) -> dict[str, Any]:
+        """Go on on another node after a ``redirect`` while joined (docs/cluster.md): the
+        media connections are made anew there, the session resumed with the join token, and
+        what was published is published again. Returns ``resumed``."""
+        assert self.session is not None
+        republish = self._published_with
+        if self._reader is not None:
+            self._reader.cancel()
+        for transport in (self.publisher, self.subscriber):
+            if transport is not None:
+                await transport.close()
+        self.publisher = self.subscriber = None
+        self._pub_connected, self._sub_connected = asyncio.Event(), asyncio.Event()
+        self.offer_tracks.clear()
+        self.ssrc_to_track.clear()
+        self.messages = asyncio.Queue()
+        self.ws_url = url.rstrip("/").replace("http", "ws", 1) + "/ws"
+        self.ws = await self.session.ws_connect(self.ws_url, max_msg_size=0)
+        await self.send({"type": "resume", "room": self.joined["room"],
+                         "participantId": self.joined["participant"]["id"],
+                         "resumeToken": self.joined["resumeToken"], "token": self.token})
+        self._reader = asyncio.ensure_future(self._read())
+        msg = await self.wait_for(("resumed", "error", "redirect"))
+        if msg["type"] != "resumed":  # (a redirect: the room is not there yet, or elsewhere)
+            raise RawClientError(msg)
+        self.joined = msg
+        if republish is not None:
+            await self.publish(**republish)
         return msg
 
     async def _read(self) -> None:
@@ -318,6 +350,8 @@ class RawClient(RtpSource):
         ``simulcast``: the video in three rid layers (:meth:`build_layer_packet`)."""
         if self.browser_like and self.twcc_seq is None:
             self.twcc_seq = secrets.randbits(16)
+        self._published_with = {"audio": audio, "video": video, "extra_video": extra_video,
+                                "sources": sources, "simulcast": simulcast}
         self.publisher = MediaTransport(
             self.certificate, self.addresses, controlling=True,
             on_rtp=lambda d, t: None, on_rtcp=self._on_pub_rtcp,

@@ -10,12 +10,15 @@ from prometheus_client.registry import Collector
 
 from .registry import ClusterRegistry
 from .rooms import ClusterRooms
+from .state import StateWriter
 
 
 class ClusterCollector(Collector):
-    def __init__(self, registry: ClusterRegistry, rooms: ClusterRooms) -> None:
+    def __init__(self, registry: ClusterRegistry, rooms: ClusterRooms, writer: StateWriter
+                 ) -> None:
         self.r = registry
         self.rooms = rooms
+        self.writer = writer
 
     def collect(self) -> Iterator[Any]:
         r = self.r
@@ -45,3 +48,17 @@ class ClusterCollector(Collector):
         yield CounterMetricFamily("sfu_cluster_release_failures", "closed rooms whose "
                                   "placement could not be released (it moves when next "
                                   "joined if this node is gone)", value=rooms.release_failures)
+        moves = CounterMetricFamily("sfu_cluster_room_moves", "rooms moved between nodes: "
+                                    "out (this node drained) or in (taken over here from "
+                                    "another node's replica)", labels=["direction"])
+        moves.add_metric(["out"], rooms.moved_out)
+        moves.add_metric(["in"], rooms.taken_over)
+        yield moves
+        w = self.writer
+        yield CounterMetricFamily("sfu_cluster_state_writes", "room state parts written to "
+                                  "the replica (only when changed)", value=w.writes)
+        yield CounterMetricFamily("sfu_cluster_state_bytes", "bytes of room state written "
+                                  "to the replica", value=w.bytes)
+        yield CounterMetricFamily("sfu_cluster_state_write_failures", "room state writes "
+                                  "that failed (retried at the next interval)",
+                                  value=w.failures)

@@ -7,6 +7,7 @@ Two buckets (created if missing, file-backed):
   announcing (crashed, cut off), and the announcement's own time is checked too. Every
   node watches this bucket and keeps the table in memory, so a placement reads no more
   than the room's own key: a burst of joins does not turn into a burst of node reads.
+- ``<prefix>_STATE``: the live rooms' state, for a take-over (:mod:`cluster.state`).
 - ``<prefix>_ROOMS``: one key per placed room, its :class:`~cluster.placement.Placement`.
   A room is placed with ``create`` (written only if the key does not exist) and moved with
   ``update`` at the revision that was read (written only if nobody changed it since): the
@@ -68,6 +69,8 @@ class ClusterRegistry:
         self._nc: Any = None
         self._nodes: Any = None
         self._rooms: Any = None
+        #: ``<prefix>_STATE``: the live rooms' state (cluster.state)
+        self.state_bucket: Any = None
         self._task: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
         self._watcher: Any = None
@@ -93,6 +96,7 @@ class ClusterRegistry:
             js = nc.jetstream()
             self._nodes = await _bucket(js, f"{self.prefix}_NODES", ttl=self.ttl_s)
             rooms = await _bucket(js, f"{self.prefix}_ROOMS", ttl=None)
+            self.state_bucket = await _bucket(js, f"{self.prefix}_STATE", ttl=None)
             self._nc = nc
             self._watcher = await self._nodes.watchall()
             while (entry := await self._watcher.updates(timeout=self.ttl_s)) is not None:
@@ -102,6 +106,7 @@ class ClusterRegistry:
             self.known = await self.nodes()
         except BaseException:
             self._nodes = self._rooms = self._nc = self._watcher = None
+            self.state_bucket = None
             await nc.close()  # a retry starts afresh, without a second connection
             raise
         self._watch = asyncio.ensure_future(self._follow())
@@ -120,6 +125,10 @@ class ClusterRegistry:
                 await self._nodes.delete(self.node_id)
         if self._nc is not None:
             await self._nc.close()
+
+    async def announce_now(self) -> None:
+        """Announce at once (a drain starting), rather than at the next beat."""
+        await self._announce()
 
     async def _announce(self) -> None:
         info = self.announce()

@@ -45,6 +45,9 @@ class ClusterRooms:
         self.unplaced_joins = 0
         self.release_failures = 0
         self.claims_lost = 0
+        #: rooms this node took over from another's replica, and moved out in a drain
+        self.taken_over = 0
+        self.moved_out = 0
 
     async def route(self, room: str, region: str | None = None) -> Elsewhere | None:
         """Where a join for ``room`` is served: None for here, else the origin node.

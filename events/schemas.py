@@ -43,6 +43,8 @@ _SUBSCRIPTION = {"participant": str, "track": str, "reason": str, "estimateBps":
 SCHEMAS: dict[str, Schema] = {s.type: s for s in (
     Schema("room.created", 1, {"maxParticipants": int}),
     Schema("room.closed", 1, {"reason": str}),
+    Schema("room.moved", 1, {"to": str, "participants": int}),
+    Schema("room.taken_over", 1, {"chat": int, "polls": int, "hands": int, "board": bool}),
     Schema("room.speakers", 1, {"speakers": list}),
     Schema("participant.joined", 1, {**_PARTICIPANT, "role": str}),
     Schema("participant.left", 1, {**_PARTICIPANT, "reason": str, "speakingMs": int}),

@@ -194,8 +194,14 @@ class ClusterConfig:
     #: a node that has not announced itself for this long is gone (it announces every
     #: third of it)
     ttl_s: float = 10.0
-    #: the JetStream key-value buckets' prefix (<prefix>_NODES, <prefix>_ROOMS)
+    #: the JetStream key-value buckets' prefix (<prefix>_NODES, <prefix>_ROOMS,
+    #: <prefix>_STATE)
     prefix: str = "SFU"
+    #: how often a live room's changed state (chat, polls, hands, board, settings) is
+    #: replicated for a take-over: what a crash can lose at most
+    state_interval_s: float = 0.5
+    #: a replica older than this is not taken over (a crashed room nobody came back to)
+    state_max_age_s: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -286,6 +292,9 @@ class Config:
                 not re.fullmatch(r"[A-Za-z0-9]{1,32}", cc.prefix):
             raise ConfigError("cluster.node_id must be [-_a-zA-Z0-9]{0,64}, cluster.prefix "
                               "[A-Za-z0-9]{1,32}")
+        if not 0.05 <= cc.state_interval_s <= 60 or cc.state_max_age_s <= 0:
+            raise ConfigError("cluster.state_interval_s must be 0.05..60, "
+                              "cluster.state_max_age_s > 0")
         tc = self.transcription
         if tc.policy not in ("off", "instructor", "everyone"):
             raise ConfigError("transcription.policy must be off, instructor or everyone")

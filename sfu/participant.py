@@ -139,6 +139,8 @@ class Participant:
         #: what the client presents to resume this participant after a lost connection
         self.resume_token = new_resume_token()
         self._on_detached: Callable[[], None] | None = None
+        #: handed off to another server (a drain): its connection closes without a leave
+        self.handed_off = False
         #: transports replaced (ICE restart, or dead after an outage)
         self.transport_restarts = 0
         self._last_restart_ms: dict[str, float] = {}
@@ -282,6 +284,16 @@ class Participant:
         self.send, self.on_closed, self._on_detached = send, on_closed, on_detached
         if previous is not None:
             previous()
+
+    def hand_off(self, message: dict[str, Any]) -> None:
+        """The participant goes on on another server: ``message`` tells its client where,
+        then its connection lets go of it without a ``left`` (the client resumes there)."""
+        self.handed_off = True
+        self.send(message)
+        let_go = self._on_detached
+        self.detach()
+        if let_go is not None:
+            let_go()
 
     def detach(self) -> None:
         """The connection is gone: messages are dropped until one attaches and resyncs."""

@@ -85,6 +85,11 @@ class ServerState:
     cluster: ClusterRegistry | None = None
     #: where this node's joins go (None: a single node, every room is here)
     cluster_rooms: ClusterRooms | None = None
+    #: a room's classroom made from the state another node replicated (None: nothing
+    #: replicated, or a single node)
+    take_over: Callable[[str], Awaitable[Classroom | None]] | None = None
+    #: the rooms' whiteboards (signalling.whiteboard_ws)
+    boards: whiteboard_ws.Whiteboards | None = None
 
 
 STATE = web.AppKey("state", ServerState)
@@ -269,7 +274,7 @@ def create_app(config: Config) -> web.Application:
         await SignallingSession(state, ws).run()
         return ws
 
-    boards = Whiteboards(bus, config.classroom.whiteboards_dir or None)
+    boards = state.boards = Whiteboards(bus, config.classroom.whiteboards_dir or None)
 
     async def whiteboard_socket(request: web.Request) -> web.StreamResponse:
         """The room's whiteboard (signalling/whiteboard_ws.py), for a valid join token."""

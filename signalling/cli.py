@@ -1,4 +1,5 @@
-"""Command line: ``classroom-sfu serve`` starts the server on uvloop; ``token`` mints a token."""
+"""Command line: ``classroom-sfu serve`` starts the server on uvloop; ``token`` mints a token;
+``drain`` moves a running node's rooms to the other nodes of its cluster."""
 
 from __future__ import annotations
 
@@ -101,6 +102,41 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _drain(args: argparse.Namespace) -> int:
+    """Ask a running node to drain (docs/cluster.md): its rooms move to other nodes."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    cfg = config_mod.load(args.config)
+    if not cfg.auth.api_secret:
+        print("auth.api_secret (or SFU_AUTH_API_SECRET) must be set to drain a node",
+              file=sys.stderr)
+        return 2
+    host = "127.0.0.1" if cfg.server.host in ("0.0.0.0", "::", "") else cfg.server.host
+    url = (args.url or f"http://{host}:{cfg.server.port}").rstrip("/")
+    request = urllib.request.Request(url + "/api/cluster/drain", method="POST", data=b"{}",
+                                     headers={"Authorization": f"Bearer {cfg.auth.api_secret}",
+                                              "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=args.timeout) as res:
+            result = json.load(res)
+    except urllib.error.HTTPError as exc:
+        print(f"{url}: {exc.code} {exc.read().decode(errors='replace')}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"{url}: {exc}", file=sys.stderr)
+        return 2
+    for moved in result["moved"]:
+        print(f"moved {moved['room']} to {moved['node']} ({moved['participants']} "
+              "participants)")
+    for stayed in result["stayed"]:
+        print(f"stayed {stayed['room']}: {stayed['reason']}", file=sys.stderr)
+    print(f"node {result['node']} drained: {len(result['moved'])} rooms moved, "
+          f"{len(result['stayed'])} stayed; it takes no new rooms (stop it now)")
+    return 1 if result["stayed"] else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="classroom-sfu")
     parser.add_argument("--config", help="TOML configuration file (see config.sample.toml)")
@@ -120,6 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     tok.add_argument("--role", default="student", choices=["instructor", "student", "observer"])
     tok.add_argument("--ttl", type=int, default=6 * 3600)
     tok.set_defaults(func=_token)
+    drain = sub.add_parser("drain", help="move a running node's rooms to other nodes of its "
+                           "cluster (then stop it)")
+    drain.add_argument("--url", help="the node's signalling URL (default: this config's "
+                       "host and port)")
+    drain.add_argument("--timeout", type=float, default=60.0)
+    drain.set_defaults(func=_drain)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -16,11 +16,14 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from aiohttp import web
 
+from classroom import replica
+from classroom.room import Classroom
 from cluster.metrics import ClusterCollector
 from cluster.node import Announcer, ForwardedRate, node_id
 from cluster.placement import PlacementError
 from cluster.registry import ClusterRegistry
 from cluster.rooms import ClusterRooms, Elsewhere
+from cluster.state import Part, StateStore, StateWriter
 from sfu.metrics import forwarded_packets
 
 if TYPE_CHECKING:
@@ -40,6 +43,29 @@ def _error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
+class Drain:
+    """This node's drain: whether it runs, the rooms it moved, the work it left running."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.moved: set[str] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+
+def _int(value: object, low: int = 1) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= low \
+        else None
+
+
+def _num(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(
+        value, bool) and value >= 0 else None
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
 def install(app: web.Application, state: ServerState) -> None:
     """Wire the cluster into the app (after the app's own startup and shutdown handlers:
     rooms close, and release their placements, before the node leaves the registry)."""
@@ -50,22 +76,123 @@ def install(app: web.Application, state: ServerState) -> None:
                           "(cluster.nats_url is not set)")
         app.router.add_get("/api/cluster/nodes", off)
         app.router.add_get("/api/cluster/rooms", off)
+        app.router.add_post("/api/cluster/drain", off)
         return
 
     def count() -> tuple[int, int]:
         rooms = list(state.rooms.rooms.values())
         return len(rooms), sum(len(r.participants) for r in rooms)
 
+    drain = Drain()
     registry = ClusterRegistry(cc.nats_url, Announcer(
         node_id(cc.node_id), cc.region, lambda: cc.public_url or state.base_url,
-        cc.capacity_rooms, count, lambda: not state.ready,
+        cc.capacity_rooms, count, lambda: not state.ready or drain.active,
         ForwardedRate(lambda: forwarded_packets(state.rooms, state.media.retired))),
         ttl_s=cc.ttl_s, prefix=cc.prefix)
     rooms = ClusterRooms(registry, cc.region, lambda: list(state.classrooms.rooms))
+    store = StateStore(registry, max_age_s=cc.state_max_age_s)
+
+    def parts(room: str) -> dict[str, Part]:
+        """A room's state now, for the replica: its parts' versions and bytes."""
+        out: dict[str, Part] = {}
+        classroom = state.classrooms.get(room)
+        if classroom is not None:
+            data = replica.export(classroom)
+            out["classroom"] = (data, lambda: data)
+        hub = state.boards.hubs.get(room) if state.boards is not None else None
+        if hub is not None:
+            out["board"] = ((id(hub), hub.board.updates), hub.board.snapshot)
+        return out
+
+    writer = StateWriter(store, parts, lambda: list(state.classrooms.rooms),
+                         interval_s=cc.state_interval_s)
     state.cluster, state.cluster_rooms = registry, rooms
-    state.classrooms.on_room_closed.append(rooms.release)
-    state.registry.register(ClusterCollector(registry, rooms))
+
+    def closed(room: str) -> None:
+        if room in drain.moved:  # gone on elsewhere: its replica is the next node's now
+            writer.moved(room)
+            return
+        rooms.release(room)
+        task = asyncio.ensure_future(writer.forget(room))
+        drain.tasks.add(task)
+        task.add_done_callback(drain.tasks.discard)
+
+    state.classrooms.on_room_closed.append(closed)
+    state.registry.register(ClusterCollector(registry, rooms, writer))
     joining: list[asyncio.Task[None]] = []
+
+    async def take_over(room: str) -> Classroom | None:
+        """The room's classroom made from its replicated state, if there is one."""
+        if not registry.connected:
+            return None
+        try:
+            data = await store.get(room, "classroom")
+            board = await store.get(room, "board")
+        except Exception as exc:
+            log.warning("cluster: reading the state of room %r failed: %s", room, exc)
+            return None
+        existing = state.classrooms.get(room)
+        if existing is not None or (data is None and board is None):
+            return existing  # (opened meanwhile by another join)
+        got = replica.read_settings(data) if data is not None else {}
+        classroom = state.classrooms.create(
+            room, _int(got.get("maxParticipants")),
+            reconnect_window_s=_num(got.get("reconnectWindowS")),
+            recording_policy=_str(got.get("recordingPolicy")),
+            audio_speakers=_int(got.get("audioSpeakers"), 0),
+            transcription_policy=_str(got.get("transcriptionPolicy")))
+        restored = replica.restore(classroom, data) if data is not None else {}
+        merged = board is not None and state.boards is not None and state.boards.merge(
+            room, board)
+        rooms.taken_over += 1
+        state.bus.emit("room.taken_over", room, {
+            "chat": restored.get("chat", 0), "polls": restored.get("polls", 0),
+            "hands": restored.get("hands", 0), "board": bool(merged)})
+        log.info("cluster: room %r taken over here (%s, board %s)", room, restored, merged)
+        return classroom
+
+    state.take_over = take_over
+
+    async def drain_node() -> dict[str, Any]:
+        """Stop taking rooms, then move each room to another node: its state written, its
+        participants told where to resume, its recording finished; what moved where."""
+        drain.active = True
+        try:
+            await registry.announce_now()  # no new placements here from now on
+        except Exception as exc:
+            log.warning("cluster: announcing the drain failed: %s", exc)
+        moved, stayed = [], []
+        for room in list(state.classrooms.rooms):
+            classroom = state.classrooms.get(room)
+            if classroom is None:
+                continue
+            try:
+                await writer.flush(room)
+                placed = await registry.place(room)
+                url = registry.url_of(placed.node)
+                if placed.node == registry.node_id or not url:
+                    raise PlacementError("no other node takes it")
+            except Exception as exc:
+                log.warning("cluster: room %r cannot move (%s); it stays until the end",
+                            room, exc)
+                stayed.append({"room": room, "reason": str(exc)})
+                continue
+            drain.moved.add(room)
+            people = list(classroom.media.participants.values())
+            for p in people:
+                p.hand_off({"type": "redirect", "url": url, "node": placed.node,
+                            "reason": "room_moved"})
+            await state.classrooms.close(room, "moved")
+            rooms.moved_out += 1
+            state.bus.emit("room.moved", room, {"to": placed.node, "participants": len(people)})
+            moved.append({"room": room, "node": placed.node, "participants": len(people)})
+        return {"node": registry.node_id, "moved": moved, "stayed": stayed}
+
+    async def drain_api(request: web.Request) -> web.Response:
+        """Drain this node (``classroom-sfu drain``): its rooms move to other nodes."""
+        if (refused := unreachable()) is not None:
+            return refused
+        return web.json_response(await drain_node())
 
     def unreachable() -> web.Response | None:
         if registry.connected:
@@ -132,19 +259,33 @@ def install(app: web.Application, state: ServerState) -> None:
                             registry.url, exc)
                 await asyncio.sleep(2.0)
         await rooms.claim_hosted()
+        writer.start()
 
     async def on_startup(app: web.Application) -> None:
         joining.append(asyncio.ensure_future(join_cluster()))
 
+    async def drain_at_shutdown(app: web.Application) -> None:
+        """SIGTERM (and every clean stop): the rooms move to other nodes before the rest of
+        the shutdown closes what is left."""
+        if registry.connected and not drain.active and state.classrooms.rooms:
+            result = await drain_node()
+            log.info("cluster: drained at shutdown: %d rooms moved, %d stayed",
+                     len(result["moved"]), len(result["stayed"]))
+
     async def on_shutdown(app: web.Application) -> None:
         for task in joining:
             task.cancel()
+        await writer.stop()
         await rooms.close()  # the closed rooms' releases
+        if drain.tasks:
+            await asyncio.wait(list(drain.tasks), timeout=2.0)
         await registry.stop()  # a clean exit: the node leaves the registry at once
 
     app.on_startup.append(on_startup)
+    app.on_shutdown.insert(0, drain_at_shutdown)  # before the app closes the rooms
     app.on_shutdown.append(on_shutdown)
     app.router.add_get("/api/cluster/nodes", cluster_nodes)
+    app.router.add_post("/api/cluster/drain", drain_api)
     app.router.add_get("/api/cluster/rooms", cluster_rooms)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import secrets
 import time
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _CLOSE = object()
+PARTICIPANT_ID = re.compile(r"^PA_[0-9a-f]{12}$")
 SDP_TYPES = ("offer", "answer")
 CLIENT_TYPES = ("join", "resume", "offer", "answer", "candidate", "mute", "set_quality",
                 "restart_ice", "leave", "ping", "poll_create", "poll_answer", "poll_close",
@@ -210,27 +212,39 @@ class SignallingSession:
         extras = await self.state.join_gate(claims) if self.state.join_gate is not None else {}
         if await self._redirected(claims.room):
             return "redirected"
-        classroom = self.state.classrooms.get_for_join(claims.room)
+        classroom = await self._open_here(claims.room)
+        participant, others = await self._enter(claims, classroom, f"PA_{secrets.token_hex(6)}")
+        # queued before anything room.add scheduled for this participant (subscriber offer)
+        self.send({"type": "joined", "room": classroom.id, "participant": participant.describe(),
+                   "participants": others, **classroom.state(),
+                   **self._resume_info(participant, classroom.media), **extras,
+                   "iceServers": turn.ice_servers(cfg.turn, claims.identity)})
+        return None
+
+    async def _open_here(self, room_id: str) -> Classroom:
+        """The room's classroom on this node: open, taken over from a node that drained or
+        failed (its replicated state restored; docs/cluster.md), or new (auto-create)."""
+        classroom = self.state.classrooms.get(room_id)
+        if classroom is None and self.state.take_over is not None:
+            classroom = await self.state.take_over(room_id)
+        return classroom or self.state.classrooms.get_for_join(room_id)
+
+    async def _enter(self, claims: tokens.JoinClaims, classroom: Classroom, participant_id: str
+                     ) -> tuple[Participant, list[dict[str, Any]]]:
+        """Add this socket's participant to the room; it and the others, described."""
         room = classroom.media
         # loop: another join with this identity may slip in while we await a removal
         while (previous := room.by_identity(claims.identity)) is not None:
             previous.send({"type": "left", "reason": "replaced"})
             await room.remove(previous, "replaced")
-        info = ParticipantInfo(
-            id=f"PA_{secrets.token_hex(6)}", identity=claims.identity, name=claims.name,
-            role=claims.role, grants=claims.grants,
-        )
+        info = ParticipantInfo(id=participant_id, identity=claims.identity, name=claims.name,
+                               role=claims.role, grants=claims.grants)
         participant = Participant(info, room, self.state.media, self.send)
         others = [p.describe() for p in room.participants.values()]
         room.add(participant)  # room_full / room_closed: refused before 'joined' is sent
         self.participant, self.room, self.classroom = participant, room, classroom
         participant.attach(self.send, self._closed_by_server, self._taken_over)
-        # queued before anything room.add scheduled for this participant (subscriber offer)
-        self.send({"type": "joined", "room": room.id, "participant": participant.describe(),
-                   "participants": others, **classroom.state(),
-                   **self._resume_info(participant, room), **extras,
-                   "iceServers": turn.ice_servers(cfg.turn, claims.identity)})
-        return None
+        return participant, others
 
     async def _redirected(self, room: str) -> bool:
         """In a cluster, a join for a room whose origin is another node is sent there
@@ -253,6 +267,14 @@ class SignallingSession:
         room_id = _field(msg, "room", str)
         participant_id = _field(msg, "participantId", str)
         classroom = self.state.classrooms.get(room_id)
+        if self.state.cluster_rooms is not None and (
+                classroom is None or participant_id not in classroom.media.participants):
+            if await self._redirected(room_id):  # the room is on another node: go there
+                self._outbox.put_nowait(_CLOSE)
+                return
+            if "token" in msg:
+                await self._resume_moved(msg, room_id, participant_id)
+                return
         if classroom is None:
             self.state.rooms.presence_stats.refused += 1
             raise ResumeRefused("the room has closed; join again")
@@ -268,15 +290,41 @@ class SignallingSession:
                                                   participant.info.identity)})
         participant.resync()
 
+    async def _resume_moved(self, msg: dict[str, Any], room_id: str, participant_id: str
+                            ) -> None:
+        """In a cluster, a participant whose room moved here (a drain, or its node failed)
+        resumes with its join token: it enters the room under its old id, and its client
+        makes new media connections (``resumed`` with ``moved``)."""
+        cfg = self.state.config
+        claims = tokens.verify(msg.get("token"), cfg.auth.api_key, cfg.auth.api_secret)
+        if claims.room != room_id:
+            raise ResumeRefused("the token is for another room; join again")
+        if not PARTICIPANT_ID.match(participant_id):
+            raise ProtocolError("bad_message", "participantId is not a participant id",
+                                fatal=True)
+        extras = await self.state.join_gate(claims) if self.state.join_gate is not None else {}
+        classroom = await self._open_here(room_id)
+        if participant_id in classroom.media.participants:
+            raise ResumeRefused("that participant id is taken in this room; join again")
+        participant, others = await self._enter(claims, classroom, participant_id)
+        self.send({"type": "resumed", "room": classroom.id,
+                   "participant": participant.describe(), "participants": others,
+                   "outageMs": 0, "moved": True, **classroom.state(),
+                   **self._resume_info(participant, classroom.media), **extras,
+                   "iceServers": turn.ice_servers(cfg.turn, claims.identity)})
+
     @staticmethod
     def _resume_info(participant: Participant, room: Room) -> dict[str, Any]:
         return {"resumeToken": participant.resume_token,
                 "reconnectWindowMs": round(room.reconnect_window_s * 1000)}
 
     def _taken_over(self) -> None:
-        """A newer connection resumed our participant: let go of it and close."""
+        """A newer connection resumed our participant, or it was handed off to another
+        node (a drain; it was told where): let go of it and close."""
+        handed_off = self.participant is not None and self.participant.handed_off
         self.participant = None
-        self.send({"type": "left", "reason": "resumed_elsewhere"})
+        if not handed_off:
+            self.send({"type": "left", "reason": "resumed_elsewhere"})
         self._outbox.put_nowait(_CLOSE)
 
     async def _on_offer(self, msg: dict[str, Any]) -> None:

@@ -142,6 +142,19 @@ class Whiteboards:
             hub = self.hubs[room] = BoardHub(room, self.bus, self.folder)
         return hub
 
+    def merge(self, room: str, snapshot: bytes) -> bool:
+        """Merge another node's replica of the room's board (a take-over) into it: the
+        board is kept as if drawn here; False if the replica does not decode."""
+        hub = self.hub(room)
+        try:
+            frames: list[bytes | str] = list(hub.board.merge(snapshot))
+        except ClassroomError as exc:
+            log.warning("whiteboard of %s: replica not merged (%s)", room, exc)
+            return False
+        hub.to_others(None, frames)
+        hub.save(force=True)
+        return True
+
     def close(self) -> None:
         for hub in self.hubs.values():
             hub.save(force=True)

@@ -205,6 +205,19 @@ class Board:
             del self._clients[e.client_id]
         return [protocol.awareness_message(protocol.encode_awareness(gone))] if gone else []
 
+    def merge(self, snapshot: bytes) -> list[bytes]:
+        """Merge a whole document from elsewhere (another node's replica of this room's
+        board): the update frames for the open sockets, empty if it brought nothing new."""
+        self._changes.clear()
+        try:
+            self.doc.apply_update(snapshot)
+        except ValueError as exc:
+            raise ProtocolError("a document that does not decode") from exc
+        if not self._changes:
+            return []
+        self.updates += 1
+        return [protocol.sync_message(protocol.UPDATE, u) for u in self._changes]
+
     def snapshot(self) -> bytes:
         """The whole document as one update (what ``Board(snapshot=...)`` restores)."""
         return self.doc.get_update()

@@ -246,6 +246,8 @@ class Pumper:
         while True:
             for kind in ("audio", "video"):
                 size = 60 if kind == "audio" else self.video_size
+                if self.client.publisher is None:  # (moving to another node)
+                    continue
                 pkt = self.client.build_packet(kind, os.urandom(size), marker=kind == "video")
                 if self.client.send_packet(pkt):
                     self.sent[kind] += 1
