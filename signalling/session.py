@@ -213,11 +213,14 @@ class SignallingSession:
         if await self._redirected(claims.room):
             return "redirected"
         classroom = await self._open_here(claims.room)
+        servers = await self._servers()
         participant, others = await self._enter(claims, classroom, f"PA_{secrets.token_hex(6)}")
-        # queued before anything room.add scheduled for this participant (subscriber offer)
+        # queued before anything room.add scheduled for this participant (subscriber offer):
+        # no await between the two
         self.send({"type": "joined", "room": classroom.id, "participant": participant.describe(),
                    "participants": others, **classroom.state(),
                    **self._resume_info(participant, classroom.media), **extras,
+                   "servers": servers,
                    "iceServers": turn.ice_servers(cfg.turn, claims.identity)})
         return None
 
@@ -279,6 +282,7 @@ class SignallingSession:
             self.state.rooms.presence_stats.refused += 1
             raise ResumeRefused("the room has closed; join again")
         room = classroom.media
+        servers = await self._servers()
         participant, outage_ms = room.resume(participant_id, msg.get("resumeToken"))
         self.participant, self.room, self.classroom = participant, room, classroom
         participant.attach(self.send, self._closed_by_server, self._taken_over)
@@ -286,6 +290,7 @@ class SignallingSession:
         self.send({"type": "resumed", "room": room.id, "participant": participant.describe(),
                    "participants": others, "outageMs": round(outage_ms),
                    **classroom.state(), **self._resume_info(participant, room),
+                   "servers": servers,
                    "iceServers": turn.ice_servers(self.state.config.turn,
                                                   participant.info.identity)})
         participant.resync()
@@ -306,12 +311,25 @@ class SignallingSession:
         classroom = await self._open_here(room_id)
         if participant_id in classroom.media.participants:
             raise ResumeRefused("that participant id is taken in this room; join again")
+        servers = await self._servers()
         participant, others = await self._enter(claims, classroom, participant_id)
         self.send({"type": "resumed", "room": classroom.id,
                    "participant": participant.describe(), "participants": others,
                    "outageMs": 0, "moved": True, **classroom.state(),
                    **self._resume_info(participant, classroom.media), **extras,
+                   "servers": servers,
                    "iceServers": turn.ice_servers(cfg.turn, claims.identity)})
+
+    async def _servers(self) -> list[str]:
+        """The cluster's nodes a page may reconnect through, this one first (none on a
+        single node): if this node fails, another takes the room over."""
+        cluster = self.state.cluster
+        if cluster is None or not cluster.connected:
+            return []
+        others = [n.url for n in await cluster.nodes()
+                  if n.id != cluster.node_id and n.url and not n.draining]
+        me = cluster.url_of(cluster.node_id)
+        return [me, *others] if me else others
 
     @staticmethod
     def _resume_info(participant: Participant, room: Room) -> dict[str, Any]:

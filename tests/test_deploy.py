@@ -60,8 +60,12 @@ def test_documented_metrics_are_exported(tmp_path: Path) -> None:
     from cluster.metrics import ClusterCollector
     from cluster.placement import NodeInfo
     from cluster.registry import ClusterRegistry
-    registry.register(ClusterCollector(ClusterRegistry(  # (never started here)
-        "nats://127.0.0.1:1", lambda: NodeInfo("n", "r", "http://n", 1))))
+    from cluster.rooms import ClusterRooms
+    from cluster.state import StateStore, StateWriter
+    cluster = ClusterRegistry(  # (never started here)
+        "nats://127.0.0.1:1", lambda: NodeInfo("n", "r", "http://n", 1))
+    registry.register(ClusterCollector(cluster, ClusterRooms(cluster, "r", list), StateWriter(
+        StateStore(cluster), lambda room: {}, list)))
     exported = generate_latest(registry).decode()
     documented = set(re.findall(r"`(sfu_[a-z_]+)`", (ROOT / "docs" / "metrics.md").read_text()))
     types = set(re.findall(r"^# TYPE (\S+) ", exported, re.M))

@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { MAX_REDIRECTS, redirectTarget, socketUrl } from "../src/client/servers.js";
+import {
+  MAX_REDIRECTS,
+  reconnectTarget,
+  redirectTarget,
+  socketUrl,
+} from "../src/client/servers.js";
 
 const page = { href: "https://a.school.example/?room=r" };
 
@@ -24,4 +29,13 @@ test("a redirect to something that is not an http(s) URL is refused", () => {
   for (const bad of ["javascript:alert(1)", "not a url", "", null, 42, "ftp://x/"]) {
     assert.equal(redirectTarget(bad, 0), null, String(bad));
   }
+});
+
+test("reconnection tries the session's node first, then the others in turn", () => {
+  const nodes = ["http://a:1/", "http://b:2", "http://c:3"];
+  const order = [1, 2, 3, 4, 5].map((n) => reconnectTarget("http://b:2", nodes, n));
+  assert.deepEqual(order, ["http://b:2", "http://a:1", "http://c:3", "http://b:2", "http://a:1"]);
+  // a single node: always the same one
+  assert.equal(reconnectTarget("https://x", [], 3), "https://x");
+  assert.equal(reconnectTarget("https://x", ["javascript:1"], 2), "https://x");
 });

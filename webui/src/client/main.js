@@ -20,6 +20,7 @@ import {
   onPublisherAnswer,
   onPublisherLayers,
   onPublisherOfferRefused,
+  republish,
   resendOutstandingOffer,
   restartPublisherIce,
   setSourceMuted,
@@ -35,7 +36,7 @@ import {
   connectionStuck,
 } from "./reconnect.js";
 import { Session } from "./session.js";
-import { redirectTarget, socketUrl } from "./servers.js";
+import { reconnectTarget, redirectTarget, socketUrl } from "./servers.js";
 import { connectSocket, send } from "./signalling.js";
 import {
   isActive,
@@ -169,6 +170,8 @@ const sfu = {
   },
   // How many times this page resumed its session after losing the connection.
   resumes: 0,
+  // How many of those resumes were on another node (the room moved: a drain, a failed node).
+  moves: 0,
   // The server the session's sockets go to: "" for the page's own, else the origin of the
   // room's node that a cluster redirected it to.
   server: "",
@@ -394,6 +397,7 @@ function startReconnecting(s, immediate = false) {
   s.ws = null;
   const step = s.reconnector.next(performance.now(), { immediate });
   if (step.began) {
+    s.outageServer = s.server || location.origin;
     setState("reconnecting");
     setStatus("Connection lost. Reconnecting…", "warn");
   }
@@ -408,7 +412,11 @@ function startReconnecting(s, immediate = false) {
   clearTimeout(s.reconnectTimer);
   s.reconnectTimer = setTimeout(() => {
     if (s.closed || s !== session) return;
-    if (!connectSocket(s, resumeMessage(s.resume))) {
+    // the session's node first, then the cluster's other nodes in turn (one of them takes
+    // the room over if its node failed)
+    s.server = reconnectTarget(s.outageServer, s.servers, s.reconnector.attempts);
+    sfu.server = s.server;
+    if (!connectSocket(s, resumeMessage(s))) {
       startReconnecting(s);
       return;
     }
@@ -453,17 +461,25 @@ function followRedirect(s, msg) {
   } catch {
     /* ignore */
   }
-  const first = s.resume ? resumeMessage(s.resume) : { type: "join", token: s.token };
+  const first = s.resume ? resumeMessage(s) : { type: "join", token: s.token };
   if (!connectSocket(s, first)) {
     fail(s, { code: "network_error", message: `cannot open a WebSocket to ${target}`, fatal: true });
   }
 }
 
-function resumeMessage(r) {
-  return { type: "resume", room: r.room, participantId: r.participantId, resumeToken: r.token };
+// (the join token too: on another node of a cluster, where the room moved, it admits the
+// participant under its old id; the node that kept the participant ignores it)
+function resumeMessage(s) {
+  const r = s.resume;
+  return { type: "resume", room: r.room, participantId: r.participantId, resumeToken: r.token,
+    token: s.token };
 }
 
 // What a later `resume` needs, from `joined` or `resumed`.
+function noteServers(s, msg) {
+  if (Array.isArray(msg.servers)) s.servers = msg.servers.filter((u) => typeof u === "string");
+}
+
 function resumeInfo(msg) {
   return {
     room: msg.room,
@@ -475,6 +491,7 @@ function resumeInfo(msg) {
 
 function onResumed(s, msg) {
   s.resume = resumeInfo(msg);
+  noteServers(s, msg);
   s.redirects = 0;
   s.iceServers = msg.iceServers || s.iceServers || [];
   const away = s.reconnector.resumed(performance.now(), s.resume.windowMs);
@@ -489,6 +506,19 @@ function onResumed(s, msg) {
   for (const p of msg.participants || []) {
     addRemote(s, p);
     setRemoteReconnecting(s, p.id, p.state === "reconnecting");
+  }
+  if (msg.moved) {
+    // The room went on on another node: new media connections there, a new whiteboard
+    // socket, the same local tracks.
+    sfu.moves += 1;
+    s.dropMediaConnections();
+    stopWhiteboard();
+    startClassroom(s, msg);
+    republish(s).catch((e) => {
+      console.error("publishing on the new node failed", e);
+      if (!s.closed) showError({ code: "media_error", message: String(e.message || e) });
+    });
+    return;
   }
   startClassroom(s, msg);
   // Connections still down after the resume get restarted if they do not recover.
@@ -682,6 +712,7 @@ function onJoined(s, msg) {
   s.iceServers = msg.iceServers || [];
   s.room = msg.room;
   s.resume = resumeInfo(msg);
+  noteServers(s, msg);
   s.redirects = 0;
   s.reconnector.windowMs = s.resume.windowMs;
   sfu.participantId = msg.participant.id;

@@ -88,6 +88,31 @@ export async function startPublishing(s) {
   await negotiatePublisher(s);
 }
 
+// After the session moved to another node (Session.dropMediaConnections): a new publisher
+// connection offers the same camera and microphone there (a screen share ends: the user
+// shares again). Muted tracks are reported muted once the answer gives their ids.
+export async function republish(s) {
+  const kept = s.published.filter((p) => p.source !== "screen" && p.track);
+  for (const p of s.published) {
+    if (p.source === "screen" && p.track) p.track.stop();
+  }
+  s.published = [];
+  if (s.ui.screen) {
+    s.ui.screen.setAttribute("aria-pressed", "false");
+    s.ui.screen.textContent = "Share screen";
+  }
+  if (!kept.length || s.closed) return;
+  s.publisherPc = createPublisherPc(s);
+  for (const p of kept) {
+    const init = { direction: "sendonly", streams: s.localStream ? [s.localStream] : [] };
+    if (p.kind === "video" && SIMULCAST) init.sendEncodings = SIMULCAST_ENCODINGS;
+    const transceiver = s.publisherPc.addTransceiver(p.track, init);
+    s.published.push({ transceiver, source: p.source, kind: p.kind, track: p.track,
+      sentMuted: false });
+  }
+  await negotiatePublisher(s);
+}
+
 // Offer what the connection sends now, or after the outstanding offer's outcome.
 export async function negotiatePublisher(s) {
   const pc = s.publisherPc;

@@ -25,3 +25,16 @@ export function redirectTarget(url, redirectsSoFar) {
   if (parsed.protocol !== "http:" && parsed.protocol !== "https:") return null;
   return parsed.origin;
 }
+
+// Where reconnection attempt `attempt` (1 for the first) goes: `current` (the session's
+// server when the connection was lost) first, then each other node of the cluster in turn.
+// A node that failed takes its rooms down with it; another node takes the room over and
+// answers the resume (or redirects to the node that did).
+export function reconnectTarget(current, servers, attempt) {
+  const all = [current];
+  for (const url of servers || []) {
+    const origin = redirectTarget(url, 0);
+    if (origin && !all.includes(origin)) all.push(origin);
+  }
+  return all[Math.max(0, attempt - 1) % all.length];
+}

@@ -16,6 +16,8 @@ export class Session {
     // the server its sockets go to: "" (the page's) until a cluster node redirects it
     this.server = "";
     this.redirects = 0; // redirects followed since the last join or resume
+    this.servers = []; // the cluster's nodes (from joined/resumed): where to reconnect
+    this.outageServer = ""; // the session's server when the connection was lost
     this.queue = Promise.resolve();
     this.closed = false; // torn down: ignore anything that still arrives
     this.leaving = false;
@@ -50,6 +52,30 @@ export class Session {
     this.heartbeat = null;
     this.lastHeard = 0;
     this.reconnectingRemotes = new Set(); // participantIds the server says are reconnecting
+  }
+
+  // The session went on on another node (docs/cluster.md): the media connections to the old
+  // one are dropped and their negotiation state forgotten; the local tracks stay.
+  dropMediaConnections() {
+    for (const pc of [this.publisherPc, this.subscriberPc]) {
+      if (!pc) continue;
+      pc.onicecandidate = null;
+      pc.ontrack = null;
+      pc.onconnectionstatechange = null;
+      pc.close();
+    }
+    this.publisherPc = null;
+    this.subscriberPc = null;
+    this.pubTracks.clear();
+    this.pubNegotiation = new PublisherNegotiation();
+    this.pendingPubCandidates = [];
+    this.pubOfferSent = false;
+    this.pubOffered = [];
+    this.pubCandidateUfrag = null;
+    this.subNegotiation = new SubscriberNegotiation();
+    this.subTracks.clear();
+    this.subFallback.clear();
+    this.pausedTracks.clear();
   }
 
   selfId() {
