@@ -1,7 +1,8 @@
 """A classroom's state as bytes, and back, sans-IO (docs/cluster.md, "Room state"): what
 another node needs to take a live room over. The room's settings, the chat history, the
-raised hands and the polls with their answers; the whiteboard has its own (its Yjs
-document, whiteboard.board.Board.snapshot).
+raised hands, the polls with their answers and the running recording (which the next
+node continues); the whiteboard has its own (its Yjs document,
+whiteboard.board.Board.snapshot).
 
 ``export`` is cheap enough to run every half second per room (a few KiB of JSON); the
 cluster writes it only when it changed. ``restore`` fills a freshly made classroom and
@@ -45,6 +46,9 @@ def export(room: Classroom) -> bytes:
         "chat": [[m.id, m.sender, m.text, m.at_ms, m.name] for m in chat.history],
         "hands": [[pid, at] for pid, at in room.hands.raised.items()],
         "polls": [_poll(p) for p in polls.polls.values()],
+        "recording": {"recordingId": room.recording.id,
+                      "startedAt": getattr(room.recording, "started_at", None)}
+        if room.recording is not None else None,
     }, separators=(",", ":")).encode()
 
 
@@ -60,12 +64,21 @@ def _poll(p: Poll) -> dict[str, Any]:
 
 def read_settings(data: bytes) -> dict[str, Any]:
     """The settings of an exported state ({} if unreadable)."""
+    return _section(data, "settings")
+
+
+def read_recording(data: bytes) -> dict[str, Any]:
+    """The recording that was running when the state was exported ({} if none)."""
+    return _section(data, "recording")
+
+
+def _section(data: bytes, name: str) -> dict[str, Any]:
     try:
         raw = json.loads(data)
-        got = raw.get("settings", {}) if isinstance(raw, dict) else {}
-        return got if isinstance(got, dict) else {}
     except ValueError:
         return {}
+    got = raw.get(name) if isinstance(raw, dict) else None
+    return got if isinstance(got, dict) else {}
 
 
 def restore(room: Classroom, data: bytes) -> dict[str, int]:

@@ -45,6 +45,8 @@ class Recording(Protocol):
     """A running recording of a classroom (recorder.session.RoomRecording)."""
 
     id: str
+    #: the recording of the lesson another node made before the room moved here
+    continues: dict[str, Any] | None
 
     def track_published(self, p: Participant, track: PublishedTrack) -> None: ...
 
@@ -52,7 +54,7 @@ class Recording(Protocol):
 class Recorder(Protocol):
     """What starts and stops recordings (recorder.service.Recordings)."""
 
-    def start(self, room: Classroom) -> Any: ...
+    def start(self, room: Classroom, continues: dict[str, Any] | None = None) -> Any: ...
 
     async def stop(self, room_id: str) -> Any: ...
 

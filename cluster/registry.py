@@ -59,12 +59,14 @@ def room_key(room: str) -> str:
 
 class ClusterRegistry:
     def __init__(self, url: str, announce: Callable[[], NodeInfo], *, ttl_s: float = 10.0,
-                 prefix: str = "SFU", clock: Callable[[], float] = time.time) -> None:
+                 prefix: str = "SFU", clock: Callable[[], float] = time.time,
+                 replicas: int = 1) -> None:
         self.url = url
         self.announce = announce
         self.ttl_s = ttl_s
         self.prefix = prefix
         self.clock = clock
+        self.replicas = replicas
         self.node_id = announce().id
         self._nc: Any = None
         self._nodes: Any = None
@@ -94,9 +96,9 @@ class ClusterRegistry:
                                 max_reconnect_attempts=-1)
         try:
             js = nc.jetstream()
-            self._nodes = await _bucket(js, f"{self.prefix}_NODES", ttl=self.ttl_s)
-            rooms = await _bucket(js, f"{self.prefix}_ROOMS", ttl=None)
-            self.state_bucket = await _bucket(js, f"{self.prefix}_STATE", ttl=None)
+            self._nodes = await _bucket(js, f"{self.prefix}_NODES", self.ttl_s, self.replicas)
+            rooms = await _bucket(js, f"{self.prefix}_ROOMS", None, self.replicas)
+            self.state_bucket = await _bucket(js, f"{self.prefix}_STATE", None, self.replicas)
             self._nc = nc
             self._watcher = await self._nodes.watchall()
             while (entry := await self._watcher.updates(timeout=self.ttl_s)) is not None:
@@ -274,9 +276,9 @@ class ClusterRegistry:
         return True
 
 
-async def _bucket(js: Any, name: str, ttl: float | None) -> Any:
+async def _bucket(js: Any, name: str, ttl: float | None, replicas: int) -> Any:
     try:
         return await js.key_value(name)
     except BucketNotFoundError:
         return await js.create_key_value(KeyValueConfig(
-            bucket=name, history=1, ttl=ttl, storage=StorageType.FILE))
+            bucket=name, history=1, ttl=ttl, storage=StorageType.FILE, replicas=replicas))

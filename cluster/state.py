@@ -61,6 +61,11 @@ class StateStore:
 
     async def get(self, room: str, part: str) -> bytes | None:
         """The part's latest bytes, or None (none, too old or unreadable)."""
+        got = await self.get_stamped(room, part)
+        return got[1] if got is not None else None
+
+    async def get_stamped(self, room: str, part: str) -> tuple[float, bytes] | None:
+        """When the part was written (wall clock) and its bytes, or None."""
         try:
             entry = await self.kv.get(state_key(room, part))
         except (KeyNotFoundError, KeyDeletedError):
@@ -71,7 +76,7 @@ class StateStore:
         (at,) = _STAMP.unpack_from(value)
         if self.clock() - at > self.max_age_s:
             return None
-        return bytes(value[_STAMP.size:])
+        return float(at), bytes(value[_STAMP.size:])
 
     async def forget(self, room: str) -> None:
         for part in PARTS:

@@ -51,20 +51,24 @@ class Recordings:
 
     def _on_event(self, event: Any) -> None:
         if event.type == "room.closed" and event.room in self.active:
-            task = asyncio.ensure_future(self.stop(event.room, "room_closed"))
+            # (a room that moved to another node: its recording goes on there)
+            reason = "moved" if event.data.get("reason") == "moved" else "room_closed"
+            task = asyncio.ensure_future(self.stop(event.room, reason))
             self._finishing.add(task)
             task.add_done_callback(self._finishing.discard)
 
-    def start(self, room: Classroom) -> RoomRecording:
+    def start(self, room: Classroom, continues: dict[str, Any] | None = None
+              ) -> RoomRecording:
         """Record ``room`` (the running recording if there is one); RecordingRefused under
-        policy off, whoever asks."""
+        policy off, whoever asks. ``continues``: the recording another node made of this
+        room before it moved here (its manifest says so, with the gap)."""
         if room.recording_policy == "off":
             raise RecordingRefused("this room is not recorded (its recording policy is off)")
         current = self.active.get(room.id)
         if current is not None and not current.stopped:
             return current
         rec = RoomRecording(room, self.make_sinks(), self.bus, self.alarms, self.limits,
-                            on_counts=self._finished_track)
+                            on_counts=self._finished_track, continues=continues)
         self.active[room.id] = rec
         room.recording = rec
         rec.start()

@@ -170,8 +170,13 @@ class RecordedTrack:
 class RoomRecording:
     def __init__(self, room: Any, sinks: list[Sink], bus: EventBus, alarms: Alarms,
                  limits: Limits = Limits(),
-                 on_counts: Callable[[RecordedTrack], None] | None = None) -> None:
+                 on_counts: Callable[[RecordedTrack], None] | None = None,
+                 continues: dict[str, Any] | None = None) -> None:
         self.room = room
+        #: the recording of this lesson that another node made before the room moved here
+        #: (``recordingId``, ``startedAt``, ``until``: when that node last replicated the
+        #: room); the manifest marks the gap between them (docs/cluster.md)
+        self.continues = continues
         self.bus = bus
         self.alarms = alarms
         self.limits = limits
@@ -303,10 +308,15 @@ class RoomRecording:
 
     def describe(self) -> dict[str, Any]:
         live = [rec.summary(self.started_at) for rec in self.tracks.values()]
-        return {"id": self.id, "room": self.room.id, "folder": self.folder,
-                "locations": self.locations, "startedAt": self.started_at,
-                "stopped": self.stopped, "tracks": self.done + live,
-                "copies": [c.describe() for c in self.writer.copies]}
+        out = {"id": self.id, "room": self.room.id, "folder": self.folder,
+               "locations": self.locations, "startedAt": self.started_at,
+               "stopped": self.stopped, "tracks": self.done + live,
+               "copies": [c.describe() for c in self.writer.copies]}
+        if self.continues is not None:
+            until = float(self.continues.get("until", self.started_at))
+            out["continues"] = {**self.continues,
+                                "gapS": round(max(0.0, self.started_at - until), 3)}
+        return out
 
     async def stop(self, reason: str) -> dict[str, Any]:
         """End every track, let both sinks finish (back-filling what they lack), check each

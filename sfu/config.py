@@ -202,6 +202,9 @@ class ClusterConfig:
     state_interval_s: float = 0.5
     #: a replica older than this is not taken over (a crashed room nobody came back to)
     state_max_age_s: float = 3600.0
+    #: copies JetStream keeps of each bucket (3 on a three-server NATS cluster: the
+    #: registry survives a NATS server; only used when the buckets are first created)
+    kv_replicas: int = 1
 
 
 @dataclass(frozen=True)
@@ -292,9 +295,10 @@ class Config:
                 not re.fullmatch(r"[A-Za-z0-9]{1,32}", cc.prefix):
             raise ConfigError("cluster.node_id must be [-_a-zA-Z0-9]{0,64}, cluster.prefix "
                               "[A-Za-z0-9]{1,32}")
-        if not 0.05 <= cc.state_interval_s <= 60 or cc.state_max_age_s <= 0:
+        if not 0.05 <= cc.state_interval_s <= 60 or cc.state_max_age_s <= 0 or \
+                not 1 <= cc.kv_replicas <= 5:
             raise ConfigError("cluster.state_interval_s must be 0.05..60, "
-                              "cluster.state_max_age_s > 0")
+                              "cluster.state_max_age_s > 0, cluster.kv_replicas 1..5")
         tc = self.transcription
         if tc.policy not in ("off", "instructor", "everyone"):
             raise ConfigError("transcription.policy must be off, instructor or everyone")

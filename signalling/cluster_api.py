@@ -88,7 +88,7 @@ def install(app: web.Application, state: ServerState) -> None:
         node_id(cc.node_id), cc.region, lambda: cc.public_url or state.base_url,
         cc.capacity_rooms, count, lambda: not state.ready or drain.active,
         ForwardedRate(lambda: forwarded_packets(state.rooms, state.media.retired))),
-        ttl_s=cc.ttl_s, prefix=cc.prefix)
+        ttl_s=cc.ttl_s, prefix=cc.prefix, replicas=cc.kv_replicas)
     rooms = ClusterRooms(registry, cc.region, lambda: list(state.classrooms.rooms))
     store = StateStore(registry, max_age_s=cc.state_max_age_s)
 
@@ -126,11 +126,12 @@ def install(app: web.Application, state: ServerState) -> None:
         if not registry.connected:
             return None
         try:
-            data = await store.get(room, "classroom")
+            stamped = await store.get_stamped(room, "classroom")
             board = await store.get(room, "board")
         except Exception as exc:
             log.warning("cluster: reading the state of room %r failed: %s", room, exc)
             return None
+        at, data = stamped if stamped is not None else (0.0, None)
         existing = state.classrooms.get(room)
         if existing is not None or (data is None and board is None):
             return existing  # (opened meanwhile by another join)
@@ -144,6 +145,15 @@ def install(app: web.Application, state: ServerState) -> None:
         restored = replica.restore(classroom, data) if data is not None else {}
         merged = board is not None and state.boards is not None and state.boards.merge(
             room, board)
+        was_recording = replica.read_recording(data) if data is not None else {}
+        recorder = state.classrooms.recorder
+        if was_recording and recorder is not None and classroom.recording_policy != "off":
+            # the lesson's recording goes on here; its manifest marks the gap
+            continues = {**was_recording, "until": at}
+            if classroom.recording is None:
+                recorder.start(classroom, continues=continues)
+            else:  # (policy always: it started with the room)
+                classroom.recording.continues = continues
         rooms.taken_over += 1
         state.bus.emit("room.taken_over", room, {
             "chat": restored.get("chat", 0), "polls": restored.get("polls", 0),

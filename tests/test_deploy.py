@@ -117,3 +117,20 @@ def test_nginx_example_proxies_websockets_and_routes_turn_by_name() -> None:
     assert "ssl_preread on;" in conf and "${TURN_DOMAIN} 127.0.0.1:5349;" in conf
     coturn = (ROOT / "deploy" / "coturn" / "turnserver.conf").read_text()
     assert "tls-listening-port=5349" in coturn and "use-auth-secret" in coturn
+
+
+def test_three_node_cluster_example_is_valid() -> None:
+    """deploy/cluster: three valid node configurations in two regions that share the NATS
+    of their host, with distinct ids and URLs, and replicated buckets."""
+    from sfu.config import load
+
+    nodes = [load(path, env={"SFU_AUTH_API_SECRET": "s" * 40}).validate()
+             for path in sorted((ROOT / "deploy" / "cluster").glob("node-*.toml"))]
+    assert len(nodes) == 3
+    assert sorted(n.cluster.node_id for n in nodes) == ["a1", "a2", "b1"]
+    assert sorted(n.cluster.region for n in nodes) == ["eu-north", "eu-west", "eu-west"]
+    assert len({n.cluster.public_url for n in nodes}) == 3
+    assert {n.auth.api_key for n in nodes} == {"school"}
+    for n in nodes:
+        assert n.cluster.nats_url and n.cluster.kv_replicas == 3
+        assert n.cluster.ttl_s < n.rooms.reconnect_window_s  # a crash is survived

@@ -7,10 +7,12 @@ node, where the participants come back within their reconnection window."""
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -110,6 +112,8 @@ async def test_a_drain_moves_the_lesson_to_the_spare(
         await board.draw(x=12, y=34)
         await teacher.send({"type": "chat_send", "text": "before the drain"})
         await student.wait_for("chat")
+        await teacher.send({"type": "recording_start"})
+        first_recording = (await student.wait_for("recording"))["recordingId"]
         # the drain, as `classroom-sfu drain` asks for it
         drained = await asyncio.to_thread(subprocess.run, [
             sys.executable, "-m", "signalling", "drain", "--url", a1.base_url],
@@ -152,8 +156,41 @@ async def test_a_drain_moves_the_lesson_to_the_spare(
     async with aiohttp.ClientSession() as http, http.get(a2.base_url + "/metrics") as res:
         metrics = parse_metrics(await res.text())
     assert metrics[("sfu_cluster_room_moves_total", frozenset({("direction", "in")}))] == 1
+    # the recording went on on the spare; each node's part is complete, the gap is marked
+    assert resumed[0]["recording"]["active"] is True
+    second_recording = resumed[0]["recording"]["recordingId"]
+    assert second_recording != first_recording
     for client in (teacher, student):
         await client.close()
+    async with aiohttp.ClientSession(headers=a2.auth_header) as http, http.delete(
+            f"{a2.base_url}/api/rooms/{room}") as res:
+        assert res.status == 204
+    first = await manifest(a1, first_recording)
+    second = await manifest(a2, second_recording)
+    assert first["reason"] == "moved", first
+    for part in (first, second):
+        # the microphone's recording is complete on both copies of both parts (the raw
+        # camera sends random bytes, never a VP8 keyframe: nothing of it can be recorded)
+        audio = [t for t in part["tracks"] if t["kind"] == "audio"]
+        assert audio and all(t["frames"] > 0 and len(t["copies"]) == 2 and all(
+            c["ok"] for c in t["copies"]) for t in audio), part
+        assert not [p for p in part["problems"] if "-camera-" not in p], part
+    gap = second["continues"]
+    assert gap["recordingId"] == first_recording and 0 <= gap["gapS"] < 10, gap
+    print(f"recording across the drain: {first['durationS']:.1f} s on a1, then "
+          f"{second['durationS']:.1f} s on a2 after a marked gap of {gap['gapS']:.2f} s")
+
+
+async def manifest(server: ServerProcess, recording: str) -> dict[str, Any]:
+    """The manifest of one recording on the server's first (local) recording folder."""
+    folder = Path(server.env["SFU_RECORDING_DIR"])
+    deadline = time.monotonic() + 20
+    while True:
+        found = list(folder.glob(f"*/*-{recording}/manifest.json"))
+        if found:
+            return dict(json.loads(found[0].read_text()))
+        assert time.monotonic() < deadline, f"no manifest of {recording} under {folder}"
+        await asyncio.sleep(0.1)
 
 
 async def replicated(nats: NatsServer, room: str, want: dict[str, bytes]) -> None:
