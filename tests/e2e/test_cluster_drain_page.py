@@ -1,7 +1,8 @@
-"""A lesson in real Chromium pages survives the drain of its node (issue #23): two nodes
-and a real ``nats-server -js``; an instructor and two students on the origin; the origin
-drains; every page resumes on the spare without a leave, its media gap measured, the chat
-and the whiteboard as they were; then the origin stops and the lesson goes on."""
+"""A lesson in real Chromium pages survives the drain of its node, and its crash (issue
+#23): two nodes and a real ``nats-server -js``. An instructor and two students on the
+origin; the origin drains; every page resumes on the spare without a leave, its media gap
+measured, the chat and the whiteboard as they were; then the origin stops and the lesson
+goes on. And a node killed with SIGKILL: its pages come back through the other node."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from conftest import Client, ClientFactory
 
 from benches.server_process import ServerProcess, stop_server
-from tests.integration.cluster_harness import node, until_nodes
+from tests.integration.cluster_harness import node, replicated, until_nodes
 from tests.nats_server import NatsServer
 from tests.whiteboard.peer import Peer
 
@@ -48,7 +49,8 @@ GAP_MONITOR_JS = """
 
 
 @pytest.fixture
-async def two_nodes(tmp_path: Path) -> AsyncIterator[tuple[ServerProcess, ServerProcess, str]]:
+async def two_nodes(tmp_path: Path
+                    ) -> AsyncIterator[tuple[ServerProcess, ServerProcess, str, NatsServer]]:
     nats = NatsServer(tmp_path / "js")
     await nats.start()
     a1 = node(nats, "a1", "eu")
@@ -62,7 +64,7 @@ async def two_nodes(tmp_path: Path) -> AsyncIterator[tuple[ServerProcess, Server
         a2 = node(nats, "a2", "eu")
         await until_nodes(a1, {"a1", "a2"})
         await until_nodes(a2, {"a1", "a2"})
-        yield a1, a2, room
+        yield a1, a2, room, nats
     finally:
         for server in (a1, a2):
             if server is not None and server.proc.poll() is None:
@@ -81,9 +83,9 @@ async def joined(new_client: ClientFactory, server: ServerProcess, room: str,
 
 
 async def test_a_lesson_survives_the_drain_of_its_node(
-        two_nodes: tuple[ServerProcess, ServerProcess, str],
+        two_nodes: tuple[ServerProcess, ServerProcess, str, NatsServer],
         new_client: ClientFactory) -> None:
-    a1, a2, room = two_nodes
+    a1, a2, room, _ = two_nodes
     teacher = await joined(new_client, a1, room, "teacher", "instructor")
     students = [await joined(new_client, a1, room, f"student-{i}", "student")
                 for i in range(2)]
@@ -146,3 +148,52 @@ async def test_a_lesson_survives_the_drain_of_its_node(
                                           timeout=JOIN_MS)
     assert max(gaps.values()) < 10_000  # (the figure is the point; the target is 2 s)
 
+
+
+async def test_a_lesson_comes_back_after_its_node_is_killed(
+        two_nodes: tuple[ServerProcess, ServerProcess, str, NatsServer],
+        new_client: ClientFactory) -> None:
+    """SIGKILL of the node: the pages reconnect through the other node of ``servers``,
+    which takes the room over once the dead node's entry expires (TTL 3 s here), within
+    the 20 s reconnection window; the whiteboard is intact."""
+    a1, a2, room, nats = two_nodes
+    teacher = await joined(new_client, a1, room, "teacher", "instructor")
+    student = await joined(new_client, a1, room, "student", "student")
+    pages = [teacher, student]
+    for page in pages:
+        await page.page.wait_for_function(
+            "() => window.sfu.remoteParticipants().length === 1", timeout=JOIN_MS)
+        await page.page.evaluate(GAP_MONITOR_JS)
+        await page.page.wait_for_function("() => window.__gap.packets > 100",
+                                          timeout=JOIN_MS)
+    async with aiohttp.ClientSession() as http:
+        board = await Peer.open(http, a1, room, "board-bot", role="instructor")
+        await board.draw(x=7, y=8)
+        for page in pages:
+            await page.page.wait_for_function(
+                "() => window.sfu.whiteboard && window.sfu.whiteboard.items().length === 1",
+                timeout=JOIN_MS)
+        await board.ws.close()
+    # the board in the replica (written every 0.5 s: what a crash may lose at most)
+    await replicated(nats, room, {"board": b"pen"})
+    for page in pages:
+        await page.page.evaluate("() => window.__gap.measure()")
+    a1.proc.kill()
+    a1.proc.wait(10)
+    for page in pages:
+        await page.page.wait_for_function(
+            "() => window.sfu.moves === 1 && window.sfu.state === 'joined' && "
+            "window.sfu.remoteParticipants().length === 1", timeout=JOIN_MS)
+        assert await page.page.evaluate("() => window.sfu.server") == a2.base_url
+        await page.page.wait_for_function(
+            "() => window.__gap.maxGap > 0 && performance.now() - window.__gap.last < 300",
+            timeout=JOIN_MS)
+        await page.page.wait_for_function(
+            "() => window.sfu.whiteboard && window.sfu.whiteboard.items().length === 1",
+            timeout=JOIN_MS)
+    gaps = {p.label: await p.page.evaluate("() => window.__gap.maxGap") for p in pages}
+    print("media gap per page across the SIGKILL of their node (ms): " + ", ".join(
+        f"{label} {gap:.0f}" for label, gap in gaps.items()))
+    assert max(gaps.values()) < 20_000  # within the reconnection window
+    if a1.proc.stdout is not None:
+        a1.proc.stdout.close()

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import nats as nats_py
 import pytest_asyncio
+from nats.js.errors import KeyNotFoundError
 
 from tests.conftest import ServerProcess, start_server
 from tests.nats_server import NatsServer
@@ -46,3 +48,27 @@ async def until_nodes(server: ServerProcess, want: set[str], timeout: float = 15
         if time.monotonic() > deadline:
             raise AssertionError(f"wanted nodes {want}, last answer {status} {body}")
         await asyncio.sleep(0.2)
+
+
+async def replicated(nats: NatsServer, room: str, want: dict[str, bytes]) -> None:
+    """Until the room's replica (the ``SFU_STATE`` bucket) holds each part's bytes."""
+    nc = await nats_py.connect(nats.url)
+    try:
+        kv = await nc.jetstream().key_value("SFU_STATE")
+        deadline = time.monotonic() + 10
+        while True:
+            missing = []
+            for part, data in want.items():
+                try:
+                    entry = await kv.get(f"r_{room}.{part}")
+                except KeyNotFoundError:
+                    missing.append(part)
+                    continue
+                if data not in (entry.value or b""):
+                    missing.append(part)
+            if not missing:
+                return
+            assert time.monotonic() < deadline, f"not replicated: {missing}"
+            await asyncio.sleep(0.1)
+    finally:
+        await nc.close()

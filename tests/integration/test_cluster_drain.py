@@ -16,14 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import nats as nats_py
 import pytest
 import pytest_asyncio
-from nats.js.errors import KeyNotFoundError
 
 from benches.rawclient import RawClient, RawClientError
 from tests.conftest import ServerProcess, stop_server
-from tests.integration.cluster_harness import nats, node, until_nodes
+from tests.integration.cluster_harness import nats, node, replicated, until_nodes
 from tests.integration.sfu_harness import Pumper, parse_metrics, unique
 from tests.nats_server import NatsServer
 from tests.whiteboard.peer import Peer
@@ -191,30 +189,6 @@ async def manifest(server: ServerProcess, recording: str) -> dict[str, Any]:
             return dict(json.loads(found[0].read_text()))
         assert time.monotonic() < deadline, f"no manifest of {recording} under {folder}"
         await asyncio.sleep(0.1)
-
-
-async def replicated(nats: NatsServer, room: str, want: dict[str, bytes]) -> None:
-    """Until the room's replica (the ``SFU_STATE`` bucket) holds each part's bytes."""
-    nc = await nats_py.connect(nats.url)
-    try:
-        kv = await nc.jetstream().key_value("SFU_STATE")
-        deadline = time.monotonic() + 10
-        while True:
-            missing = []
-            for part, data in want.items():
-                try:
-                    entry = await kv.get(f"r_{room}.{part}")
-                except KeyNotFoundError:
-                    missing.append(part)
-                    continue
-                if data not in (entry.value or b""):
-                    missing.append(part)
-            if not missing:
-                return
-            assert time.monotonic() < deadline, f"not replicated: {missing}"
-            await asyncio.sleep(0.1)
-    finally:
-        await nc.close()
 
 
 async def test_a_killed_nodes_room_comes_back_on_the_other(
