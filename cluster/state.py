@@ -124,6 +124,8 @@ class StateWriter:
     async def flush(self, room: str) -> bool:
         """Write the room's changed parts now; False if a write failed."""
         async with self._lock:
+            if room not in self.hosted():
+                return True  # closed meanwhile (and forgotten, or moved): nothing to write
             ok = True
             for part, (version, make) in self.parts(room).items():
                 if self._written.get((room, part)) == version:
@@ -144,12 +146,13 @@ class StateWriter:
 
     async def forget(self, room: str) -> None:
         """The room closed for good: its replica goes (in the background is fine)."""
-        for part in PARTS:
-            self._written.pop((room, part), None)
-        try:
-            await self.store.forget(room)
-        except Exception as exc:
-            log.warning("cluster: forgetting the state of room %r failed: %s", room, exc)
+        async with self._lock:  # (not while a flush of it is writing)
+            for part in PARTS:
+                self._written.pop((room, part), None)
+            try:
+                await self.store.forget(room)
+            except Exception as exc:
+                log.warning("cluster: forgetting the state of room %r failed: %s", room, exc)
 
     def moved(self, room: str) -> None:
         """The room went to another node: stop tracking it here (its replica stays)."""
