@@ -215,6 +215,57 @@ class Engagement:
             if since is not None:
                 owner[0].camera_ms += now_ms - since
 
+    # -- across nodes (docs/cluster.md: a room that moves keeps its session) ----------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole capture as JSON-ready data (:meth:`restore` makes it again)."""
+        people = []
+        for p in self._people.values():
+            people.append({
+                "identity": p.identity, "role": p.role, "ids": sorted(p.ids),
+                "intervals": p.intervals, "absentSince": p.absent_since,
+                "outageMs": p.outage_ms, "talkMs": p.talk_ms, "talkingSince": p.talking_since,
+                "cameraMs": p.camera_ms, "camerasOn": p.cameras_on,
+                "pollsAsked": p.polls_asked,
+                "answers": {k: list(v) for k, v in p.answers.items()},
+                "handRaises": p.hand_raises, "chatMessages": p.chat_messages,
+                "reactions": p.reactions, "whiteboardUpdates": p.whiteboard_updates,
+                "lastActivity": p.last_activity, "inactive": [list(x) for x in p.inactive]})
+        return {"room": self.room, "startMs": self.start_ms, "people": people,
+                "tracks": {t: [owner.identity, camera]
+                           for t, (owner, camera) in self._tracks.items()},
+                "polls": self._polls, "speaking": sorted(self._speaking)}
+
+    @classmethod
+    def restore(cls, data: dict[str, Any], thresholds: Thresholds | None = None
+                ) -> Engagement:
+        """The capture a :meth:`snapshot` describes (KeyError/TypeError/ValueError if it
+        is not one)."""
+        e = cls(str(data["room"]), float(data["startMs"]), thresholds)
+        for raw in data["people"]:
+            p = _Person(str(raw["identity"]), str(raw["role"]), set(raw["ids"]),
+                        [[float(a), float(b)] for a, b in raw["intervals"]],
+                        _opt(raw["absentSince"]), float(raw["outageMs"]),
+                        float(raw["talkMs"]), _opt(raw["talkingSince"]),
+                        float(raw["cameraMs"]),
+                        {str(k): float(v) for k, v in raw["camerasOn"].items()},
+                        int(raw["pollsAsked"]),
+                        {str(k): (int(v[0]), None if v[1] is None else bool(v[1]))
+                         for k, v in raw["answers"].items()},
+                        int(raw["handRaises"]), int(raw["chatMessages"]),
+                        int(raw["reactions"]), int(raw["whiteboardUpdates"]),
+                        float(raw["lastActivity"]),
+                        [(float(a), float(b)) for a, b in raw["inactive"]])
+            e._people[p.identity] = p
+            for pid in p.ids:
+                e._by_id[pid] = p
+        for track, (identity, camera) in data["tracks"].items():
+            if identity in e._people:
+                e._tracks[str(track)] = (e._people[identity], bool(camera))
+        e._polls = {str(k): bool(v) for k, v in data["polls"].items()}
+        e._speaking = {str(pid) for pid in data["speaking"] if pid in e._by_id}
+        return e
+
     # -- the report ------------------------------------------------------------------
 
     def report(self, end_ms: float) -> dict[str, Any]:
@@ -277,6 +328,10 @@ class Engagement:
                               "message or a reaction"))
         out["_flags"] = flags
         return out
+
+
+def _opt(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 _SCORED = ("talkMs", "chatMessages", "handRaises", "reactions", "whiteboardUpdates")

@@ -50,9 +50,32 @@ class SessionReporter:
                                                              self.thresholds)
         if event.type == "room.closed":
             del self.sessions[event.room]
+            if event.data.get("reason") == "moved":
+                return  # the session goes on on the room's next node, which reports it
             self.finish(session, now_ms)
         else:
             session.on_event(event.type, event.data, now_ms)
+
+    def snapshot(self, room: str) -> bytes | None:
+        """The room's session so far, for another node to go on with (cluster replica)."""
+        session = self.sessions.get(room)
+        if session is None:
+            return None
+        return json.dumps(session.snapshot(), separators=(",", ":")).encode()
+
+    def adopt(self, room: str, data: bytes) -> bool:
+        """Go on with a session another node captured (the room moved here); False if the
+        data is not a session (the session then starts here)."""
+        try:
+            session = Engagement.restore(json.loads(data), self.thresholds)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("room %s: the replicated session is unreadable (%s)", room, exc)
+            return False
+        current = self.sessions.get(room)
+        if current is not None and current.start_ms < session.start_ms:
+            return False  # (never replace an older session with a younger one)
+        self.sessions[room] = session
+        return True
 
     def report(self, room: str, now_ms: float) -> dict[str, Any] | None:
         """The report of a room's session so far (None: no session)."""

@@ -2,8 +2,9 @@
 every live room in a JetStream key-value bucket, ``<prefix>_STATE``, so that another node
 can take the room over after a drain or a crash.
 
-Keys are ``<room key>.<part>``: ``classroom`` (settings, chat, hands, polls:
-:mod:`classroom.replica`) and ``board`` (the whiteboard's Yjs document). Each value is
+Keys are ``<room key>.<part>``: ``classroom`` (settings, chat, hands, polls, the running
+recording: :mod:`classroom.replica`), ``board`` (the whiteboard's Yjs document) and
+``engagement`` (the session's engagement capture: :mod:`classroom.reports`). Each value is
 8 bytes of wall-clock time (big-endian double) and the part's bytes; a replica older than
 ``max_age_s`` is ignored (a room that crashed and was never taken over must not hand its
 chat to next week's lesson of the same name).
@@ -28,7 +29,7 @@ from nats.js.errors import KeyDeletedError, KeyNotFoundError
 from .registry import ClusterRegistry, room_key
 
 log = logging.getLogger(__name__)
-PARTS = ("classroom", "board")
+PARTS = ("classroom", "board", "engagement")
 _STAMP = struct.Struct(">d")
 
 #: a part of a room's state now: a version (anything comparable with ==; the same version

@@ -90,6 +90,8 @@ class ServerState:
     take_over: Callable[[str], Awaitable[Classroom | None]] | None = None
     #: the rooms' whiteboards (signalling.whiteboard_ws)
     boards: whiteboard_ws.Whiteboards | None = None
+    #: the rooms' engagement sessions (classroom.reports)
+    reporter: SessionReporter | None = None
 
 
 STATE = web.AppKey("state", ServerState)
@@ -205,10 +207,11 @@ def create_app(config: Config) -> web.Application:
     for sink in sinks:
         bus.subscribe(sink)
     # after the sinks: they get room.closed before the session.report it brings
-    reporter = SessionReporter(bus, config.classroom.reports_dir or None, Thresholds(
-        inactivity_ms=config.classroom.inactivity_minutes * 60_000.0,
-        attendance_fraction=config.classroom.attendance_threshold,
-        silent_after_ms=config.classroom.silent_after_minutes * 60_000.0))
+    reporter = state.reporter = SessionReporter(
+        bus, config.classroom.reports_dir or None, Thresholds(
+            inactivity_ms=config.classroom.inactivity_minutes * 60_000.0,
+            attendance_fraction=config.classroom.attendance_threshold,
+            silent_after_ms=config.classroom.silent_after_minutes * 60_000.0))
     state.registry.register(EventSinkCollector(*sinks))
     recordings = Recordings(bus, recording_sinks(config), Alarms(
         bus, config.recording.alarms_file or None), Limits(

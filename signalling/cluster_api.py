@@ -102,6 +102,9 @@ def install(app: web.Application, state: ServerState) -> None:
         hub = state.boards.hubs.get(room) if state.boards is not None else None
         if hub is not None:
             out["board"] = ((id(hub), hub.board.updates), hub.board.snapshot)
+        session = state.reporter.snapshot(room) if state.reporter is not None else None
+        if session is not None:
+            out["engagement"] = (session, lambda: session)
         return out
 
     writer = StateWriter(store, parts, lambda: list(state.classrooms.rooms),
@@ -128,6 +131,7 @@ def install(app: web.Application, state: ServerState) -> None:
         try:
             stamped = await store.get_stamped(room, "classroom")
             board = await store.get(room, "board")
+            session = await store.get(room, "engagement")
         except Exception as exc:
             log.warning("cluster: reading the state of room %r failed: %s", room, exc)
             return None
@@ -145,6 +149,8 @@ def install(app: web.Application, state: ServerState) -> None:
         restored = replica.restore(classroom, data) if data is not None else {}
         merged = board is not None and state.boards is not None and state.boards.merge(
             room, board)
+        adopted = session is not None and state.reporter is not None and \
+            state.reporter.adopt(room, session)
         was_recording = replica.read_recording(data) if data is not None else {}
         recorder = state.classrooms.recorder
         if was_recording and recorder is not None and classroom.recording_policy != "off":
@@ -157,8 +163,10 @@ def install(app: web.Application, state: ServerState) -> None:
         rooms.taken_over += 1
         state.bus.emit("room.taken_over", room, {
             "chat": restored.get("chat", 0), "polls": restored.get("polls", 0),
-            "hands": restored.get("hands", 0), "board": bool(merged)})
-        log.info("cluster: room %r taken over here (%s, board %s)", room, restored, merged)
+            "hands": restored.get("hands", 0), "board": bool(merged),
+            "session": bool(adopted)})
+        log.info("cluster: room %r taken over here (%s, board %s, session %s)", room,
+                 restored, merged, adopted)
         return classroom
 
     state.take_over = take_over

@@ -4,6 +4,7 @@ response rate, latency and correctness, counts, inactivity periods, and the flag
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from classroom.engagement import Engagement
@@ -151,3 +152,21 @@ def test_events_of_strangers_and_unknown_types_change_nothing() -> None:
     ann = eng.report(at(2))["participants"][0]
     assert (ann["chatMessages"], ann["talkMs"], ann["polls"]["answered"]) == (0, 0, 0)
     assert len(eng.report(at(2))["participants"]) == 1
+
+
+def test_a_session_that_moves_to_another_node_reports_as_if_it_had_not() -> None:
+    """Cut anywhere in the script (mid-talk, with a camera on, someone reconnecting), the
+    capture through its snapshot, as JSON, goes on on another node's reporter and ends
+    with the same report as the uninterrupted one (docs/cluster.md)."""
+    whole = Engagement("algebra-1", S)
+    for minutes, (type_, data) in SCRIPT:
+        whole.on_event(type_, data, at(minutes))
+    expected = whole.report(at(60))
+    for cut in range(len(SCRIPT) + 1):
+        first = Engagement("algebra-1", S)
+        for minutes, (type_, data) in SCRIPT[:cut]:
+            first.on_event(type_, data, at(minutes))
+        moved = Engagement.restore(json.loads(json.dumps(first.snapshot())))
+        for minutes, (type_, data) in SCRIPT[cut:]:
+            moved.on_event(type_, data, at(minutes))
+        assert moved.report(at(60)) == expected, f"cut before event {cut}"

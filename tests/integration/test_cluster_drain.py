@@ -112,6 +112,9 @@ async def test_a_drain_moves_the_lesson_to_the_spare(
         await student.wait_for("chat")
         await teacher.send({"type": "recording_start"})
         first_recording = (await student.wait_for("recording"))["recordingId"]
+        async with http.get(f"{a1.base_url}/api/rooms/{room}/report",
+                            headers=a1.auth_header) as res:
+            session_before = await res.json()
         # the drain, as `classroom-sfu drain` asks for it
         drained = await asyncio.to_thread(subprocess.run, [
             sys.executable, "-m", "signalling", "drain", "--url", a1.base_url],
@@ -148,9 +151,20 @@ async def test_a_drain_moves_the_lesson_to_the_spare(
         await board.ws.close()
     await pump.stop()
     on_a1 = [e["type"] for e in await events(a1, room)]
-    assert "room.moved" in on_a1
+    assert "room.moved" in on_a1 and "session.report" not in on_a1
     taken = [e for e in await events(a2, room) if e["type"] == "room.taken_over"]
-    assert taken and taken[0]["data"] == {"chat": 1, "polls": 0, "hands": 0, "board": True}
+    assert taken and taken[0]["data"] == {"chat": 1, "polls": 0, "hands": 0, "board": True,
+                                          "session": True}
+    # the engagement session went on: the spare's report starts with the lesson, and each
+    # participant's presence runs on across the move (one interval, not two)
+    async with aiohttp.ClientSession(headers=a2.auth_header) as http, http.get(
+            f"{a2.base_url}/api/rooms/{room}/report") as res:
+        session_after = await res.json()
+    assert session_after["startMs"] == session_before["startMs"]
+    before = {p["identity"]: p for p in session_before["participants"]}
+    for person in session_after["participants"]:
+        assert len(person["intervals"]) == 1, person
+        assert person["intervals"][0][0] == before[person["identity"]]["intervals"][0][0]
     async with aiohttp.ClientSession() as http, http.get(a2.base_url + "/metrics") as res:
         metrics = parse_metrics(await res.text())
     assert metrics[("sfu_cluster_room_moves_total", frozenset({("direction", "in")}))] == 1
