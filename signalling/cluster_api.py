@@ -1,6 +1,7 @@
 """The cluster as the server runs it (docs/cluster.md): this node's announcement, the
-cluster API (``/api/cluster/*``), room creations forwarded to the room's origin, and the
-release of a room's placement when it closes here.
+cluster API (``/api/cluster/*``), room creations and the room API forwarded to the room's
+node, and the replica of the rooms' state; moving rooms (drain, take-over) is
+:mod:`signalling.handover`.
 
 Everything is off unless ``cluster.nats_url`` is set: a single node needs no NATS.
 """
@@ -17,7 +18,6 @@ import aiohttp
 from aiohttp import web
 
 from classroom import replica
-from classroom.room import Classroom
 from cluster.metrics import ClusterCollector
 from cluster.node import Announcer, ForwardedRate, node_id
 from cluster.placement import PlacementError
@@ -25,6 +25,8 @@ from cluster.registry import ClusterRegistry
 from cluster.rooms import ClusterRooms, Elsewhere
 from cluster.state import Part, StateStore, StateWriter
 from sfu.metrics import forwarded_packets
+
+from .handover import Drain, Handover
 
 if TYPE_CHECKING:
     from .app import ServerState
@@ -41,29 +43,6 @@ FORWARDED = "X-Classroom-Forwarded"
 
 def _error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
-
-
-class Drain:
-    """This node's drain: whether it runs, the rooms it moved, the work it left running."""
-
-    def __init__(self) -> None:
-        self.active = False
-        self.moved: set[str] = set()
-        self.tasks: set[asyncio.Task[None]] = set()
-
-
-def _int(value: object, low: int = 1) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= low \
-        else None
-
-
-def _num(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(
-        value, bool) and value >= 0 else None
-
-
-def _str(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 def install(app: web.Application, state: ServerState) -> None:
@@ -83,10 +62,10 @@ def install(app: web.Application, state: ServerState) -> None:
         rooms = list(state.rooms.rooms.values())
         return len(rooms), sum(len(r.participants) for r in rooms)
 
-    drain = Drain()
+    draining = Drain()
     registry = ClusterRegistry(cc.nats_url, Announcer(
         node_id(cc.node_id), cc.region, lambda: cc.public_url or state.base_url,
-        cc.capacity_rooms, count, lambda: not state.ready or drain.active,
+        cc.capacity_rooms, count, lambda: not state.ready or draining.active,
         ForwardedRate(lambda: forwarded_packets(state.rooms, state.media.retired))),
         ttl_s=cc.ttl_s, prefix=cc.prefix, replicas=cc.kv_replicas)
     rooms = ClusterRooms(registry, cc.region, lambda: list(state.classrooms.rooms))
@@ -111,106 +90,17 @@ def install(app: web.Application, state: ServerState) -> None:
                          interval_s=cc.state_interval_s)
     state.cluster, state.cluster_rooms = registry, rooms
 
-    def closed(room: str) -> None:
-        if room in drain.moved:  # gone on elsewhere: its replica is the next node's now
-            writer.moved(room)
-            return
-        rooms.release(room)
-        task = asyncio.ensure_future(writer.forget(room))
-        drain.tasks.add(task)
-        task.add_done_callback(drain.tasks.discard)
-
-    state.classrooms.on_room_closed.append(closed)
+    handover = Handover(state, registry, rooms, store, writer, draining)
+    state.classrooms.on_room_closed.append(handover.closed)
     state.registry.register(ClusterCollector(registry, rooms, writer))
+    state.take_over = handover.take_over
     joining: list[asyncio.Task[None]] = []
-
-    async def take_over(room: str) -> Classroom | None:
-        """The room's classroom made from its replicated state, if there is one."""
-        if not registry.connected:
-            return None
-        try:
-            stamped = await store.get_stamped(room, "classroom")
-            board = await store.get(room, "board")
-            session = await store.get(room, "engagement")
-        except Exception as exc:
-            log.warning("cluster: reading the state of room %r failed: %s", room, exc)
-            return None
-        at, data = stamped if stamped is not None else (0.0, None)
-        existing = state.classrooms.get(room)
-        if existing is not None or (data is None and board is None):
-            return existing  # (opened meanwhile by another join)
-        got = replica.read_settings(data) if data is not None else {}
-        classroom = state.classrooms.create(
-            room, _int(got.get("maxParticipants")),
-            reconnect_window_s=_num(got.get("reconnectWindowS")),
-            recording_policy=_str(got.get("recordingPolicy")),
-            audio_speakers=_int(got.get("audioSpeakers"), 0),
-            transcription_policy=_str(got.get("transcriptionPolicy")))
-        restored = replica.restore(classroom, data) if data is not None else {}
-        merged = board is not None and state.boards is not None and state.boards.merge(
-            room, board)
-        adopted = session is not None and state.reporter is not None and \
-            state.reporter.adopt(room, session)
-        was_recording = replica.read_recording(data) if data is not None else {}
-        recorder = state.classrooms.recorder
-        if was_recording and recorder is not None and classroom.recording_policy != "off":
-            # the lesson's recording goes on here; its manifest marks the gap
-            continues = {**was_recording, "until": at}
-            if classroom.recording is None:
-                recorder.start(classroom, continues=continues)
-            else:  # (policy always: it started with the room)
-                classroom.recording.continues = continues
-        rooms.taken_over += 1
-        state.bus.emit("room.taken_over", room, {
-            "chat": restored.get("chat", 0), "polls": restored.get("polls", 0),
-            "hands": restored.get("hands", 0), "board": bool(merged),
-            "session": bool(adopted)})
-        log.info("cluster: room %r taken over here (%s, board %s, session %s)", room,
-                 restored, merged, adopted)
-        return classroom
-
-    state.take_over = take_over
-
-    async def drain_node() -> dict[str, Any]:
-        """Stop taking rooms, then move each room to another node: its state written, its
-        participants told where to resume, its recording finished; what moved where."""
-        drain.active = True
-        try:
-            await registry.announce_now()  # no new placements here from now on
-        except Exception as exc:
-            log.warning("cluster: announcing the drain failed: %s", exc)
-        moved, stayed = [], []
-        for room in list(state.classrooms.rooms):
-            classroom = state.classrooms.get(room)
-            if classroom is None:
-                continue
-            try:
-                await writer.flush(room)
-                placed = await registry.place(room)
-                url = registry.url_of(placed.node)
-                if placed.node == registry.node_id or not url:
-                    raise PlacementError("no other node takes it")
-            except Exception as exc:
-                log.warning("cluster: room %r cannot move (%s); it stays until the end",
-                            room, exc)
-                stayed.append({"room": room, "reason": str(exc)})
-                continue
-            drain.moved.add(room)
-            people = list(classroom.media.participants.values())
-            for p in people:
-                p.hand_off({"type": "redirect", "url": url, "node": placed.node,
-                            "reason": "room_moved"})
-            await state.classrooms.close(room, "moved")
-            rooms.moved_out += 1
-            state.bus.emit("room.moved", room, {"to": placed.node, "participants": len(people)})
-            moved.append({"room": room, "node": placed.node, "participants": len(people)})
-        return {"node": registry.node_id, "moved": moved, "stayed": stayed}
 
     async def drain_api(request: web.Request) -> web.Response:
         """Drain this node (``classroom-sfu drain``): its rooms move to other nodes."""
         if (refused := unreachable()) is not None:
             return refused
-        return web.json_response(await drain_node())
+        return web.json_response(await handover.drain_node())
 
     def unreachable() -> web.Response | None:
         if registry.connected:
@@ -285,8 +175,8 @@ def install(app: web.Application, state: ServerState) -> None:
     async def drain_at_shutdown(app: web.Application) -> None:
         """SIGTERM (and every clean stop): the rooms move to other nodes before the rest of
         the shutdown closes what is left."""
-        if registry.connected and not drain.active and state.classrooms.rooms:
-            result = await drain_node()
+        if registry.connected and not draining.active and state.classrooms.rooms:
+            result = await handover.drain_node()
             log.info("cluster: drained at shutdown: %d rooms moved, %d stayed",
                      len(result["moved"]), len(result["stayed"]))
 
@@ -295,8 +185,8 @@ def install(app: web.Application, state: ServerState) -> None:
             task.cancel()
         await writer.stop()
         await rooms.close()  # the closed rooms' releases
-        if drain.tasks:
-            await asyncio.wait(list(drain.tasks), timeout=2.0)
+        if draining.tasks:
+            await asyncio.wait(list(draining.tasks), timeout=2.0)
         await registry.stop()  # a clean exit: the node leaves the registry at once
 
     app.on_startup.append(on_startup)
