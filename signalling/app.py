@@ -126,7 +126,10 @@ def _token_params(body: dict[str, Any]) -> dict[str, Any] | web.Response:
         return _json_error(400, "bad_message", "name must be a string of at most 128 characters")
     if role not in ROLES:
         return _json_error(400, "bad_message", f"role must be one of {', '.join(ROLES)}")
-    return {"room": room, "identity": identity, "name": name, "role": role}
+    region = body.get("region", "")
+    if not isinstance(region, str) or region and not tokens.REGION_RE.match(region):
+        return _json_error(400, "bad_message", "region must match [A-Za-z0-9_-]{1,32}")
+    return {"room": room, "identity": identity, "name": name, "role": role, "region": region}
 
 
 def recording_sinks(config: Config) -> Callable[[], list[Sink]]:

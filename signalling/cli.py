@@ -98,7 +98,7 @@ def _token(args: argparse.Namespace) -> int:
         return 2
     print(tokens.mint(cfg.auth.api_key, cfg.auth.api_secret, room=args.room,
                       identity=args.identity, name=args.name or args.identity, role=args.role,
-                      ttl_s=args.ttl))
+                      ttl_s=args.ttl, region=args.region or ""))
     return 0
 
 
@@ -155,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     tok.add_argument("--name")
     tok.add_argument("--role", default="student", choices=["instructor", "student", "observer"])
     tok.add_argument("--ttl", type=int, default=6 * 3600)
+    tok.add_argument("--region", help="where the participant is (a cluster places a room "
+                     "its join opens in this region)")
     tok.set_defaults(func=_token)
     drain = sub.add_parser("drain", help="move a running node's rooms to other nodes of its "
                            "cluster (then stop it)")

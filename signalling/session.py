@@ -210,7 +210,7 @@ class SignallingSession:
         cfg = self.state.config
         claims = tokens.verify(msg.get("token"), cfg.auth.api_key, cfg.auth.api_secret)
         extras = await self.state.join_gate(claims) if self.state.join_gate is not None else {}
-        if await self._redirected(claims.room):
+        if await self._redirected(claims.room, claims.region):
             return "redirected"
         classroom = await self._open_here(claims.room)
         servers = await self._servers()
@@ -249,13 +249,14 @@ class SignallingSession:
         participant.attach(self.send, self._closed_by_server, self._taken_over)
         return participant, others
 
-    async def _redirected(self, room: str) -> bool:
+    async def _redirected(self, room: str, region: str = "") -> bool:
         """In a cluster, a join for a room whose origin is another node is sent there
-        (docs/cluster.md): ``redirect`` with its URL, then the socket closes."""
+        (docs/cluster.md): ``redirect`` with its URL, then the socket closes. A room its
+        join opens is placed in the token's region, else this node's."""
         if self.state.cluster_rooms is None:
             return False
         try:
-            where = await self.state.cluster_rooms.route(room)
+            where = await self.state.cluster_rooms.route(room, region or None)
         except PlacementError as exc:
             raise ProtocolError(exc.code, str(exc), fatal=True) from None
         if where is None:

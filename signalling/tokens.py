@@ -4,11 +4,13 @@ Claims: ``iss`` (API key), ``sub`` (identity), ``name``, ``room``, ``role``
 (instructor/student/observer), ``grants`` {publish, subscribe, moderate, record}, ``iat``,
 ``nbf``, ``exp``; a personal lesson link's token (scheduler_bridge/links.py) also has
 ``lesson`` {``id``, ``rev``}: the booking revision it was made for, so that a reschedule or a
-substitution makes the older links fail (the server's join gate checks it).
+substitution makes the older links fail (the server's join gate checks it). An optional
+``region`` says where the participant is (docs/cluster.md).
 """
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 
@@ -17,6 +19,7 @@ import jwt
 from sfu.participant import ROLES, Grants
 
 ALGORITHM = "HS256"
+REGION_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 DEFAULT_GRANTS = {
     "instructor": Grants(publish=True, subscribe=True, moderate=True, record=True),
@@ -52,13 +55,16 @@ class JoinClaims:
     #: the lesson and booking revision of a personal lesson link ("" and 0 otherwise)
     lesson: str = ""
     lesson_rev: int = 0
+    #: where the participant is (a cluster places a room its join opens there); "" = the
+    #: region of the node it reached
+    region: str = ""
 
 
 def mint(
     api_key: str, secret: str, *, room: str, identity: str, name: str = "",
     role: str = "student", ttl_s: int = 6 * 3600, grants: Grants | None = None,
     now: float | None = None, not_before: int | None = None, expires_at: int | None = None,
-    lesson: tuple[str, int] | None = None,
+    lesson: tuple[str, int] | None = None, region: str = "",
 ) -> str:
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}")
@@ -75,6 +81,10 @@ def mint(
     }
     if lesson is not None:
         claims["lesson"] = {"id": lesson[0], "rev": lesson[1]}
+    if region:
+        if not REGION_RE.match(region):
+            raise ValueError("region must match [A-Za-z0-9_-]{1,32}")
+        claims["region"] = region
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
@@ -115,8 +125,11 @@ def verify(token: object, api_key: str, secret: str) -> JoinClaims:
                 or not isinstance(link.get("rev"), int) or isinstance(link.get("rev"), bool)):
             raise TokenError("token lesson must be {id: string, rev: integer}")
         lesson, lesson_rev = link["id"], link["rev"]
+    region = claims.get("region", "")
+    if not isinstance(region, str) or region and not REGION_RE.match(region):
+        raise TokenError("token region must match [A-Za-z0-9_-]{1,32}")
     return JoinClaims(room, str(claims["sub"]), str(claims.get("name") or claims["sub"]), role,
-                      grants, int(claims["exp"]), lesson, lesson_rev)
+                      grants, int(claims["exp"]), lesson, lesson_rev, region)
 
 
 OPERATOR_SCOPE = "operator"

@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from signalling import tokens
 from tests.conftest import ServerProcess, stop_server
 from tests.integration.cluster_harness import nats, node, until_nodes
 from tests.integration.sfu_harness import WsProbe, parse_metrics, unique
@@ -141,3 +142,22 @@ async def test_concurrent_joins_through_both_nodes_end_in_one_room(
           f"{redirected} redirected")
     for probe, _, _ in results:
         await probe.close()
+
+
+async def test_a_new_room_is_placed_in_the_region_of_its_first_joiner(
+        two_regions: tuple[ServerProcess, ServerProcess]) -> None:
+    """A student whose token says ``region: us`` reaches the European node first: the room
+    its join opens is placed in the US, and the join goes there."""
+    eu, us = two_regions
+    room = unique("us-lesson")
+    token = tokens.mint(eu.api_key, eu.api_secret, room=room, identity="sam", region="us")
+    probe = await WsProbe(eu).open()
+    await probe.send({"type": "join", "token": token})
+    redirect = await probe.expect("redirect")
+    assert (redirect["node"], redirect["url"]) == ("us-1", us.base_url)
+    await probe.close()
+    there = await WsProbe(ServerProcess(us.base_url, us.proc)).open()
+    await there.send({"type": "join", "token": token})
+    assert (await there.expect("joined"))["room"] == room
+    assert room in await room_names(us) and room not in await room_names(eu)
+    await there.close()

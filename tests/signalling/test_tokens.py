@@ -188,3 +188,18 @@ def test_grants_must_be_an_object() -> None:
 def test_grant_values_must_be_booleans(value: object) -> None:
     # "false" would otherwise read as a truthy string and grant publishing
     refused(encode(base_claims(grants={"publish": value})))
+
+
+def test_region_claim() -> None:
+    """A participant's region (docs/cluster.md): carried when given, absent otherwise, and a
+    malformed one refused at minting and at verification."""
+    assert tokens.verify(mint(region="eu-north"), KEY, SECRET).region == "eu-north"
+    plain = mint()
+    assert tokens.verify(plain, KEY, SECRET).region == ""
+    assert "region" not in jwt.decode(plain, options={"verify_signature": False})
+    with pytest.raises(ValueError, match="region"):
+        mint(region="eu north")
+    for bad in ("", "x" * 33, "eu/1", 7):
+        if bad == "":
+            continue  # (an empty claim is the same as none)
+        assert "region" in str(refused(encode(base_claims(region=bad))))
