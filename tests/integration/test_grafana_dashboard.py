@@ -1,7 +1,8 @@
 """Every query of the Grafana dashboard (deploy/grafana/dashboards/classroom-sfu.json)
 returns data from a real Prometheus (Debian ``prometheus``) scraping a live server: a room
 with media flowing, a recording running, a garbage datagram on the media port and a bad
-signalling message, as an operator's node would have in a lesson."""
+signalling message, as an operator's node would have in a lesson; the server is a node of
+a cluster (a real ``nats-server -js``)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from sfu_harness import HealthyPair, Http, WsProbe, unique
 
 from benches.server_process import free_port, terminate
 from sfu import rtcp
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, start_server, stop_server
+from tests.nats_server import NatsServer
 
 pytestmark = pytest.mark.integration
 
@@ -46,6 +48,21 @@ def dashboard_queries() -> list[tuple[str, str]]:
                 expr = expr.replace(var, value)
             out.append((panel["title"], expr))
     return out
+
+
+@pytest.fixture(scope="module")
+def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """The module's server, a node of a cluster (a real ``nats-server -js``), so that the
+    cluster row of the dashboard has data too."""
+    nats = NatsServer(tmp_path_factory.mktemp("js"))
+    asyncio.run(nats.start())
+    server = start_server({"SFU_CLUSTER_NATS_URL": nats.url, "SFU_CLUSTER_NODE_ID": "dash-1",
+                           "SFU_CLUSTER_REGION": "eu"})
+    try:
+        yield server
+    finally:
+        stop_server(server)
+        nats.stop()
 
 
 @pytest.fixture
