@@ -454,6 +454,9 @@ function followRedirect(s, msg) {
   s.redirects += 1;
   s.server = target;
   sfu.server = target;
+  if (msg.reason === "room_moved") {
+    setStatus("The lesson is moving to another server…", "warn");
+  }
   const old = s.ws;
   s.ws = null;
   try {
@@ -511,6 +514,7 @@ function onResumed(s, msg) {
     // The room went on on another node: new media connections there, a new whiteboard
     // socket, the same local tracks.
     sfu.moves += 1;
+    setStatus("The lesson moved to another server.");
     s.dropMediaConnections();
     stopWhiteboard();
     startClassroom(s, msg);
