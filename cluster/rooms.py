@@ -40,6 +40,8 @@ class ClusterRooms:
         #: the rooms open on this node
         self.hosted = hosted
         self._releases: set[asyncio.Task[None]] = set()
+        #: rooms served here while NATS did not answer: claimed when it does again
+        self.unclaimed: set[str] = set()
         # figures (docs/metrics.md)
         self.redirects = 0
         self.unplaced_joins = 0
@@ -62,6 +64,7 @@ class ClusterRooms:
         except Exception as exc:  # NATS went away in the middle: serve here
             log.warning("cluster: placing room %r failed (%s); serving it here", room, exc)
             self.unplaced_joins += 1
+            self.unclaimed.add(room)
             return None
         if placed.node == self.registry.node_id:
             return None
@@ -87,15 +90,22 @@ class ClusterRooms:
             self.release_failures += 1
             log.warning("cluster: releasing room %r failed: %s", room, exc)
 
-    async def claim_hosted(self) -> list[str]:
-        """Place the rooms already open here (served while NATS was away) on this node;
-        the names of those another node placed meanwhile (both now host them)."""
+    async def claim_pending(self) -> list[str]:
+        """Claim the rooms served here while NATS did not answer (those still open)."""
+        pending = [room for room in self.unclaimed if room in self.hosted()]
+        self.unclaimed.clear()
+        return await self.claim_hosted(pending) if pending else []
+
+    async def claim_hosted(self, only: list[str] | None = None) -> list[str]:
+        """Place the rooms open here (served while NATS was away; ``only``: these) on this
+        node; the names of those another node placed meanwhile (both now host them)."""
         lost = []
-        for room in self.hosted():
+        for room in self.hosted() if only is None else only:
             try:
                 placed = await self.registry.claim(room)
             except Exception as exc:
                 log.warning("cluster: claiming room %r failed: %s", room, exc)
+                self.unclaimed.add(room)  # (the next round tries again)
                 continue
             if placed.node != self.registry.node_id:
                 self.claims_lost += 1

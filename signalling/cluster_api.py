@@ -168,6 +168,9 @@ def install(app: web.Application, state: ServerState) -> None:
                 await asyncio.sleep(2.0)
         await rooms.claim_hosted()
         writer.start()
+        while True:  # rooms served while NATS stopped answering are claimed once it does
+            await asyncio.sleep(2.0)
+            await rooms.claim_pending()
 
     async def on_startup(app: web.Application) -> None:
         joining.append(asyncio.ensure_future(join_cluster()))

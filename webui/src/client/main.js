@@ -478,11 +478,12 @@ function resumeMessage(s) {
     token: s.token };
 }
 
-// What a later `resume` needs, from `joined` or `resumed`.
+// The cluster's nodes a reconnection may go through, from `joined` or `resumed`.
 function noteServers(s, msg) {
   if (Array.isArray(msg.servers)) s.servers = msg.servers.filter((u) => typeof u === "string");
 }
 
+// What a later `resume` needs, from `joined` or `resumed`.
 function resumeInfo(msg) {
   return {
     room: msg.room,
