@@ -85,6 +85,9 @@ class ClusterRegistry:
         self.placed = 0
         self.moved = 0
         self.conflicts = 0
+        #: told of each placement this node writes: the placement, and why the room moved
+        #: ("node_gone", "node_draining"; "" for a new one)
+        self.on_placed: Callable[[Placement, str], None] = lambda placement, why: None
 
     @property
     def connected(self) -> bool:
@@ -211,7 +214,8 @@ class ClusterRegistry:
             now = self.clock()
             if current is not None:
                 where, revision = current
-                if needs_moving(where, nodes, now, self.ttl_s) is None:
+                why = needs_moving(where, nodes, now, self.ttl_s)
+                if why is None:
                     return where
                 others = [n for n in nodes if n.id != where.node]
                 chosen = choose_origin(others, region or where.region, now, self.ttl_s)
@@ -222,6 +226,7 @@ class ClusterRegistry:
                     self.conflicts += 1
                     continue  # someone moved it first: read theirs
                 self.moved += 1
+                self.on_placed(moved, why)
                 return moved
             chosen = choose_origin(nodes, region, now, self.ttl_s)
             placed = Placement(room, chosen.id, region or chosen.region, now)
@@ -231,6 +236,7 @@ class ClusterRegistry:
                 self.conflicts += 1
                 continue  # someone placed it first: read theirs
             self.placed += 1
+            self.on_placed(placed, "")
             return placed
         raise PlacementError(f"the placement of room {room!r} kept changing; try again")
 
@@ -247,13 +253,15 @@ class ClusterRegistry:
                 if current is None:
                     await self._rooms.create(key, mine.to_bytes())
                     self.placed += 1
+                    self.on_placed(mine, "")
                     return mine
                 where, revision = current
-                if where.node == self.node_id or needs_moving(
-                        where, await self.nodes(), now, self.ttl_s) is None:
+                why = needs_moving(where, await self.nodes(), now, self.ttl_s)
+                if where.node == self.node_id or why is None:
                     return where
                 await self._rooms.update(key, mine.to_bytes(), last=revision)
                 self.moved += 1
+                self.on_placed(mine, why)
                 return mine
             except KeyWrongLastSequenceError:
                 self.conflicts += 1

@@ -43,6 +43,7 @@ _SUBSCRIPTION = {"participant": str, "track": str, "reason": str, "estimateBps":
 SCHEMAS: dict[str, Schema] = {s.type: s for s in (
     Schema("room.created", 1, {"maxParticipants": int}),
     Schema("room.closed", 1, {"reason": str}),
+    Schema("room.placed", 1, {"node": str, "region": str, "movedBecause": str}),
     Schema("room.moved", 1, {"to": str, "participants": int}),
     Schema("room.taken_over", 1, {"chat": int, "polls": int, "hands": int, "board": bool,
                                   "session": bool}),

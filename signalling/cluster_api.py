@@ -20,7 +20,7 @@ from aiohttp import web
 from classroom import replica
 from cluster.metrics import ClusterCollector
 from cluster.node import Announcer, ForwardedRate, node_id
-from cluster.placement import PlacementError
+from cluster.placement import Placement, PlacementError
 from cluster.registry import ClusterRegistry
 from cluster.rooms import ClusterRooms, Elsewhere
 from cluster.state import Part, StateStore, StateWriter
@@ -68,6 +68,12 @@ def install(app: web.Application, state: ServerState) -> None:
         cc.capacity_rooms, count, lambda: not state.ready or draining.active,
         ForwardedRate(lambda: forwarded_packets(state.rooms, state.media.retired))),
         ttl_s=cc.ttl_s, prefix=cc.prefix, replicas=cc.kv_replicas)
+
+    def placed(placement: Placement, why: str) -> None:
+        state.bus.emit("room.placed", placement.room, {
+            "node": placement.node, "region": placement.region, "movedBecause": why})
+
+    registry.on_placed = placed
     rooms = ClusterRooms(registry, cc.region, lambda: list(state.classrooms.rooms))
     store = StateStore(registry, max_age_s=cc.state_max_age_s)
 

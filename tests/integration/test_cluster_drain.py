@@ -235,6 +235,8 @@ async def test_a_killed_nodes_room_comes_back_on_the_other(
                     await asyncio.sleep(0.5)
         took = time.monotonic() - t_killed
         print(f"back in the room on the other node {took:.1f} s after the kill")
+        placed = [e["data"] for e in await events(a2, room) if e["type"] == "room.placed"]
+        assert placed == [{"node": "a2", "region": "eu", "movedBecause": "node_gone"}]
         assert [m["text"] for m in back[1]["chat"]] == ["before the crash"]
         moved_board = await Peer.open(http, a2, room, "student")
         assert [dict(item) for item in moved_board.items] == [{"kind": "pen", "x": 5.0,

@@ -85,6 +85,9 @@ async def test_a_room_is_created_on_its_origin_and_joins_are_redirected_there(
     assert status == 201, body
     assert body["node"] == "us-1" and body["maxParticipants"] == 12
     assert room in await room_names(us) and room not in await room_names(eu)
+    status, body = await api(eu, "GET", f"/api/events?room={room}")
+    assert [e["data"] for e in body["events"] if e["type"] == "room.placed"] == [
+        {"node": "us-1", "region": "us", "movedBecause": ""}]  # placed by the node asked
     status, body = await api(eu, "GET", "/api/cluster/rooms")
     assert status == 200 and {"room": room, "node": "us-1", "url": us.base_url} in [
         {k: r[k] for k in ("room", "node", "url")} for r in body["rooms"]]
