@@ -120,7 +120,11 @@ class StateWriter:
             if not self.store.registry.connected:
                 continue
             for room in self.hosted():
-                await self.flush(room)
+                try:
+                    await self.flush(room)
+                except Exception:  # a bug in a part's export: the other rooms go on
+                    self.failures += 1
+                    log.exception("cluster: replicating room %r failed", room)
 
     async def flush(self, room: str) -> bool:
         """Write the room's changed parts now; False if a write failed."""
