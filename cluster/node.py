@@ -12,18 +12,31 @@ from collections.abc import Callable
 from .placement import NodeInfo
 
 
-class CpuShare:
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+class RateSince:
+    """How fast a running total grew since the previous sample (per second of wall time)."""
+
+    def __init__(self, total: Callable[[], float],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.total = total
         self.clock = clock
-        self.cores = max(1, len(os.sched_getaffinity(0)))
-        self._last = (clock(), _cpu_s())
+        self._last = (clock(), total())
 
     def sample(self) -> float:
-        """The share of the cores this process used since the previous sample, 0..1."""
-        now, cpu = self.clock(), _cpu_s()
-        wall, used = now - self._last[0], cpu - self._last[1]
-        self._last = (now, cpu)
-        return min(1.0, max(0.0, used / (wall * self.cores))) if wall > 0 else 0.0
+        now, value = self.clock(), self.total()
+        wall, grown = now - self._last[0], value - self._last[1]
+        self._last = (now, value)
+        return max(0.0, grown / wall) if wall > 0 else 0.0
+
+
+class CpuShare(RateSince):
+    """The share of the cores this process used since the previous sample, 0..1."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(_cpu_s, clock)
+        self.cores = max(1, len(os.sched_getaffinity(0)))
+
+    def sample(self) -> float:
+        return min(1.0, super().sample() / self.cores)
 
 
 def _cpu_s() -> float:
@@ -39,28 +52,12 @@ def node_id(configured: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:64] or "node"
 
 
-class ForwardedRate:
-    """Packets per second forwarded since the previous sample, from a running total."""
-
-    def __init__(self, total: Callable[[], int], clock: Callable[[], float] = time.monotonic
-                 ) -> None:
-        self.total = total
-        self.clock = clock
-        self._last = (clock(), total())
-
-    def sample(self) -> float:
-        now, count = self.clock(), self.total()
-        wall, sent = now - self._last[0], count - self._last[1]
-        self._last = (now, count)
-        return max(0.0, sent / wall) if wall > 0 else 0.0
-
-
 class Announcer:
     """Makes this node's announcement from what the server reports."""
 
     def __init__(self, node: str, region: str, url: Callable[[], str], capacity_rooms: int,
                  count: Callable[[], tuple[int, int]], draining: Callable[[], bool],
-                 forwarded: ForwardedRate | None = None) -> None:
+                 forwarded: RateSince | None = None) -> None:
         self.node = node
         self.region = region
         self.url = url

@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from signalling import tokens
+from signalling.responses import json_error
 
 from . import operations, records
 from .booking import Status, iso_utc, parse_booking, zone
@@ -28,16 +29,12 @@ MAX_BODY = 1 << 20
 BRIDGE = web.AppKey("schedule_bridge", Bridge)
 
 
-def error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
-
-
 def _guarded(handler: Handler) -> Handler:
     async def run(request: web.Request) -> web.StreamResponse:
         try:
             return await handler(request)
         except SchedulerError as exc:
-            return error(exc.status, exc.code, str(exc))
+            return json_error(exc.status, exc.code, str(exc))
     return run
 
 
@@ -159,7 +156,7 @@ def install(app: web.Application, bridge: Bridge) -> None:
         elif kind == "application/json":
             parsed = parse_json_import(data, sc.max_import_rows)
         else:
-            return error(415, "unsupported_media_type", "send text/csv or application/json")
+            return json_error(415, "unsupported_media_type", "send text/csv or application/json")
         result, errors = await bridge.import_parsed(parsed)
         return web.json_response({
             "created": len(result.created), "updated": len(result.updated),

@@ -54,6 +54,7 @@ from transcription.summaries import NoSummary, Summaries
 from transcription.summary import SummaryError
 
 from . import cluster_api, tokens, whiteboard_ws
+from .responses import json_error
 from .session import SignallingSession
 from .whiteboard_ws import Whiteboards
 
@@ -97,10 +98,6 @@ class ServerState:
 STATE = web.AppKey("state", ServerState)
 
 
-def _json_error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
-
-
 async def _body(request: web.Request) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > 65536:
         raise web.HTTPRequestEntityTooLarge(max_size=65536, actual_size=request.content_length)
@@ -119,16 +116,16 @@ def _token_params(body: dict[str, Any]) -> dict[str, Any] | web.Response:
     room, identity = body.get("room"), body.get("identity")
     name, role = body.get("name") or identity, body.get("role", "student")
     if not isinstance(room, str) or not NAME_RE.match(room):
-        return _json_error(400, "bad_message", "room must match [A-Za-z0-9_.-]{1,64}")
+        return json_error(400, "bad_message", "room must match [A-Za-z0-9_.-]{1,64}")
     if not isinstance(identity, str) or not 1 <= len(identity) <= 128:
-        return _json_error(400, "bad_message", "identity must be 1-128 characters")
+        return json_error(400, "bad_message", "identity must be 1-128 characters")
     if not isinstance(name, str) or len(name) > 128:
-        return _json_error(400, "bad_message", "name must be a string of at most 128 characters")
+        return json_error(400, "bad_message", "name must be a string of at most 128 characters")
     if role not in ROLES:
-        return _json_error(400, "bad_message", f"role must be one of {', '.join(ROLES)}")
+        return json_error(400, "bad_message", f"role must be one of {', '.join(ROLES)}")
     region = body.get("region", "")
     if not isinstance(region, str) or region and not tokens.REGION_RE.match(region):
-        return _json_error(400, "bad_message", "region must match [A-Za-z0-9_-]{1,32}")
+        return json_error(400, "bad_message", "region must match [A-Za-z0-9_-]{1,32}")
     return {"room": room, "identity": identity, "name": name, "role": role, "region": region}
 
 
@@ -290,7 +287,7 @@ def create_app(config: Config) -> web.Application:
             if state.join_gate is not None:
                 await state.join_gate(claims)
         except tokens.TokenError as exc:
-            return _json_error(401, exc.code, str(exc))
+            return json_error(401, exc.code, str(exc))
         room = state.rooms.rooms.get(claims.room)
         joined = room.by_identity(claims.identity) if room is not None else None
         return await whiteboard_ws.serve(request, boards, claims,
@@ -298,7 +295,7 @@ def create_app(config: Config) -> web.Application:
 
     async def dev_token(request: web.Request) -> web.Response:
         if not config.server.dev_mode:
-            return _json_error(404, "not_found", "dev mode is off")
+            return json_error(404, "not_found", "dev mode is off")
         params = _token_params(await _body(request))
         if isinstance(params, web.Response):
             return params
@@ -342,13 +339,13 @@ def create_app(config: Config) -> web.Application:
         if request.path.startswith("/api/") and not request.path.startswith(
             ("/api/dev/", "/api/config")
         ) and not authorized(request):
-            return _json_error(401, "unauthorized", "missing or wrong API key "
+            return json_error(401, "unauthorized", "missing or wrong API key "
                                "(Authorization: Bearer <api secret>)")
         try:
             response: web.StreamResponse = await handler(request)
             return response
         except SfuError as exc:
-            return _json_error(409, exc.code, str(exc))
+            return json_error(409, exc.code, str(exc))
 
     app.middlewares.append(api_guard)
 
@@ -359,7 +356,7 @@ def create_app(config: Config) -> web.Application:
             return params
         ttl = body.get("ttl", config.auth.token_ttl_s)
         if not isinstance(ttl, int) or not 10 <= ttl <= 7 * 86400:
-            return _json_error(400, "bad_message", "ttl must be 10..604800 seconds")
+            return json_error(400, "bad_message", "ttl must be 10..604800 seconds")
         token = tokens.mint(config.auth.api_key, config.auth.api_secret, ttl_s=ttl, **params)
         return web.json_response({"token": token}, status=201)
 
@@ -367,26 +364,26 @@ def create_app(config: Config) -> web.Application:
         body = await _body(request)
         name = body.get("name")
         if not isinstance(name, str) or not NAME_RE.match(name):
-            return _json_error(400, "bad_message", "name must match [A-Za-z0-9_.-]{1,64}")
+            return json_error(400, "bad_message", "name must match [A-Za-z0-9_.-]{1,64}")
         maxp = body.get("maxParticipants")
         if maxp is not None and (not isinstance(maxp, int) or not 1 <= maxp <= 1000):
-            return _json_error(400, "bad_message", "maxParticipants must be 1..1000")
+            return json_error(400, "bad_message", "maxParticipants must be 1..1000")
         window = body.get("reconnectWindowS")
         if window is not None and (isinstance(window, bool) or not isinstance(
                 window, int | float) or not 0 <= window <= 600):
-            return _json_error(400, "bad_message", "reconnectWindowS must be 0..600 seconds")
+            return json_error(400, "bad_message", "reconnectWindowS must be 0..600 seconds")
         speakers = body.get("audioSpeakers")
         if speakers is not None and (isinstance(speakers, bool) or not isinstance(speakers, int)
                                      or not 0 <= speakers <= 50):
-            return _json_error(400, "bad_message", "audioSpeakers must be 0..50 (0: every "
+            return json_error(400, "bad_message", "audioSpeakers must be 0..50 (0: every "
                                "microphone forwarded)")
         policy = body.get("recordingPolicy")
         if policy is not None and policy not in RECORDING_POLICIES:
-            return _json_error(400, "bad_message", "recordingPolicy must be one of "
+            return json_error(400, "bad_message", "recordingPolicy must be one of "
                                + ", ".join(RECORDING_POLICIES))
         transcription = body.get("transcription")
         if transcription is not None and transcription not in TRANSCRIPTION_POLICIES:
-            return _json_error(400, "bad_message", "transcription must be one of "
+            return json_error(400, "bad_message", "transcription must be one of "
                                + ", ".join(TRANSCRIPTION_POLICIES))
         existed = name in state.classrooms.rooms
         if not existed and (elsewhere := await cluster_api.route_creation(
@@ -407,7 +404,7 @@ def create_app(config: Config) -> web.Application:
         try:
             after = int(request.query.get("after", "0"))
         except ValueError:
-            return _json_error(400, "bad_message", "after must be an integer (an event seq)")
+            return json_error(400, "bad_message", "after must be an integer (an event seq)")
         found = [e.envelope() for e in list(bus.recent)
                  if e.seq > after and (room is None or e.room == room)]
         return web.json_response({"events": found})
@@ -433,7 +430,7 @@ def create_app(config: Config) -> web.Application:
         room = room_or_404(request)
         report = reporter.report(room.id, time.time() * 1000.0)
         if report is None:
-            return _json_error(404, "room_not_found", "no session for this room")
+            return json_error(404, "room_not_found", "no session for this room")
         return web.json_response(report)
 
     async def get_transcript(request: web.Request) -> web.Response:
@@ -441,7 +438,7 @@ def create_app(config: Config) -> web.Application:
         room_id = request.match_info["room"]
         body = transcriptions.transcript_json(room_id)
         if body is None:
-            return _json_error(404, "not_transcribed", "this room is not being transcribed "
+            return json_error(404, "not_transcribed", "this room is not being transcribed "
                                "(its transcription policy is off)")
         return web.json_response(body)
 
@@ -450,7 +447,7 @@ def create_app(config: Config) -> web.Application:
         try:
             return web.json_response(await summaries.get(request.match_info["room"]))
         except NoSummary as exc:
-            return _json_error(404, exc.code, str(exc))
+            return json_error(404, exc.code, str(exc))
 
     async def edit_summary(request: web.Request) -> web.Response:
         body = await _body(request)
@@ -458,9 +455,9 @@ def create_app(config: Config) -> web.Application:
             return web.json_response(await summaries.edit(
                 request.match_info["room"], body, request.get("instructor", "api")))
         except NoSummary as exc:
-            return _json_error(404, exc.code, str(exc))
+            return json_error(404, exc.code, str(exc))
         except SummaryError as exc:
-            return _json_error(409 if exc.code == "summary_approved" else 400, exc.code,
+            return json_error(409 if exc.code == "summary_approved" else 400, exc.code,
                                str(exc))
 
     async def approve_summary(request: web.Request) -> web.Response:
@@ -468,9 +465,9 @@ def create_app(config: Config) -> web.Application:
             return web.json_response(await summaries.approve(
                 request.match_info["room"], request.get("instructor", "api")))
         except NoSummary as exc:
-            return _json_error(404, exc.code, str(exc))
+            return json_error(404, exc.code, str(exc))
         except SummaryError as exc:
-            return _json_error(409, exc.code, str(exc))
+            return json_error(409, exc.code, str(exc))
 
     async def summary_page(request: web.Request) -> web.FileResponse:
         """The instructor's summary page: opened with the instructor's join token."""
@@ -484,21 +481,21 @@ def create_app(config: Config) -> web.Application:
         try:
             rec = recordings.start(room)
         except RecordingRefused as exc:
-            return _json_error(409, exc.code, str(exc))
+            return json_error(409, exc.code, str(exc))
         return web.json_response(rec.describe(), status=200 if running is rec else 201)
 
     async def get_recording(request: web.Request) -> web.Response:
         room = room_or_404(request)
         rec = recordings.get(room.id)
         if rec is None:
-            return _json_error(404, "not_recording", "the room is not being recorded")
+            return json_error(404, "not_recording", "the room is not being recorded")
         return web.json_response(rec.describe())
 
     async def stop_recording(request: web.Request) -> web.Response:
         room = room_or_404(request)
         manifest = await recordings.stop(room.id)
         if manifest is None:
-            return _json_error(404, "not_recording", "the room is not being recorded")
+            return json_error(404, "not_recording", "the room is not being recorded")
         return web.json_response(manifest)
 
     async def list_alarms(request: web.Request) -> web.Response:
@@ -533,12 +530,12 @@ def create_app(config: Config) -> web.Application:
         body = await _body(request)
         track_id, muted = body.get("trackId"), body.get("muted", True)
         if not isinstance(track_id, str) or not isinstance(muted, bool):
-            return _json_error(400, "bad_message", "trackId (string) and muted (bool) required")
+            return json_error(400, "bad_message", "trackId (string) and muted (bool) required")
         track = p.track_by_id(track_id)
         if track is None:
-            return _json_error(404, "unknown_track", f"no track {track_id!r}")
+            return json_error(404, "unknown_track", f"no track {track_id!r}")
         if not muted:
-            return _json_error(409, "permission_denied",
+            return json_error(409, "permission_denied",
                                "only the publisher can unmute its track")
         track.set_muted(True, 0.0)
         room.track_muted(p, track)

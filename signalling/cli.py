@@ -90,11 +90,17 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _has_secret(cfg: config_mod.Config, to: str) -> bool:
+    """Whether the API secret is configured (what ``to`` needs); says so if not."""
+    if cfg.auth.api_secret:
+        return True
+    print(f"auth.api_secret (or SFU_AUTH_API_SECRET) must be set to {to}", file=sys.stderr)
+    return False
+
+
 def _token(args: argparse.Namespace) -> int:
     cfg = config_mod.load(args.config)
-    if not cfg.auth.api_secret:
-        print("auth.api_secret (or SFU_AUTH_API_SECRET) must be set to mint tokens",
-              file=sys.stderr)
+    if not _has_secret(cfg, "mint tokens"):
         return 2
     print(tokens.mint(cfg.auth.api_key, cfg.auth.api_secret, room=args.room,
                       identity=args.identity, name=args.name or args.identity, role=args.role,
@@ -109,9 +115,7 @@ def _drain(args: argparse.Namespace) -> int:
     import urllib.request
 
     cfg = config_mod.load(args.config)
-    if not cfg.auth.api_secret:
-        print("auth.api_secret (or SFU_AUTH_API_SECRET) must be set to drain a node",
-              file=sys.stderr)
+    if not _has_secret(cfg, "drain a node"):
         return 2
     host = "127.0.0.1" if cfg.server.host in ("0.0.0.0", "::", "") else cfg.server.host
     url = (args.url or f"http://{host}:{cfg.server.port}").rstrip("/")

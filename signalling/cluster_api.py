@@ -19,7 +19,7 @@ from aiohttp import web
 
 from classroom import replica
 from cluster.metrics import ClusterCollector
-from cluster.node import Announcer, ForwardedRate, node_id
+from cluster.node import Announcer, RateSince, node_id
 from cluster.placement import Placement, PlacementError
 from cluster.registry import ClusterRegistry
 from cluster.rooms import ClusterRooms, Elsewhere
@@ -27,6 +27,7 @@ from cluster.state import Part, StateStore, StateWriter
 from sfu.metrics import forwarded_packets
 
 from .handover import Drain, Handover
+from .responses import json_error
 
 if TYPE_CHECKING:
     from .app import ServerState
@@ -41,17 +42,13 @@ ROOM_PATH = re.compile(r"^/api/rooms/([^/]+)(?:/.*)?$")
 FORWARDED = "X-Classroom-Forwarded"
 
 
-def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
-
-
 def install(app: web.Application, state: ServerState) -> None:
     """Wire the cluster into the app (after the app's own startup and shutdown handlers:
     rooms close, and release their placements, before the node leaves the registry)."""
     cc = state.config.cluster
     if not cc.nats_url:
         async def off(request: web.Request) -> web.Response:
-            return _error(404, "cluster_off", "this server is a single node "
+            return json_error(404, "cluster_off", "this server is a single node "
                           "(cluster.nats_url is not set)")
         app.router.add_get("/api/cluster/nodes", off)
         app.router.add_get("/api/cluster/rooms", off)
@@ -66,7 +63,7 @@ def install(app: web.Application, state: ServerState) -> None:
     registry = ClusterRegistry(cc.nats_url, Announcer(
         node_id(cc.node_id), cc.region, lambda: cc.public_url or state.base_url,
         cc.capacity_rooms, count, lambda: not state.ready or draining.active,
-        ForwardedRate(lambda: forwarded_packets(state.rooms, state.media.retired))),
+        RateSince(lambda: forwarded_packets(state.rooms, state.media.retired))),
         ttl_s=cc.ttl_s, prefix=cc.prefix, replicas=cc.kv_replicas)
 
     def placed(placement: Placement, why: str) -> None:
@@ -111,7 +108,7 @@ def install(app: web.Application, state: ServerState) -> None:
     def unreachable() -> web.Response | None:
         if registry.connected:
             return None
-        return _error(503, "cluster_unreachable", f"not connected to NATS at {registry.url} "
+        return json_error(503, "cluster_unreachable", f"not connected to NATS at {registry.url} "
                       "yet (retrying every 2 s)")
 
     async def cluster_nodes(request: web.Request) -> web.Response:
@@ -129,7 +126,7 @@ def install(app: web.Application, state: ServerState) -> None:
         try:
             placed = await registry.rooms()
         except Exception as exc:
-            return _error(503, "cluster_unreachable", f"NATS at {registry.url}: "
+            return json_error(503, "cluster_unreachable", f"NATS at {registry.url}: "
                           f"{type(exc).__name__}: {exc}")
         return web.json_response({"rooms": [
             {**p.__dict__, "url": registry.url_of(p.node)} for p in placed]})
@@ -215,11 +212,11 @@ async def route_creation(state: ServerState, request: web.Request, name: str,
         return None
     region = body.get("region")
     if region is not None and not isinstance(region, str):
-        return _error(400, "bad_message", "region must be a string")
+        return json_error(400, "bad_message", "region must be a string")
     try:
         where = await rooms.route(name, region)
     except PlacementError as exc:
-        return _error(503, exc.code, str(exc))
+        return json_error(503, exc.code, str(exc))
     if where is None:
         return None
     return await _forward(request, where, json.dumps(body).encode())
@@ -240,5 +237,5 @@ async def _forward(request: web.Request, where: Elsewhere, body: bytes | None = 
             return web.Response(body=await res.read(), status=res.status,
                                 content_type=res.content_type)
     except (aiohttp.ClientError, TimeoutError) as exc:
-        return _error(502, "origin_unreachable", f"the room's node {where.node} at "
+        return json_error(502, "origin_unreachable", f"the room's node {where.node} at "
                       f"{where.url} did not answer: {type(exc).__name__}: {exc}")
