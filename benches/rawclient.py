@@ -263,6 +263,11 @@ class RawClient(RtpSource):
     async def resume(self) -> dict[str, Any]:
         """Open a new WebSocket and resume with the token of the last joined/resumed
         message; returns ``resumed`` (raises RawClientError on an error frame)."""
+        return await self._resume({})
+
+    async def _resume(self, extra: dict[str, Any]) -> dict[str, Any]:
+        """A new WebSocket on ``ws_url``, resumed with the last joined/resumed message's
+        token (and ``extra`` fields); ``resumed``, or RawClientError on anything else."""
         assert self.session is not None
         if self._reader is not None:
             self._reader.cancel()
@@ -270,10 +275,10 @@ class RawClient(RtpSource):
         self.ws = await self.session.ws_connect(self.ws_url, max_msg_size=0)
         await self.send({"type": "resume", "room": self.joined["room"],
                          "participantId": self.joined["participant"]["id"],
-                         "resumeToken": self.joined["resumeToken"]})
+                         "resumeToken": self.joined["resumeToken"], **extra})
         self._reader = asyncio.ensure_future(self._read())
-        msg = await self.wait_for(("resumed", "error"))
-        if msg["type"] == "error":
+        msg = await self.wait_for(("resumed", "error", "redirect"))
+        if msg["type"] != "resumed":  # (a redirect: the room is not there yet, or elsewhere)
             raise RawClientError(msg)
         self.joined = msg
         return msg
@@ -282,10 +287,9 @@ class RawClient(RtpSource):
         """Go on on another node after a ``redirect`` while joined (docs/cluster.md): the
         media connections are made anew there, the session resumed with the join token, and
         what was published is published again. Returns ``resumed``."""
-        assert self.session is not None
         republish = self._published_with
         if self._reader is not None:
-            self._reader.cancel()
+            self._reader.cancel()  # (nothing more is read from the old node)
         for transport in (self.publisher, self.subscriber):
             if transport is not None:
                 await transport.close()
@@ -293,17 +297,8 @@ class RawClient(RtpSource):
         self._pub_connected, self._sub_connected = asyncio.Event(), asyncio.Event()
         self.offer_tracks.clear()
         self.ssrc_to_track.clear()
-        self.messages = asyncio.Queue()
         self.ws_url = url.rstrip("/").replace("http", "ws", 1) + "/ws"
-        self.ws = await self.session.ws_connect(self.ws_url, max_msg_size=0)
-        await self.send({"type": "resume", "room": self.joined["room"],
-                         "participantId": self.joined["participant"]["id"],
-                         "resumeToken": self.joined["resumeToken"], "token": self.token})
-        self._reader = asyncio.ensure_future(self._read())
-        msg = await self.wait_for(("resumed", "error", "redirect"))
-        if msg["type"] != "resumed":  # (a redirect: the room is not there yet, or elsewhere)
-            raise RawClientError(msg)
-        self.joined = msg
+        msg = await self._resume({"token": self.token})
         if republish is not None:
             await self.publish(**republish)
         return msg

@@ -82,6 +82,29 @@ async def joined(new_client: ClientFactory, server: ServerProcess, room: str,
     return client
 
 
+async def media_flowing(pages: list[Client]) -> None:
+    """Every page sees the others and receives their media, its gap monitor running."""
+    for page in pages:
+        await page.page.wait_for_function(
+            f"() => window.sfu.remoteParticipants().length === {len(pages) - 1}",
+            timeout=JOIN_MS)
+        await page.page.evaluate(GAP_MONITOR_JS)
+        await page.page.wait_for_function("() => window.__gap.packets > 100",
+                                          timeout=JOIN_MS)
+
+
+async def board_drawn(http: aiohttp.ClientSession, server: ServerProcess, room: str,
+                      pages: list[Client], **at: float) -> None:
+    """A stroke drawn on the room's board (a Python Yjs client), shown on every page."""
+    board = await Peer.open(http, server, room, "board-bot", role="instructor")
+    await board.draw(**at)
+    for page in pages:
+        await page.page.wait_for_function(
+            "() => window.sfu.whiteboard && window.sfu.whiteboard.items().length === 1",
+            timeout=JOIN_MS)
+    await board.ws.close()
+
+
 async def test_a_lesson_survives_the_drain_of_its_node(
         two_nodes: tuple[ServerProcess, ServerProcess, str, NatsServer],
         new_client: ClientFactory) -> None:
@@ -90,12 +113,7 @@ async def test_a_lesson_survives_the_drain_of_its_node(
     students = [await joined(new_client, a1, room, f"student-{i}", "student")
                 for i in range(2)]
     pages = [teacher, *students]
-    for page in pages:
-        await page.page.wait_for_function(
-            "() => window.sfu.remoteParticipants().length === 2", timeout=JOIN_MS)
-        await page.page.evaluate(GAP_MONITOR_JS)
-        await page.page.wait_for_function("() => window.__gap.packets > 100",
-                                          timeout=JOIN_MS)
+    await media_flowing(pages)
     # the chat and the board have something to keep
     await teacher.page.fill("#chat-input", "before the drain")
     await teacher.page.click("#chat-send")
@@ -103,13 +121,7 @@ async def test_a_lesson_survives_the_drain_of_its_node(
         await page.page.wait_for_function(
             "() => document.querySelectorAll('#chat-log li').length === 1", timeout=JOIN_MS)
     async with aiohttp.ClientSession() as http:
-        board = await Peer.open(http, a1, room, "board-bot", role="instructor")
-        await board.draw(x=40, y=60)
-        for page in pages:
-            await page.page.wait_for_function(
-                "() => window.sfu.whiteboard && window.sfu.whiteboard.items().length === 1",
-                timeout=JOIN_MS)
-        await board.ws.close()
+        await board_drawn(http, a1, room, pages, x=40, y=60)
         for page in pages:
             await page.page.evaluate("() => window.__gap.measure()")
         async with http.post(a1.base_url + "/api/cluster/drain",
@@ -160,20 +172,9 @@ async def test_a_lesson_comes_back_after_its_node_is_killed(
     teacher = await joined(new_client, a1, room, "teacher", "instructor")
     student = await joined(new_client, a1, room, "student", "student")
     pages = [teacher, student]
-    for page in pages:
-        await page.page.wait_for_function(
-            "() => window.sfu.remoteParticipants().length === 1", timeout=JOIN_MS)
-        await page.page.evaluate(GAP_MONITOR_JS)
-        await page.page.wait_for_function("() => window.__gap.packets > 100",
-                                          timeout=JOIN_MS)
+    await media_flowing(pages)
     async with aiohttp.ClientSession() as http:
-        board = await Peer.open(http, a1, room, "board-bot", role="instructor")
-        await board.draw(x=7, y=8)
-        for page in pages:
-            await page.page.wait_for_function(
-                "() => window.sfu.whiteboard && window.sfu.whiteboard.items().length === 1",
-                timeout=JOIN_MS)
-        await board.ws.close()
+        await board_drawn(http, a1, room, pages, x=7, y=8)
     # the board in the replica (written every 0.5 s: what a crash may lose at most)
     await replicated(nats, room, {"board": b"pen"})
     for page in pages:

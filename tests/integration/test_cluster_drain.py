@@ -22,7 +22,7 @@ import pytest_asyncio
 from benches.rawclient import RawClient, RawClientError
 from tests.conftest import ServerProcess, stop_server
 from tests.integration.cluster_harness import nats, node, replicated, until_nodes
-from tests.integration.sfu_harness import Pumper, parse_metrics, unique
+from tests.integration.sfu_harness import Pumper, parse_metrics, unique, wait_until
 from tests.nats_server import NatsServer
 from tests.whiteboard.peer import Peer
 
@@ -83,15 +83,8 @@ async def lesson(server: ServerProcess, room: str, arrivals: Arrivals
     await teacher.publish()
     pump = Pumper(teacher).start()
     await student.wait_subscribed()
-    await until(lambda: len(arrivals.times) > 30, "media before the move")
+    await wait_until(lambda: len(arrivals.times) > 30, what="media before the move")
     return teacher, student, pump
-
-
-async def until(check: Any, what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
 
 
 async def events(server: ServerProcess, room: str) -> list[dict[str, Any]]:
@@ -133,8 +126,9 @@ async def test_a_drain_moves_the_lesson_to_the_spare(
         # the student gets the teacher's media from the spare
         new_tracks = set(teacher.published.values())
         await student.wait_subscribed()
-        await until(lambda: any((rec := student.received_for_track(t)) is not None
-                                and rec.packets > 30 for t in new_tracks), "media after")
+        await wait_until(lambda: any((rec := student.received_for_track(t)) is not None
+                                     and rec.packets > 30 for t in new_tracks),
+                         what="media after")
         gap = arrivals.gap_around(t_moved)
         print(f"media gap of the student across the drain: {gap * 1000:.0f} ms")
         assert gap < 10.0  # (reported; the target of 2 s is the Chromium test's)
@@ -244,9 +238,9 @@ async def test_a_killed_nodes_room_comes_back_on_the_other(
         await moved_board.ws.close()
     pump = Pumper(teacher).start()
     await student.wait_subscribed()
-    await until(lambda: any((rec := student.received_for_track(t)) is not None
-                            and rec.packets > 30 for t in teacher.published.values()),
-                "media after the take-over")
+    await wait_until(lambda: any((rec := student.received_for_track(t)) is not None
+                                 and rec.packets > 30 for t in teacher.published.values()),
+                     what="media after the take-over")
     await pump.stop()
     for client in (teacher, student):
         await client.close()
