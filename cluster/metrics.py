@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from sfu.room import RoomRegistry
+
+from .edge import Edges
 from .registry import ClusterRegistry
 from .rooms import ClusterRooms
 from .state import StateWriter
@@ -62,3 +65,43 @@ class ClusterCollector(Collector):
         yield CounterMetricFamily("sfu_cluster_state_write_failures", "room state writes "
                                   "that failed (retried at the next interval)",
                                   value=w.failures)
+
+
+class RelayCollector(Collector):
+    """Edge relays (docs/cluster.md): what this node sends to edges as an origin, and
+    what it relays as an edge."""
+
+    def __init__(self, rooms: RoomRegistry, edges: Callable[[], Edges | None]) -> None:
+        self.rooms = rooms
+        self.edges = edges
+
+    def collect(self) -> Iterator[Any]:
+        subs = GaugeMetricFamily("sfu_relay_subscriptions", "tracks this origin sends to "
+                                 "each edge node (one per track and edge, however many "
+                                 "pages the edge serves)", labels=["edge"])
+        sent = CounterMetricFamily("sfu_relay_packets_sent", "RTP packets this origin sent "
+                                   "to each edge's relay session (of its open sessions)",
+                                   labels=["edge"])
+        by_edge: dict[str, list[int]] = {}
+        for room in list(self.rooms.rooms.values()):
+            for relay in list(room.relays.values()):
+                counts = by_edge.setdefault(relay.info.relay, [0, 0])
+                counts[0] += len(relay.subscriptions)
+                counts[1] += sum(s.stats.packets for s in list(relay.subscriptions.values()))
+        for edge, (n, packets) in sorted(by_edge.items()):
+            subs.add_metric([edge], n)
+            sent.add_metric([edge], packets)
+        yield subs
+        yield sent
+        edges = self.edges()
+        served = list(edges.edges.values()) if edges is not None else []
+        yield GaugeMetricFamily("sfu_edge_rooms", "rooms this node serves as an edge of "
+                                "their origin on another node", value=len(served))
+        yield GaugeMetricFamily("sfu_edge_relayed_tracks", "the origins' tracks relayed "
+                                "to this edge's pages", value=sum(len(e.tracks()) for e in served))
+        yield GaugeMetricFamily("sfu_edge_pages", "pages whose media this node serves as "
+                                "an edge", value=sum(e.pages() for e in served))
+        yield CounterMetricFamily("sfu_edge_packets_received", "RTP packets of the relayed "
+                                  "tracks received from the origins (of the open edges)",
+                                  value=sum(t.stats.packets_in for e in served
+                                            for t in e.tracks()))

@@ -272,6 +272,11 @@ class ClusterRegistry:
         info = self._table.get(node)
         return info.url if info is not None else ""
 
+    def region_of(self, node: str) -> str:
+        """The region a node announced ('' if unknown)."""
+        info = self._table.get(node)
+        return info.region if info is not None else ""
+
     async def release(self, room: str) -> bool:
         """Forget the room's placement if this node holds it (the room closed here)."""
         current = await self.placement(room)

@@ -30,6 +30,8 @@ class Elsewhere:
     """A room hosted by another node: the client goes there."""
     node: str
     url: str
+    #: the node's region ("" if unknown)
+    region: str = ""
 
 
 class ClusterRooms:
@@ -73,7 +75,7 @@ class ClusterRooms:
             raise PlacementError(f"room {room!r} is on node {placed.node}, which announces "
                                  "no URL")
         self.redirects += 1
-        return Elsewhere(placed.node, url)
+        return Elsewhere(placed.node, url, self.registry.region_of(placed.node))
 
     def release(self, room: str) -> None:
         """The room closed here: forget its placement (in the background)."""

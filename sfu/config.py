@@ -205,6 +205,10 @@ class ClusterConfig:
     #: copies JetStream keeps of each bucket (3 on a three-server NATS cluster: the
     #: registry survives a NATS server; only used when the buckets are first created)
     kv_replicas: int = 1
+    #: serve a page of this node's region here when its room's origin is in another
+    #: region, pulling the room's media from the origin once for all such pages (an edge
+    #: relay, docs/cluster.md); off: such pages are redirected to the origin
+    relays: bool = False
 
 
 @dataclass(frozen=True)

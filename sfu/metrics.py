@@ -88,7 +88,7 @@ def forwarded_packets(rooms: RoomRegistry, retired: Retired) -> int:
     per second)."""
     total = sum(retired.packets_out.values())
     for room in list(rooms.rooms.values()):
-        for p in list(room.participants.values()):
+        for p in [*room.participants.values(), *room.relays.values()]:
             total += sum(sub.stats.packets for sub in list(p.subscriptions.values()))
     return total
 

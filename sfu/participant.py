@@ -118,6 +118,11 @@ class ParticipantInfo:
     name: str
     role: str
     grants: Grants = field(default_factory=Grants)
+    #: the edge node this participant's page is on (its media served there; "" = here)
+    via: str = ""
+    #: a relay session's edge node: it receives the room's tracks for that node's pages
+    #: and is no participant of the lesson (docs/cluster.md, "Edge relays")
+    relay: str = ""
 
 
 

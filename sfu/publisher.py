@@ -11,6 +11,7 @@ Packets arrive from :mod:`sfu.transport` (the compiled ingress step asks
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import struct
 from collections.abc import Callable
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 _SEQ_TS_SSRC = struct.Struct("!HII").unpack_from
 
 SOURCES = ("microphone", "camera", "screen")
+TRACK_ID = re.compile(r"^TR_[0-9a-f]{12}$")
 #: SSRCs remembered per published track (a publisher's SSRC changes on restarts)
 MAX_SSRCS_PER_TRACK = 3
 
@@ -69,6 +71,7 @@ class PublisherSide:
         self.ssrc_table = SsrcTable(self._routes_changed)
         self._mid_ext_ids: set[int] = set()
         self._rid_ext_ids: dict[str, int] = {}  # by mid
+        self._declared_ids: dict[str, str] = {}  # by mid (an edge's publication)
         #: arrival record of the publisher's transport-wide sequence numbers (its feedback)
         self.twcc_rx: TwccRecorder | None = None
         #: a transport made to replace a dead one gets a fresh DTLS certificate
@@ -93,6 +96,9 @@ class PublisherSide:
             raise PermissionDenied("this participant may not publish")
         offer = sdp.parse(sdp_text)
         sources = _declared_sources(declared)
+        # a page on an edge node: the edge publishes its tracks under the ids it gave them
+        # there, so that every node names a track alike (docs/cluster.md, "Edge relays")
+        self._declared_ids = _declared_ids(declared) if owner.info.via else {}
         owner.ensure_open()
         await self._maybe_restart(offer)
         if self.transport is None:
@@ -192,7 +198,8 @@ class PublisherSide:
                 continue
             source = sources.get(m.mid) or ("microphone" if m.kind == "audio" else "camera")
             track = PublishedTrack(
-                track_id=f"TR_{secrets.token_hex(6)}", participant_id=owner.id, kind=m.kind,
+                track_id=self._declared_ids.get(m.mid) or f"TR_{secrets.token_hex(6)}",
+                participant_id=owner.id, kind=m.kind,
                 source=source, mid=m.mid, codec=m.codec, publisher_pt=m.pt,
                 ext_map=m.ext_map, ssrc=m.ssrc, rtx_ssrc=m.rtx_ssrc,
                 upstream=self.transport, receiver_ssrc=owner.rtcp_ssrc,
@@ -239,15 +246,7 @@ class PublisherSide:
     def ingress_sources(self) -> list[IngressSource]:
         """The sources whose packets the compiled ingress step may take now: asked by the
         publisher transport once what they are made from changed."""
-        found: list[IngressSource] = []
-        for ssrc, layer in self.ssrc_table.items():
-            track = layer.track
-            source = track.ingress_source(layer, ssrc)
-            if source is not None:
-                found.append(IngressSource(
-                    ssrc, source[0], track.ingress_state, layer.counters, source[1],
-                    (track, layer)))
-        return found
+        return ingress_sources_of(self.ssrc_table)
 
     def on_ingress(self, flags: int, rx: Any, data: bytes, handle: Any) -> None:
         """A packet the compiled ingress step handled but left something of to Python
@@ -408,6 +407,28 @@ class PublisherSide:
     def unpublish_all(self) -> None:
         for mid in list(self.tracks):
             self.unpublish(mid)
+
+
+def ingress_sources_of(routes: dict[int, Layer]) -> list[IngressSource]:
+    """The compiled ingress step's sources for SSRC routes (a publisher's, a relay's)."""
+    found: list[IngressSource] = []
+    for ssrc, layer in routes.items():
+        track = layer.track
+        source = track.ingress_source(layer, ssrc)
+        if source is not None:
+            found.append(IngressSource(
+                ssrc, source[0], track.ingress_state, layer.counters, source[1],
+                (track, layer)))
+    return found
+
+
+def _declared_ids(declared: list[dict[str, Any]] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in declared or []:
+        if isinstance(item, dict) and isinstance(item.get("mid"), str) and isinstance(
+                item.get("trackId"), str) and TRACK_ID.match(item["trackId"]):
+            out[item["mid"]] = item["trackId"]
+    return out
 
 
 def _declared_sources(declared: list[dict[str, Any]] | None) -> dict[str, str]:

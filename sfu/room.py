@@ -78,6 +78,10 @@ class Room:
         self.presence_stats = presence_stats or PresenceStats()
         self.created_at = time.time()
         self.participants: dict[str, Participant] = {}
+        #: relay sessions of edge nodes (by participant id): each receives every track
+        #: once for its node's pages, except those its own pages publish; not participants
+        #: of the lesson (no presence, no events), but told what the participants are
+        self.relays: dict[str, Participant] = {}
         self.closed = False
         #: called after a participant's grace window ran out and it was removed
         self.on_expired: Callable[[Room], Any] | None = None
@@ -108,7 +112,7 @@ class Room:
     def broadcast(self, message: dict[str, Any], exclude: Participant | None = None) -> None:
         """Send ``message`` to every participant (but ``exclude``); one failing send is
         logged and the others still get it."""
-        for p in list(self.participants.values()):
+        for p in [*self.participants.values(), *self.relays.values()]:
             if p is not exclude:
                 try:
                     p.send(message)
@@ -135,6 +139,22 @@ class Room:
             if other is not p:
                 for track in other.tracks.values():
                     p.subscribe(track)
+
+    def add_relay(self, relay: Participant) -> None:
+        """An edge node's relay session: it subscribes to every track but those of the
+        edge's own pages (docs/cluster.md, "Edge relays")."""
+        if self.closed:
+            raise RoomClosed(f"room {self.id!r} is closed")
+        self.relays[relay.id] = relay
+        for other in self.participants.values():
+            if other.info.via != relay.info.relay:
+                for track in other.tracks.values():
+                    relay.subscribe(track)
+
+    async def remove_relay(self, relay: Participant) -> None:
+        if self.relays.get(relay.id) is relay:
+            del self.relays[relay.id]
+            await relay.close()
 
     # -- reconnection grace window ------------------------------------------------------
 
@@ -237,6 +257,9 @@ class Room:
         for other in self.participants.values():
             if other is not p:
                 other.subscribe(track)
+        for relay in self.relays.values():
+            if relay.info.relay != p.info.via:
+                relay.subscribe(track)
         self._tell("track_published", p, track)
 
     @staticmethod
@@ -253,7 +276,7 @@ class Room:
     def track_unpublished(self, p: Participant, track: PublishedTrack) -> None:
         if self.speech is not None:
             self.speech.remove(track.id)
-        for other in self.participants.values():
+        for other in [*self.participants.values(), *self.relays.values()]:
             if other is not p:
                 other.unsubscribe(track.id)
         self.broadcast(
@@ -332,6 +355,9 @@ class Room:
             except Exception:
                 log.debug("send failed", exc_info=True)
             await self.remove(p, reason)
+        for relay in list(self.relays.values()):
+            relay.send({"type": "left", "reason": reason})
+            await self.remove_relay(relay)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -25,6 +25,7 @@ from classroom.room import (
     RecordingRefused,
 )
 from classroom.rooms import Classrooms
+from cluster.edge import Edges
 from cluster.registry import ClusterRegistry
 from cluster.rooms import ClusterRooms
 from events import EventBus
@@ -86,6 +87,8 @@ class ServerState:
     cluster: ClusterRegistry | None = None
     #: where this node's joins go (None: a single node, every room is here)
     cluster_rooms: ClusterRooms | None = None
+    #: the rooms this node serves as an edge of their origin (None: relays off)
+    edges: Edges | None = None
     #: a room's classroom made from the state another node replicated (None: nothing
     #: replicated, or a single node)
     take_over: Callable[[str], Awaitable[Classroom | None]] | None = None

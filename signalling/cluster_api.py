@@ -18,14 +18,18 @@ import aiohttp
 from aiohttp import web
 
 from classroom import replica
-from cluster.metrics import ClusterCollector
+from cluster.edge import Edges
+from cluster.metrics import ClusterCollector, RelayCollector
 from cluster.node import Announcer, RateSince, node_id
 from cluster.placement import Placement, PlacementError
 from cluster.registry import ClusterRegistry
 from cluster.rooms import ClusterRooms, Elsewhere
 from cluster.state import Part, StateStore, StateWriter
+from events import EventBus
 from sfu.metrics import forwarded_packets
+from sfu.room import RoomRegistry
 
+from . import tokens
 from .handover import Drain, Handover
 from .responses import json_error
 
@@ -97,6 +101,9 @@ def install(app: web.Application, state: ServerState) -> None:
     state.classrooms.on_room_closed.append(handover.closed)
     state.registry.register(ClusterCollector(registry, rooms, writer))
     state.take_over = handover.take_over
+    if cc.relays:
+        state.edges = _edges(state, registry.node_id)
+    state.registry.register(RelayCollector(state.rooms, lambda: state.edges))
     joining: list[asyncio.Task[None]] = []
 
     async def drain_api(request: web.Request) -> web.Response:
@@ -189,6 +196,8 @@ def install(app: web.Application, state: ServerState) -> None:
     async def on_shutdown(app: web.Application) -> None:
         for task in joining:
             task.cancel()
+        if state.edges is not None:
+            await state.edges.close()
         await writer.stop()
         await rooms.close()  # the closed rooms' releases
         if draining.tasks:
@@ -239,3 +248,19 @@ async def _forward(request: web.Request, where: Elsewhere, body: bytes | None = 
     except (aiohttp.ClientError, TimeoutError) as exc:
         return json_error(502, "origin_unreachable", f"the room's node {where.node} at "
                       f"{where.url} did not answer: {type(exc).__name__}: {exc}")
+
+
+def _edges(state: ServerState, node: str) -> Edges:
+    """Edge relays (docs/cluster.md): the rooms this node serves for pages of its region
+    while their origin is elsewhere, in a registry of their own (not classrooms here)."""
+    cfg = state.config
+
+    def relay_token(room: str) -> str:
+        return tokens.mint(cfg.auth.api_key, cfg.auth.api_secret, room=room,
+                           identity=f"relay:{node}", role="observer", ttl_s=60, relay=node)
+
+    # the lesson's events are the origin's: an edge room's own (its pages coming and going
+    # as media) stay here
+    rooms = RoomRegistry(EventBus(history=100), max_participants=cfg.rooms.max_participants,
+                         auto_create=True, reconnect_window_s=0.0)
+    return Edges(rooms, state.media, relay_token)

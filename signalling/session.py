@@ -12,6 +12,7 @@ import logging
 import re
 import secrets
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -19,13 +20,15 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from classroom.errors import ClassroomError
 from classroom.room import Classroom
 from cluster.placement import PlacementError
+from cluster.rooms import Elsewhere
 from sfu.errors import ResumeRefused, SfuError
 from sfu.negotiation import NoCommonCodecError
-from sfu.participant import QUALITIES, Participant, ParticipantInfo
+from sfu.participant import QUALITIES, Grants, Participant, ParticipantInfo
 from sfu.room import Room
 from sfu.sdp import SdpError
 
 from . import tokens, turn
+from .edge import LOCAL_TYPES, EdgeLink, page_messages
 
 if TYPE_CHECKING:
     from .app import ServerState
@@ -39,6 +42,8 @@ CLIENT_TYPES = ("join", "resume", "offer", "answer", "candidate", "mute", "set_q
                 "restart_ice", "leave", "ping", "poll_create", "poll_answer", "poll_close",
                 "poll_publish", "poll_results", "hand_raise", "hand_lower", "chat_send",
                 "chat_delete", "react", "recording_start", "recording_stop")
+#: what an edge's relay session may send (it receives media; docs/cluster.md)
+RELAY_TYPES = ("answer", "candidate", "set_quality", "restart_ice", "leave", "ping")
 #: the session ended because the socket went away (not a leave, not an error of ours)
 CONNECTION_LOST = "connection_lost"
 TARGETS = ("publisher", "subscriber")
@@ -68,6 +73,8 @@ class SignallingSession:
         self.room: Room | None = None
         #: the classroom tools of the room (polls, hands, chat, recording)
         self.classroom: Classroom | None = None
+        #: a page served here as an edge of its room's origin: its session with the origin
+        self.edge: EdgeLink | None = None
         self._outbox: asyncio.Queue[dict[str, Any] | object | None] = asyncio.Queue()
         self._ended = False
         self._close_code = WSCloseCode.OK
@@ -179,6 +186,12 @@ class SignallingSession:
             if self.participant is None and mtype not in ("join", "resume"):
                 raise ProtocolError("not_joined", "the first frame must be 'join' or 'resume'",
                                     fatal=True)
+            if self.participant is not None and self.participant.info.relay and (
+                    mtype not in RELAY_TYPES):
+                raise ProtocolError("permission_denied", "a relay session only receives media")
+            if self.edge is not None and mtype not in LOCAL_TYPES:
+                await self._on_edge(msg)  # (a leave goes to the origin as the link closes)
+                return None
             outcome: str | None = await getattr(self, f"_on_{mtype}")(msg)
             return outcome
         except ProtocolError as exc:
@@ -210,9 +223,18 @@ class SignallingSession:
         cfg = self.state.config
         claims = tokens.verify(msg.get("token"), cfg.auth.api_key, cfg.auth.api_secret)
         extras = await self.state.join_gate(claims) if self.state.join_gate is not None else {}
-        if await self._redirected(claims.room, claims.region):
+        if (claims.relay or claims.via) and self.state.cluster is None:
+            raise tokens.TokenError("relay and edge sessions exist only in a cluster")
+        where = await self._route(claims.room, claims.region)
+        if where is not None:
+            if self._edge_for(where) and not claims.relay and not claims.via:
+                return await self._join_as_edge(claims, where)
+            self._redirect(where)
             return "redirected"
         classroom = await self._open_here(claims.room)
+        if claims.relay:
+            self._enter_relay(claims, classroom)
+            return None
         servers = await self._servers()
         participant, others = await self._enter(claims, classroom, f"PA_{secrets.token_hex(6)}")
         # queued before anything room.add scheduled for this participant (subscriber offer):
@@ -240,8 +262,10 @@ class SignallingSession:
         while (previous := room.by_identity(claims.identity)) is not None:
             previous.send({"type": "left", "reason": "replaced"})
             await room.remove(previous, "replaced")
+        # a page on an edge node receives its media there, from the edge's relay
+        grants = replace(claims.grants, subscribe=False) if claims.via else claims.grants
         info = ParticipantInfo(id=participant_id, identity=claims.identity, name=claims.name,
-                               role=claims.role, grants=claims.grants)
+                               role=claims.role, grants=grants, via=claims.via)
         participant = Participant(info, room, self.state.media, self.send)
         others = [p.describe() for p in room.participants.values()]
         room.add(participant)  # room_full / room_closed: refused before 'joined' is sent
@@ -249,27 +273,104 @@ class SignallingSession:
         participant.attach(self.send, self._closed_by_server, self._taken_over)
         return participant, others
 
-    async def _redirected(self, room: str, region: str = "") -> bool:
-        """In a cluster, a join for a room whose origin is another node is sent there
-        (docs/cluster.md): ``redirect`` with its URL, then the socket closes. A room its
-        join opens is placed in the token's region, else this node's."""
+    def _enter_relay(self, claims: tokens.JoinClaims, classroom: Classroom) -> None:
+        """An edge node's relay session (docs/cluster.md, "Edge relays"): it receives each
+        track of the room once for all of that node's pages, and the room's messages."""
+        room = classroom.media
+        info = ParticipantInfo(id=f"PA_{secrets.token_hex(6)}", identity=claims.identity,
+                               name=claims.name, role="observer",
+                               grants=Grants(publish=False, subscribe=True),
+                               relay=claims.relay)
+        relay = Participant(info, room, self.state.media, self.send)
+        others = [p.describe() for p in room.participants.values()]
+        room.add_relay(relay)
+        self.participant, self.room, self.classroom = relay, room, classroom
+        relay.attach(self.send, self._closed_by_server, self._taken_over)
+        self.send({"type": "joined", "room": classroom.id, "participant": relay.describe(),
+                   "participants": others, **self._resume_info(relay, room)})
+
+    async def _route(self, room: str, region: str = "") -> Elsewhere | None:
+        """In a cluster, the room's origin when it is another node (docs/cluster.md); a
+        room its join opens is placed in the token's region, else this node's."""
         if self.state.cluster_rooms is None:
-            return False
+            return None
         try:
-            where = await self.state.cluster_rooms.route(room, region or None)
+            return await self.state.cluster_rooms.route(room, region or None)
         except PlacementError as exc:
             raise ProtocolError(exc.code, str(exc), fatal=True) from None
-        if where is None:
-            return False
+
+    def _redirect(self, where: Elsewhere) -> None:
+        """``redirect`` to the room's origin; the socket then closes."""
         self.send({"type": "redirect", "url": where.url, "node": where.node,
                    "reason": "room_elsewhere"})
-        return True
+
+    async def _redirected(self, room: str, region: str = "") -> bool:
+        where = await self._route(room, region)
+        if where is not None:
+            self._redirect(where)
+        return where is not None
+
+    def _edge_for(self, where: Elsewhere) -> bool:
+        """Whether this node serves a page of its region as an edge of the room's origin
+        in another region (relays on), rather than redirecting it."""
+        cluster = self.state.cluster
+        return (self.state.edges is not None and cluster is not None and bool(where.region)
+                and where.region != self.state.config.cluster.region)
+
+    async def _join_as_edge(self, claims: tokens.JoinClaims, where: Elsewhere) -> str | None:
+        """The page's media is served here from the room's edge; its session goes on with
+        the origin as the same participant (docs/cluster.md, "Edge relays")."""
+        edges, cfg = self.state.edges, self.state.config
+        assert edges is not None and self.state.cluster is not None
+        try:
+            edge = await edges.open(claims.room, where)
+        except ConnectionError as exc:
+            raise ProtocolError("no_node", f"the room's origin cannot be reached: {exc}",
+                                fatal=True) from None
+        link = EdgeLink(edge, self.send, self._closed_by_server)
+        via = tokens.mint(
+            cfg.auth.api_key, cfg.auth.api_secret, room=claims.room, identity=claims.identity,
+            name=claims.name, role=claims.role, grants=claims.grants,
+            expires_at=claims.expires_at, region=claims.region,
+            lesson=(claims.lesson, claims.lesson_rev) if claims.lesson else None,
+            via=self.state.cluster.node_id)
+        try:
+            joined = await link.join(via)
+        except ConnectionError as exc:
+            await link.close(leave=False)
+            await edges.left(claims.room)
+            raise ProtocolError("no_node", str(exc), fatal=True) from None
+        if joined.get("type") != "joined":  # refused there: the page hears why
+            await link.close(leave=False)
+            await edges.left(claims.room)
+            self.send(joined)
+            return "disconnected"
+        info = ParticipantInfo(id=joined["participant"]["id"], identity=claims.identity,
+                               name=claims.name, role=claims.role, grants=claims.grants)
+        to_page = page_messages(self.send)
+        participant = Participant(info, edge.room, self.state.media, to_page)
+        try:
+            edge.room.add(participant)
+        except SfuError:
+            await link.close(leave=True)
+            await edges.left(claims.room)
+            raise
+        self.participant, self.room, self.edge = participant, edge.room, link
+        participant.attach(to_page, self._closed_by_server, self._taken_over)
+        self.send({**joined, "servers": [],
+                   "iceServers": turn.ice_servers(cfg.turn, claims.identity)})
+        link.start()
+        return None
 
     async def _on_resume(self, msg: dict[str, Any]) -> None:
         if self.participant is not None:
             raise ProtocolError("already_joined", "this socket has already joined")
         room_id = _field(msg, "room", str)
         participant_id = _field(msg, "participantId", str)
+        if self.state.edges is not None and room_id in self.state.edges.edges:
+            self.state.rooms.presence_stats.refused += 1
+            raise ResumeRefused("a page served by an edge node joins again after a lost "
+                                "connection")
         classroom = self.state.classrooms.get(room_id)
         if self.state.cluster_rooms is not None and (
                 classroom is None or participant_id not in classroom.media.participants):
@@ -346,8 +447,26 @@ class SignallingSession:
             self.send({"type": "left", "reason": "resumed_elsewhere"})
         self._outbox.put_nowait(_CLOSE)
 
+    async def _on_edge(self, msg: dict[str, Any]) -> None:
+        """A page served here as an edge: what it says goes to the origin, its media
+        settings are also applied here."""
+        assert self.edge is not None and self.participant is not None
+        if msg["type"] == "set_quality":
+            await self._on_set_quality(msg)
+            self.edge.edge.want(self.participant.id, msg["trackId"], msg["quality"])
+            return  # (the edge asks the origin for what its pages want together)
+        if msg["type"] == "mute":
+            await self._on_mute(msg)
+        try:
+            await self.edge.forward(msg)
+        except ConnectionError:
+            self._closed_by_server()  # the page reconnects
+
     async def _on_offer(self, msg: dict[str, Any]) -> None:
         assert self.participant is not None
+        if self.edge is not None:
+            raise ProtocolError("permission_denied", "publishing through an edge node is not "
+                                "available yet; use the origin (docs/cluster.md)")
         if msg.get("target", "publisher") != "publisher":
             raise ProtocolError("bad_message", "clients offer only on target 'publisher'")
         sdp_text = _field(msg, "sdp", str)
@@ -467,6 +586,16 @@ class SignallingSession:
         p, room = self.participant, self.room
         self.participant = None
         if p is None or room is None:
+            return
+        if self.edge is not None:  # the page's media here ends with its session
+            await self.edge.close(leave=reason != CONNECTION_LOST)
+            self.edge.edge.forget(p.id)
+            await room.remove(p, "disconnected" if reason == CONNECTION_LOST else reason)
+            if self.state.edges is not None:
+                await self.state.edges.left(room.id)
+            return
+        if p.info.relay:  # an edge's relay comes back as a new session
+            await room.remove_relay(p)
             return
         if reason == CONNECTION_LOST and room.reconnect_window_s > 0:
             # the grace window (sfu.presence) counts from when the client was last known

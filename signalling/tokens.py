@@ -20,6 +20,8 @@ from sfu.participant import ROLES, Grants
 
 ALGORITHM = "HS256"
 REGION_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+#: a cluster node's id (relay and via claims)
+NODE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 DEFAULT_GRANTS = {
     "instructor": Grants(publish=True, subscribe=True, moderate=True, record=True),
@@ -58,13 +60,18 @@ class JoinClaims:
     #: where the participant is (a cluster places a room its join opens there); "" = the
     #: region of the node it reached
     region: str = ""
+    #: a relay session (docs/cluster.md, "Edge relays"): the edge node whose pages it
+    #: carries media for; minted by that node with the cluster's shared secret
+    relay: str = ""
+    #: a participant whose page is on an edge node (its media served there): that node
+    via: str = ""
 
 
 def mint(
     api_key: str, secret: str, *, room: str, identity: str, name: str = "",
     role: str = "student", ttl_s: int = 6 * 3600, grants: Grants | None = None,
     now: float | None = None, not_before: int | None = None, expires_at: int | None = None,
-    lesson: tuple[str, int] | None = None, region: str = "",
+    lesson: tuple[str, int] | None = None, region: str = "", relay: str = "", via: str = "",
 ) -> str:
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}")
@@ -85,6 +92,11 @@ def mint(
         if not REGION_RE.match(region):
             raise ValueError("region must match [A-Za-z0-9_-]{1,32}")
         claims["region"] = region
+    for name, node in (("relay", relay), ("via", via)):
+        if node:
+            if not NODE_RE.match(node):
+                raise ValueError(f"{name} must be a node id ([A-Za-z0-9_.-]{{1,64}})")
+            claims[name] = node
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
@@ -128,8 +140,13 @@ def verify(token: object, api_key: str, secret: str) -> JoinClaims:
     region = claims.get("region", "")
     if not isinstance(region, str) or region and not REGION_RE.match(region):
         raise TokenError("token region must match [A-Za-z0-9_-]{1,32}")
+    nodes = {name: claims.get(name, "") for name in ("relay", "via")}
+    for name, node in nodes.items():
+        if not isinstance(node, str) or node and not NODE_RE.match(node):
+            raise TokenError(f"token {name} must be a node id")
     return JoinClaims(room, str(claims["sub"]), str(claims.get("name") or claims["sub"]), role,
-                      grants, int(claims["exp"]), lesson, lesson_rev, region)
+                      grants, int(claims["exp"]), lesson, lesson_rev, region,
+                      nodes["relay"], nodes["via"])
 
 
 OPERATOR_SCOPE = "operator"

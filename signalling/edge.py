@@ -1,0 +1,86 @@
+"""A page's session on an edge node (docs/cluster.md, "Edge relays").
+
+The page's media is served here, from the room's edge (``cluster.edge``); everything else
+it says and hears is the origin's: the edge carries the page's session to the origin as
+the same participant (its join token, with the ``via`` claim naming this node), passes its
+classroom actions on and brings back the room's messages. The media messages are the
+edge's own, both ways.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from cluster.edge import EdgeRoom, OriginSocket
+
+log = logging.getLogger(__name__)
+
+#: what the page's media connections with this node are made of: handled here, not sent
+#: to the origin (``mute`` and ``set_quality`` are handled here and told to it)
+LOCAL_TYPES = frozenset({"offer", "answer", "candidate", "restart_ice", "ping", "leave"})
+#: what the edge's own room tells a page (its media); the rest of what a page hears
+#: comes from the origin
+FROM_EDGE = frozenset({"offer", "answer", "candidate", "restart_ice", "track_paused",
+                       "track_resumed", "publisher_layers", "left", "error", "pong"})
+#: the origin's messages about media connections the page does not have with it
+NOT_FROM_ORIGIN = frozenset({"offer", "answer", "candidate", "restart_ice",
+                             "publisher_layers", "track_paused", "track_resumed"})
+
+
+class EdgeLink:
+    """The origin's side of one page's session on this edge."""
+
+    def __init__(self, edge: EdgeRoom, to_page: Callable[[dict[str, Any]], None],
+                 on_ended: Callable[[], None]) -> None:
+        self.edge = edge
+        self.socket = OriginSocket(edge.origin)
+        self._to_page = to_page
+        self._on_ended = on_ended
+        self._reader: asyncio.Task[None] | None = None
+        self.closed = False
+
+    async def join(self, token: str) -> dict[str, Any]:
+        """Join the origin as the page's participant: its ``joined`` (or its refusal:
+        ``error``, ``redirect``)."""
+        return await self.socket.join(token)
+
+    def start(self) -> None:
+        self._reader = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        await self.socket.messages(self._from_origin)
+        if not self.closed:  # the origin went away under the page: it reconnects
+            log.warning("edge %s: a page's session with the origin ended", self.edge.room.id)
+            self._on_ended()
+
+    async def _from_origin(self, msg: dict[str, Any]) -> None:
+        mtype = msg.get("type")
+        if mtype in NOT_FROM_ORIGIN:
+            return
+        self._to_page(msg)
+        if mtype in ("left", "redirect"):
+            self.closed = True
+            self._on_ended()
+
+    async def forward(self, msg: dict[str, Any]) -> None:
+        await self.socket.send(msg)
+
+    async def close(self, leave: bool) -> None:
+        self.closed = True
+        if self._reader is not None:
+            self._reader.cancel()
+        await self.socket.close(leave=leave)
+
+
+def page_messages(send: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    """The sender a page's participant in the edge's room uses: only its media messages
+    reach the page (the room's news comes from the origin)."""
+
+    def to_page(message: dict[str, Any]) -> None:
+        if message.get("type") in FROM_EDGE:
+            send(message)
+
+    return to_page

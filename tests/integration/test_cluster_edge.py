@@ -1,0 +1,128 @@
+"""Edge relays with real server processes and a real ``nats-server -js``
+(docs/cluster.md, "Edge relays"): the room's origin is in region eu, and students of
+region us join the us node, which serves their media as an edge. The origin sends each
+track once to the edge, however many students the edge serves; the lesson (who is there,
+the chat) is the origin's, both ways."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from benches.rawclient import RawClient
+from signalling import tokens
+from tests.conftest import ServerProcess, stop_server
+from tests.integration.cluster_harness import nats, node, until_nodes
+from tests.integration.sfu_harness import Pumper, parse_metrics, unique, wait_until
+from tests.nats_server import NatsServer
+
+pytestmark = pytest.mark.integration
+__all__ = ["nats"]  # (the fixture)
+
+
+@pytest_asyncio.fixture
+async def origin_and_edge(nats: NatsServer
+                          ) -> AsyncIterator[tuple[ServerProcess, ServerProcess, str]]:
+    await nats.start()
+    eu = node(nats, "eu1", "eu", SFU_CLUSTER_RELAYS="1")
+    us: ServerProcess | None = None
+    try:
+        us = node(nats, "us1", "us", SFU_CLUSTER_RELAYS="1")
+        await until_nodes(eu, {"eu1", "us1"})
+        await until_nodes(us, {"eu1", "us1"})
+        room = unique("lesson")
+        async with aiohttp.ClientSession(headers=eu.auth_header) as http, http.post(
+                eu.base_url + "/api/rooms", json={"name": room, "region": "eu"}) as res:
+            assert res.status == 201 and (await res.json())["node"] == "eu1"
+        yield eu, us, room
+    finally:
+        for server in (eu, us):
+            if server is not None:
+                stop_server(server)
+    for server in (eu, us):
+        assert not any("Traceback" in line for line in server.log), "".join(server.log[-40:])
+
+
+async def metrics(server: ServerProcess) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    async with aiohttp.ClientSession() as http, http.get(server.base_url + "/metrics") as res:
+        return parse_metrics(await res.text())
+
+
+def value(found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str,
+          **labels: str) -> float:
+    return found.get((name, frozenset(labels.items())), 0.0)
+
+
+async def test_students_on_an_edge_get_each_track_once_from_the_origin(
+        origin_and_edge: tuple[ServerProcess, ServerProcess, str]) -> None:
+    eu, us, room = origin_and_edge
+    teacher = RawClient(eu.ws_url, eu.mint_token(room, "teacher", role="instructor"))
+    students = [RawClient(us.ws_url, tokens.mint(us.api_key, us.api_secret, room=room,
+                                                 identity=f"student{i}", region="us"))
+                for i in range(3)]
+    pump: Pumper | None = None
+    try:
+        await teacher.connect()
+        published = set((await teacher.publish()).values())
+        pump = Pumper(teacher).start()
+        joined = [await s.connect() for s in students]
+        # each student joined the lesson on the origin: it sees the teacher, the teacher
+        # sees it, and it is the same participant everywhere
+        for s, j in zip(students, joined, strict=True):
+            assert [p["identity"] for p in j["participants"]][:1] == ["teacher"]
+            assert {t["id"] for t in j["participants"][0]["tracks"]} == published
+            await teacher.wait_for("participant_joined", pred=lambda m, s=s: m[
+                "participant"]["id"] == s.joined["participant"]["id"])
+        # ... and gets the teacher's audio and video from the edge
+        for s in students:
+            await s.wait_subscribed()
+        await wait_until(lambda: all(
+            (rec := s.received_for_track(t)) is not None and rec.packets > 50
+            for s in students for t in published), what="media on every student")
+        # the origin sends each track once to the edge, not once per student
+        at_origin = await metrics(eu)
+        assert value(at_origin, "sfu_relay_subscriptions", edge="us1") == 2
+        sent_to_edge = value(at_origin, "sfu_relay_packets_sent_total", edge="us1")
+        sent = pump.sent["audio"] + pump.sent["video"]
+        assert 0 < sent_to_edge <= sent * 1.05, (sent_to_edge, sent)
+        at_edge = await metrics(us)
+        assert value(at_edge, "sfu_edge_rooms") == 1
+        assert value(at_edge, "sfu_edge_pages") == 3
+        assert value(at_edge, "sfu_edge_relayed_tracks") == 2
+        print(f"origin sent {sent_to_edge:.0f} packets to the edge for 3 students "
+              f"({sent} published)")
+        # the classroom is the origin's, both ways
+        await students[0].send({"type": "chat_send", "text": "hello from the edge"})
+        heard = await teacher.wait_for("chat")
+        assert (heard["name"], heard["text"]) == ("student0", "hello from the edge")
+        await teacher.send({"type": "chat_send", "text": "welcome"})
+        for s in students:
+            await s.wait_for("chat", pred=lambda m: m["text"] == "welcome")
+        # a student who leaves is gone from the lesson; the edge closes with its last
+        left_id = students[2].joined["participant"]["id"]
+        await students.pop().close()
+        gone = await teacher.wait_for("participant_left",
+                                      pred=lambda m: m["participantId"] == left_id)
+        assert gone["reason"] == "left"
+        for s in students:
+            await s.close()
+        students.clear()
+
+        async def edge_closed() -> bool:
+            return value(await metrics(us), "sfu_edge_rooms") == 0 and value(
+                await metrics(eu), "sfu_relay_subscriptions", edge="us1") == 0
+
+        for _ in range(100):
+            if await edge_closed():
+                break
+            await asyncio.sleep(0.1)
+        assert await edge_closed()
+    finally:
+        if pump is not None:
+            await pump.stop()
+        for client in (teacher, *students):
+            await client.close()
