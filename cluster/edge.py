@@ -127,6 +127,8 @@ class EdgeRoom:
         self.closed = False
         self.socket = OriginSocket(origin)
         self._tasks: list[asyncio.Task[None]] = []
+        #: called when the relay session ended by itself (the edge is then of no use)
+        self.on_ended: Callable[[EdgeRoom], None] | None = None
 
     # -- the relay session -------------------------------------------------------------
 
@@ -143,9 +145,11 @@ class EdgeRoom:
 
     async def _read(self) -> None:
         await self.socket.messages(self._on_message)
-        if not self.closed:
+        if not self.closed:  # the room closed or moved there, or the origin went away
             log.warning("edge %s: the relay session to %s ended", self.room.id,
                         self.origin.node)
+            if self.on_ended is not None:
+                self.on_ended(self)
 
     async def _on_message(self, msg: dict[str, Any]) -> None:
         mtype = msg.get("type")
@@ -323,6 +327,7 @@ class Edges:
         self._relay_token = relay_token
         self.edges: dict[str, EdgeRoom] = {}
         self._opening: dict[str, asyncio.Future[EdgeRoom]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
 
     async def open(self, room_id: str, origin: Elsewhere) -> EdgeRoom:
         """The room's edge here, its relay session joined (one per room, however many
@@ -338,6 +343,7 @@ class Edges:
         try:
             room = self.rooms.create(room_id, auto_created=True, audio_speakers=0)
             edge = EdgeRoom(room, origin, self.params, lambda: self._relay_token(room_id))
+            edge.on_ended = self._ended
             await edge.start()
             self.edges[room_id] = edge
             future.set_result(edge)
@@ -349,20 +355,30 @@ class Edges:
         finally:
             del self._opening[room_id]
 
+    def _ended(self, edge: EdgeRoom) -> None:
+        """The relay session ended under the edge (the room closed or moved there, or the
+        origin failed): the next page opens a new one. The pages here hear why from the
+        origin on their own sessions, and the room goes with the last of them."""
+        if self.edges.get(edge.room.id) is edge:
+            del self.edges[edge.room.id]
+        task = asyncio.ensure_future(edge.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
     async def left(self, room_id: str) -> None:
         """A page left: the edge closes with its last local page."""
-        edge = self.edges.get(room_id)
-        if edge is None:
+        room = self.rooms.rooms.get(room_id)
+        if room is None or any(not isinstance(p, RemoteParticipant)
+                               for p in room.participants.values()):
             return
-        if edge.pages():
-            return
-        del self.edges[room_id]
-        await edge.close()
+        edge = self.edges.pop(room_id, None)
+        if edge is not None:
+            await edge.close()
         await self.rooms.close(room_id, "empty")
 
     async def close(self) -> None:
-        for room_id in list(self.edges):
-            edge = self.edges.pop(room_id)
+        for edge in list(self.edges.values()):
             await edge.close()
+        self.edges.clear()
+        for room_id in list(self.rooms.rooms):
             await self.rooms.close(room_id, "server_shutdown")
-

@@ -66,6 +66,13 @@ def test_documented_metrics_are_exported(tmp_path: Path) -> None:
         "nats://127.0.0.1:1", lambda: NodeInfo("n", "r", "http://n", 1))
     registry.register(ClusterCollector(cluster, ClusterRooms(cluster, "r", list), StateWriter(
         StateStore(cluster), lambda room: {}, list)))
+    from cluster.edge import Edges
+    from cluster.metrics import RelayCollector
+    from sfu.participant import MediaParams
+    from sfu.transport import new_certificate
+    edges = Edges(RoomRegistry(EventBus(), max_participants=5, auto_create=True),
+                  MediaParams(new_certificate(), ("127.0.0.1",)), lambda room: "")
+    registry.register(RelayCollector(media_rooms, lambda: edges))
     exported = generate_latest(registry).decode()
     documented = set(re.findall(r"`(sfu_[a-z_]+)`", (ROOT / "docs" / "metrics.md").read_text()))
     types = set(re.findall(r"^# TYPE (\S+) ", exported, re.M))

@@ -187,6 +187,8 @@ def _token(kind: str, server: Any, room: str) -> str:
         return tokens.mint("another-api-key", secret, room=room, identity="intruder")
     if kind == "garbage":
         return "garbage.not-a.jwt"
+    if kind in ("relay", "via"):  # (genuine, but a single node has no edges)
+        return tokens.mint(key, secret, room=room, identity="intruder", **{kind: "edge-1"})
     if kind == "alg_none":
         header = b'{"alg":"none","typ":"JWT"}'
         body = json.dumps({"iss": key, "sub": "intruder", "room": room,
@@ -203,6 +205,8 @@ def _token(kind: str, server: Any, room: str) -> str:
     ("wrong_issuer", "invalid_token"),
     ("garbage", "invalid_token"),
     ("alg_none", "invalid_token"),
+    ("relay", "invalid_token"),
+    ("via", "invalid_token"),
 ])
 async def test_bad_token_is_refused_and_socket_closed(
     pair: HealthyPair, http: Http, probes: Probes, kind: str, code: str

@@ -203,3 +203,16 @@ def test_region_claim() -> None:
         if bad == "":
             continue  # (an empty claim is the same as none)
         assert "region" in str(refused(encode(base_claims(region=bad))))
+
+
+@pytest.mark.parametrize("claim", ["relay", "via"])
+def test_relay_and_via_claims(claim: str) -> None:
+    """A node's claims (docs/cluster.md, "Edge relays"): the node id carried when given,
+    absent otherwise, a malformed one refused at minting and at verification."""
+    claims = tokens.verify(mint(**{claim: "us-1.b"}), KEY, SECRET)
+    assert getattr(claims, claim) == "us-1.b"
+    assert getattr(tokens.verify(mint(), KEY, SECRET), claim) == ""
+    with pytest.raises(ValueError, match=claim):
+        mint(**{claim: "us 1"})
+    for bad in ("x" * 65, "us/1", 7, ["us"]):
+        assert claim in str(refused(encode(base_claims(**{claim: bad}))))
