@@ -35,6 +35,7 @@ from sfu.track import PublishedTrack
 from sfu.transport import MediaTransport
 
 from .rooms import Elsewhere
+from .uplink import Uplink
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,8 @@ class EdgeRoom:
         self.closed = False
         self.socket = OriginSocket(origin)
         self._tasks: list[asyncio.Task[None]] = []
+        #: the pages' tracks on their way to the origin (cluster.uplink), ticked here
+        self.uplinks: set[Uplink] = set()
         #: called when the relay session ended by itself (the edge is then of no use)
         self.on_ended: Callable[[EdgeRoom], None] | None = None
 
@@ -288,9 +291,11 @@ class EdgeRoom:
         """Receiver reports of every relayed stream (the origin counts a silent relay
         connection as dead), and the pages' demand where it changed."""
         transport = self.transport
+        now = self.room_clock()
+        for uplink in list(self.uplinks):
+            uplink.tick(now)
         if transport is not None and transport.ready:
             blocks: list[rtcp.ReportBlock] = []
-            now = self.room_clock()
             for track in self.tracks():
                 blocks += track.receiver_report_blocks(now)
             transport.send_rtcp(rtcp.build_rr(self.rtcp_ssrc, blocks[:31]))

@@ -2,7 +2,7 @@
 participant receives it, into one WebM per track, written to two sinks, checked at the end.
 
 Each track gets a :class:`~sfu.track.Subscription` whose downstream is a
-:class:`RecorderDownstream` instead of a WebRTC transport: the forwarder hands it the
+:class:`sfu.track.PacketDownstream` instead of a WebRTC transport: the forwarder hands it the
 packets with its rewritten (continuous) sequence numbers and timestamps, the recorder's
 NACKs are answered from the SFU's retransmission cache (``Subscription.on_nack``), and its
 keyframe requests go to the publisher as PLIs, throttled like everyone's. Video is
@@ -28,7 +28,6 @@ import hashlib
 import json
 import logging
 import secrets
-import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ from classroom.files import room_file_name
 from events import EventBus
 from events.bus import Event
 from sfu.participant import now_ms
-from sfu.track import PublishedTrack, Subscription
+from sfu.track import PacketDownstream, PublishedTrack, Subscription
 
 from .alarms import Alarms
 from .chunks import Chunk
@@ -50,7 +49,6 @@ from .verify import check_copy
 
 log = logging.getLogger(__name__)
 TICK_S = 0.05
-_SEQ_TS_SSRC = struct.Struct("!HII")
 
 
 @dataclass(frozen=True)
@@ -58,28 +56,6 @@ class Limits:
     stall_s: float = 10.0
     min_free_bytes: int = 1 << 30
     finish_timeout_s: float = 60.0
-
-
-class RecorderDownstream:
-    """What a recorder subscription sends to: packets become bytes for the recorder."""
-
-    fast_connection = None  # the compiled fan-out leaves these subscriptions to Python
-
-    def __init__(self, deliver: Callable[[bytes], None]) -> None:
-        self._deliver = deliver
-
-    def send_rewritten(self, packet: bytes, b1: int, seq: int, ts: int, ssrc: int,
-                       twcc_off: int = 0) -> bool:
-        buf = bytearray(packet)
-        buf[1] = b1
-        _SEQ_TS_SSRC.pack_into(buf, 2, seq, ts, ssrc)
-        self._deliver(bytes(buf))
-        return True
-
-    def send_rtp(self, packet: bytes) -> bool:
-        """A retransmission the recorder asked for (plain RTP: no RTX negotiated)."""
-        self._deliver(packet)
-        return True
 
 
 class RecordedTrack:
@@ -98,7 +74,7 @@ class RecordedTrack:
                                       sink=output.write, nack=self._nack,
                                       keyframe=self._keyframe)
         self.sub = Subscription(
-            track, RecorderDownstream(self._deliver), out_ssrc=secrets.randbits(32) | 1,
+            track, PacketDownstream(self._deliver), out_ssrc=secrets.randbits(32) | 1,
             rtx_ssrc=secrets.randbits(32) | 1, rtx_pt=None,
             first_seq=secrets.randbits(16), first_ts=secrets.randbits(32),
             on_close=lambda _sub: recording.track_ended(self))
@@ -113,15 +89,8 @@ class RecordedTrack:
         self.sub.activate(now)
 
     def choose_layer(self, now: float) -> None:
-        """Record the top simulcast layer that is arriving (the publisher may have stopped
-        sending the top one for lack of bandwidth); switches happen on keyframes."""
-        layers = self.track.layers
-        if len(layers) < 2:
-            return
-        best = max((layer.index for layer in layers if layer.receiving(now)),
-                   default=len(layers) - 1)
-        if best != self.sub.selector.target:
-            self.sub.set_target_layer(best, now)
+        """Record the top simulcast layer that is arriving; switches happen on keyframes."""
+        self.sub.follow_top_layer(now)
 
     def track_last_packet_ms(self) -> float:
         """When the publisher's packets for this track last arrived (any layer)."""

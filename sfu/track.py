@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .twcc import TwccRecorder
 
 _SEQ_TS = struct.Struct("!HI")
+_SEQ_TS_SSRC_PACK = struct.Struct("!HII").pack_into
 _fanout = ENGINE.fanout
 _rewrite = ENGINE.rewrite
 #: NACK handling bounds (a NACK is attacker-controlled input)
@@ -692,7 +693,7 @@ class FanoutPlan:
 
 class Downstream(Protocol):
     """Where a subscription sends: a subscriber's transport (sfu.transport.MediaTransport),
-    or a recorder (recorder.session.RecorderDownstream). One with a ``fast_connection``
+    or a :class:`PacketDownstream` (a recorder, an edge's uplink). One with a ``fast_connection``
     gets the compiled fan-out; others are sent to from Python. One whose compiled
     connection can change (a transport: connected, failed, closed) has
     ``route_listeners``, a list of callables it calls after each change."""
@@ -701,6 +702,30 @@ class Downstream(Protocol):
                        twcc_off: int = 0) -> bool: ...
 
     def send_rtp(self, packet: bytes) -> bool: ...
+
+
+class PacketDownstream:
+    """A downstream that is no subscriber's transport: each packet, as rewritten for the
+    subscription, goes to ``deliver`` (a recorder, an edge's uplink to its origin). The
+    compiled fan-out leaves these subscriptions to Python."""
+
+    fast_connection = None
+
+    def __init__(self, deliver: Callable[[bytes], object]) -> None:
+        self._deliver = deliver
+
+    def send_rewritten(self, packet: bytes, b1: int, seq: int, ts: int, ssrc: int,
+                       twcc_off: int = 0) -> bool:
+        buf = bytearray(packet)
+        buf[1] = b1
+        _SEQ_TS_SSRC_PACK(buf, 2, seq, ts, ssrc)
+        self._deliver(bytes(buf))
+        return True
+
+    def send_rtp(self, packet: bytes) -> bool:
+        """A retransmission (plain RTP: no RTX negotiated)."""
+        self._deliver(packet)
+        return True
 
 
 class Subscription:
@@ -808,6 +833,17 @@ class Subscription:
         self.forwarder.resync()
         sel = self.selector
         self.track.request_keyframe(now_ms, sel.target if sel.target >= 0 else max(sel.current, 0))
+
+    def follow_top_layer(self, now_ms: float) -> None:
+        """Go to the top simulcast layer that is arriving (the publisher may have stopped
+        sending the top one for lack of bandwidth): a recorder's choice, an uplink's."""
+        layers = self.track.layers
+        if len(layers) < 2:
+            return
+        best = max((layer.index for layer in layers if layer.receiving(now_ms)),
+                   default=len(layers) - 1)
+        if best != self.selector.target:
+            self.set_target_layer(best, now_ms)
 
     def set_target_layer(self, layer: int, now_ms: float, at_once: bool = False) -> None:
         """The allocator's choice; a layer not being received yet needs its keyframe.

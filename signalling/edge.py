@@ -15,6 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 from cluster.edge import EdgeRoom, OriginSocket
+from cluster.uplink import Uplink
+from sfu.participant import MediaParams, Participant
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ class EdgeLink:
         self._to_page = to_page
         self._on_ended = on_ended
         self._reader: asyncio.Task[None] | None = None
+        #: the page's published tracks on their way to the origin (once it publishes)
+        self.uplink: Uplink | None = None
         self.closed = False
 
     async def join(self, token: str) -> dict[str, Any]:
@@ -58,12 +62,25 @@ class EdgeLink:
 
     async def _from_origin(self, msg: dict[str, Any]) -> None:
         mtype = msg.get("type")
+        uplink = self.uplink
+        if uplink is not None and (
+                mtype == "answer" or mtype == "error" and msg.get("ref") == "offer"):
+            uplink.answers.put_nowait(msg)  # (the origin's answer to the edge's offer)
+            return
         if mtype in NOT_FROM_ORIGIN:
             return
         self._to_page(msg)
         if mtype in ("left", "redirect"):
             self.closed = True
             self._on_ended()
+
+    async def publish(self, page: Participant, params: MediaParams) -> None:
+        """Publish at the origin what the page publishes here (ConnectionError or
+        TimeoutError if the origin does not take it)."""
+        if self.uplink is None:
+            self.uplink = Uplink(page, params, self.socket.send)
+            self.edge.uplinks.add(self.uplink)
+        await self.uplink.sync()
 
     async def forward(self, msg: dict[str, Any]) -> None:
         await self.socket.send(msg)
@@ -72,6 +89,9 @@ class EdgeLink:
         self.closed = True
         if self._reader is not None:
             self._reader.cancel()
+        if self.uplink is not None:
+            self.edge.uplinks.discard(self.uplink)
+            await self.uplink.close()
         await self.socket.close(leave=leave)
 
 

@@ -464,9 +464,7 @@ class SignallingSession:
 
     async def _on_offer(self, msg: dict[str, Any]) -> None:
         assert self.participant is not None
-        if self.edge is not None:
-            raise ProtocolError("permission_denied", "publishing through an edge node is not "
-                                "available yet; use the origin (docs/cluster.md)")
+
         if msg.get("target", "publisher") != "publisher":
             raise ProtocolError("bad_message", "clients offer only on target 'publisher'")
         sdp_text = _field(msg, "sdp", str)
@@ -475,6 +473,12 @@ class SignallingSession:
             raise ProtocolError("bad_message", "field 'tracks' must be a list")
         answer = await self.participant.handle_publisher_offer(sdp_text, declared)
         self.send(answer)
+        if self.edge is not None:  # relayed to the room's origin (docs/cluster.md)
+            try:
+                await self.edge.publish(self.participant, self.state.media)
+            except (ConnectionError, TimeoutError) as exc:
+                raise ProtocolError("no_node", f"the room's origin did not take the "
+                                    f"published tracks: {exc}") from None
 
     async def _on_answer(self, msg: dict[str, Any]) -> None:
         assert self.participant is not None

@@ -126,3 +126,55 @@ async def test_students_on_an_edge_get_each_track_once_from_the_origin(
             await pump.stop()
         for client in (teacher, *students):
             await client.close()
+
+
+async def test_students_on_an_edge_publish_to_the_origin_once(
+        origin_and_edge: tuple[ServerProcess, ServerProcess, str]) -> None:
+    eu, us, room = origin_and_edge
+    teacher = RawClient(eu.ws_url, eu.mint_token(room, "teacher", role="instructor"))
+    students = [RawClient(us.ws_url, tokens.mint(us.api_key, us.api_secret, room=room,
+                                                 identity=f"student{i}", region="us"))
+                for i in range(2)]
+    pumps: list[Pumper] = []
+    try:
+        await teacher.connect()
+        await teacher.publish()
+        pumps.append(Pumper(teacher).start())
+        for s in students:
+            await s.connect()
+        # each student publishes on the edge: under the same track ids on both nodes
+        published = {}
+        for s in students:
+            published[s.joined["participant"]["id"]] = set((await s.publish()).values())
+            pumps.append(Pumper(s).start())
+        for pid, ids in published.items():
+            announced = await teacher.wait_for(
+                "track_published", pred=lambda m, pid=pid: m["track"]["participantId"] == pid)
+            assert announced["track"]["id"] in ids
+        # the teacher (origin) and the other student (same edge) get each student's media
+        await teacher.wait_subscribed()
+        for s in students:
+            await s.wait_subscribed()
+        wanted = [(teacher, t) for ids in published.values() for t in ids]
+        wanted += [(students[0], t) for t in published[students[1].joined["participant"]["id"]]]
+        wanted += [(students[1], t) for t in published[students[0].joined["participant"]["id"]]]
+        await wait_until(lambda: all(
+            (rec := c.received_for_track(t)) is not None and rec.packets > 50
+            for c, t in wanted), timeout=15, what="every student's media everywhere")
+        # the origin relays back to the edge only the teacher's tracks (the students' are
+        # the edge's own), and each student's tracks reached the origin once
+        at_origin = await metrics(eu)
+        assert value(at_origin, "sfu_relay_subscriptions", edge="us1") == 2
+        at_edge = await metrics(us)
+        assert value(at_edge, "sfu_edge_relayed_tracks") == 2
+        # a student mutes its microphone on the edge: the origin's copy is muted too
+        sid = students[0].joined["participant"]["id"]
+        mic = students[0].published["a"]
+        await students[0].send({"type": "mute", "trackId": mic, "muted": True})
+        muted = await teacher.wait_for("track_muted", pred=lambda m: m["trackId"] == mic)
+        assert (muted["participantId"], muted["muted"]) == (sid, True)
+    finally:
+        for pump in pumps:
+            await pump.stop()
+        for client in (teacher, *students):
+            await client.close()
