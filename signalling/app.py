@@ -25,7 +25,7 @@ from classroom.room import (
     RecordingRefused,
 )
 from classroom.rooms import Classrooms
-from cluster.edge import Edges
+from cluster.edge import Edges, ws_url
 from cluster.registry import ClusterRegistry
 from cluster.rooms import ClusterRooms
 from events import EventBus
@@ -55,6 +55,7 @@ from transcription.summaries import NoSummary, Summaries
 from transcription.summary import SummaryError
 
 from . import cluster_api, tokens, whiteboard_ws
+from .edge import proxy_socket as edge_proxy_socket
 from .responses import json_error
 from .session import SignallingSession
 from .whiteboard_ws import Whiteboards
@@ -291,6 +292,11 @@ def create_app(config: Config) -> web.Application:
                 await state.join_gate(claims)
         except tokens.TokenError as exc:
             return json_error(401, exc.code, str(exc))
+        edge = state.edges.edges.get(claims.room) if state.edges is not None else None
+        if edge is not None:  # the board is the origin's (docs/cluster.md, "Edge relays")
+            return await edge_proxy_socket(
+                request, ws_url(edge.origin.url).removesuffix("/ws") + "/ws/whiteboard?"
+                + request.query_string)
         room = state.rooms.rooms.get(claims.room)
         joined = room.by_identity(claims.identity) if room is not None else None
         return await whiteboard_ws.serve(request, boards, claims,

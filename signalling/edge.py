@@ -14,6 +14,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
+from aiohttp import WSCloseCode, WSMsgType, web
+
 from cluster.edge import EdgeRoom, OriginSocket
 from cluster.uplink import Uplink
 from sfu.participant import MediaParams, Participant
@@ -104,3 +107,37 @@ def page_messages(send: Callable[[dict[str, Any]], None]) -> Callable[[dict[str,
             send(message)
 
     return to_page
+
+
+async def proxy_socket(request: web.Request, url: str) -> web.WebSocketResponse:
+    """A page's other socket with its room (the whiteboard's) carried to the origin frame
+    for frame, both ways: the room has one board, the origin's."""
+    page = web.WebSocketResponse(heartbeat=5.0, max_msg_size=0)
+    await page.prepare(request)
+    async with aiohttp.ClientSession() as http:
+        try:
+            origin = await http.ws_connect(url, max_msg_size=0, heartbeat=15)
+        except (aiohttp.ClientError, OSError) as exc:
+            log.warning("edge: the origin's socket %s cannot be reached: %s", url, exc)
+            await page.close(code=WSCloseCode.TRY_AGAIN_LATER)
+            return page
+
+        async def pump(source: Any, sink: Any) -> None:
+            async for msg in source:
+                if msg.type == WSMsgType.BINARY:
+                    await sink.send_bytes(msg.data)
+                elif msg.type == WSMsgType.TEXT:
+                    await sink.send_str(msg.data)
+                else:
+                    break
+
+        ways = [asyncio.ensure_future(pump(page, origin)),
+                asyncio.ensure_future(pump(origin, page))]
+        try:
+            await asyncio.wait(ways, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for way in ways:
+                way.cancel()
+            await origin.close()
+            await page.close()
+    return page

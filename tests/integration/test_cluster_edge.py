@@ -19,6 +19,7 @@ from tests.conftest import ServerProcess, stop_server
 from tests.integration.cluster_harness import nats, node, until_nodes
 from tests.integration.sfu_harness import Pumper, parse_metrics, unique, wait_until
 from tests.nats_server import NatsServer
+from tests.whiteboard.peer import Peer
 
 pytestmark = pytest.mark.integration
 __all__ = ["nats"]  # (the fixture)
@@ -102,6 +103,19 @@ async def test_students_on_an_edge_get_each_track_once_from_the_origin(
         await teacher.send({"type": "chat_send", "text": "welcome"})
         for s in students:
             await s.wait_for("chat", pred=lambda m: m["text"] == "welcome")
+        # the board is the origin's: a stroke drawn through the edge is on it
+        async with aiohttp.ClientSession() as http:
+            at_origin_board = await Peer.open(http, eu, room, "teacher", role="instructor")
+            through_edge = await Peer.open(http, us, room, "student0")
+            await at_origin_board.draw(x=1, y=2)
+            await through_edge.receive_update()
+            assert [dict(item) for item in through_edge.items] == [
+                {"kind": "pen", "x": 1, "y": 2}]
+            await through_edge.draw(x=3, y=4)
+            await at_origin_board.receive_update()
+            assert len(at_origin_board.items) == 2
+            for peer in (at_origin_board, through_edge):
+                await peer.ws.close()
         # a student who leaves is gone from the lesson; the edge closes with its last
         left_id = students[2].joined["participant"]["id"]
         await students.pop().close()
