@@ -57,14 +57,19 @@ class OriginSocket:
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
 
-    async def join(self, token: str, timeout: float = 10.0) -> dict[str, Any]:
-        """Connect and join; the origin's first answer (``joined``, ``error``,
-        ``redirect``). ConnectionError if the origin cannot be reached."""
+    async def join(self, token: str) -> dict[str, Any]:
+        return await self.join_with({"type": "join", "token": token})
+
+    async def join_with(self, first: dict[str, Any], timeout: float = 10.0
+                        ) -> dict[str, Any]:
+        """Connect and send ``first`` (a ``join`` or a ``resume``); the origin's answer
+        (``joined``, ``resumed``, ``error``, ``redirect``). ConnectionError if the origin
+        cannot be reached."""
         self._session = aiohttp.ClientSession()
         try:
             self._ws = await self._session.ws_connect(ws_url(self.origin.url),
                                                       max_msg_size=0, heartbeat=15)
-            await self.send({"type": "join", "token": token})
+            await self.send(first)
             msg = await self._ws.receive(timeout=timeout)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             await self.close()
@@ -72,8 +77,8 @@ class OriginSocket:
         if msg.type != aiohttp.WSMsgType.TEXT:
             await self.close()
             raise ConnectionError(f"origin {self.origin.node} closed the session")
-        first: dict[str, Any] = json.loads(msg.data)
-        return first
+        answer: dict[str, Any] = json.loads(msg.data)
+        return answer
 
     async def send(self, msg: dict[str, Any]) -> None:
         if self._ws is None or self._ws.closed:
@@ -128,8 +133,9 @@ class EdgeRoom:
         self.closed = False
         self.socket = OriginSocket(origin)
         self._tasks: list[asyncio.Task[None]] = []
-        #: the pages' tracks on their way to the origin (cluster.uplink), ticked here
-        self.uplinks: set[Uplink] = set()
+        #: the pages' tracks on their way to the origin (cluster.uplink), by page: they
+        #: outlast a page's lost socket, as its media connections do
+        self.uplinks: dict[str, Uplink] = {}
         #: called when the relay session ended by itself (the edge is then of no use)
         self.on_ended: Callable[[EdgeRoom], None] | None = None
 
@@ -143,6 +149,10 @@ class EdgeRoom:
             raise ConnectionError(f"the origin {self.origin.node} refused the relay: {msg}")
         for person in msg.get("participants", []):
             self.people[person["id"]] = person
+        # a page here keeps its place as long as it would at the origin
+        window_ms = msg.get("reconnectWindowMs")
+        if isinstance(window_ms, int | float) and 0 <= window_ms <= 600_000:
+            self.room.reconnect_window_s = window_ms / 1000.0
         self._tasks = [asyncio.ensure_future(self._read()),
                        asyncio.ensure_future(self._report())]
 
@@ -261,9 +271,13 @@ class EdgeRoom:
     def want(self, participant_id: str, track_id: str, quality: str) -> None:
         self.wants[(participant_id, track_id)] = quality
 
-    def forget(self, participant_id: str) -> None:
+    async def page_gone(self, participant_id: str) -> None:
+        """A page left the room here: what it wanted and published goes."""
         for key in [k for k in self.wants if k[0] == participant_id]:
             del self.wants[key]
+        uplink = self.uplinks.pop(participant_id, None)
+        if uplink is not None:
+            await uplink.close()
 
     def demand(self) -> dict[str, str]:
         """Per relayed video: the largest size a page here receives it at, ``off`` when
@@ -292,7 +306,7 @@ class EdgeRoom:
         connection as dead), and the pages' demand where it changed."""
         transport = self.transport
         now = self.room_clock()
-        for uplink in list(self.uplinks):
+        for uplink in list(self.uplinks.values()):
             uplink.tick(now)
         if transport is not None and transport.ready:
             blocks: list[rtcp.ReportBlock] = []
@@ -314,6 +328,9 @@ class EdgeRoom:
         for task in self._tasks:
             task.cancel()
         await self.socket.close(leave=True)
+        for uplink in list(self.uplinks.values()):
+            await uplink.close()
+        self.uplinks.clear()
         for remote in list(self.remotes.values()):
             self.room.participants.pop(remote.id, None)
             await remote.close()
@@ -349,6 +366,7 @@ class Edges:
             room = self.rooms.create(room_id, auto_created=True, audio_speakers=0)
             edge = EdgeRoom(room, origin, self.params, lambda: self._relay_token(room_id))
             edge.on_ended = self._ended
+            room.on_expired = self._expired  # (a page's window ran out)
             await edge.start()
             self.edges[room_id] = edge
             future.set_result(edge)
@@ -369,6 +387,13 @@ class Edges:
         task = asyncio.ensure_future(edge.close())
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
+
+    async def _expired(self, room: Room) -> None:
+        edge = self.edges.get(room.id)
+        if edge is not None:
+            for pid in [pid for pid in edge.uplinks if pid not in room.participants]:
+                await edge.page_gone(pid)
+        await self.left(room.id)
 
     async def left(self, room_id: str) -> None:
         """A page left: the edge closes with its last local page."""

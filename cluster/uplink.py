@@ -37,7 +37,8 @@ class Uplink:
                  send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
         self.page = page
         self.params = params
-        self._send = send
+        #: the page's current session with the origin (a resume gives it a new one)
+        self.send = send
         self.transport: MediaTransport | None = None
         #: the origin's answers to our offers (signalling.edge hands them over)
         self.answers: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -79,7 +80,7 @@ class Uplink:
         live = [s for s in self._slots.values() if s.track_id is not None]
         # (a gone track's m-line stays, inactive: the origin unpublishes it)
         offer = build_subscriber_offer(list(self._slots.values()), transport.local())
-        await self._send({"type": "offer", "target": "publisher", "sdp": offer, "tracks": [
+        await self.send({"type": "offer", "target": "publisher", "sdp": offer, "tracks": [
             {"mid": s.mid, "trackId": s.track_id, "source": tracks[s.track_id].source}
             for s in live if s.track_id is not None]})
         answer_msg = await asyncio.wait_for(self.answers.get(), ANSWER_TIMEOUT_S)

@@ -262,5 +262,5 @@ def _edges(state: ServerState, node: str) -> Edges:
     # the lesson's events are the origin's: an edge room's own (its pages coming and going
     # as media) stay here
     rooms = RoomRegistry(EventBus(history=100), max_participants=cfg.rooms.max_participants,
-                         auto_create=True, reconnect_window_s=0.0)
+                         auto_create=True, reconnect_window_s=cfg.rooms.reconnect_window_s)
     return Edges(rooms, state.media, relay_token)

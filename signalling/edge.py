@@ -48,11 +48,13 @@ class EdgeLink:
         #: the page's published tracks on their way to the origin (once it publishes)
         self.uplink: Uplink | None = None
         self.closed = False
+        #: the origin ended the page's session (``left``, ``redirect``)
+        self.ended_by_origin = False
 
     async def join(self, token: str) -> dict[str, Any]:
         """Join the origin as the page's participant: its ``joined`` (or its refusal:
         ``error``, ``redirect``)."""
-        return await self.socket.join(token)
+        return await self.socket.join_with({"type": "join", "token": token})
 
     def start(self) -> None:
         self._reader = asyncio.ensure_future(self._read())
@@ -74,16 +76,27 @@ class EdgeLink:
             return
         self._to_page(msg)
         if mtype in ("left", "redirect"):
-            self.closed = True
+            self.closed = self.ended_by_origin = True
             self._on_ended()
 
     async def publish(self, page: Participant, params: MediaParams) -> None:
         """Publish at the origin what the page publishes here (ConnectionError or
         TimeoutError if the origin does not take it)."""
-        if self.uplink is None:
-            self.uplink = Uplink(page, params, self.socket.send)
-            self.edge.uplinks.add(self.uplink)
-        await self.uplink.sync()
+        uplink = self.edge.uplinks.get(page.id)
+        if uplink is None:
+            uplink = self.edge.uplinks[page.id] = Uplink(page, params, self.socket.send)
+        uplink.send = self.socket.send  # (a resumed page: its uplink goes on)
+        self.uplink = uplink
+        await uplink.sync()
+
+    async def resume(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """Resume the page's participant at the origin (its answer: ``resumed``, or why
+        not); the page's uplink, if it publishes, goes on on this session."""
+        answer = await self.socket.join_with(msg)
+        uplink = self.uplink = self.edge.uplinks.get(str(msg.get("participantId")))
+        if uplink is not None:
+            uplink.send = self.socket.send
+        return answer
 
     async def forward(self, msg: dict[str, Any]) -> None:
         await self.socket.send(msg)
@@ -92,9 +105,6 @@ class EdgeLink:
         self.closed = True
         if self._reader is not None:
             self._reader.cancel()
-        if self.uplink is not None:
-            self.edge.uplinks.discard(self.uplink)
-            await self.uplink.close()
         await self.socket.close(leave=leave)
 
 

@@ -12,6 +12,7 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Coroutine
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -75,11 +76,17 @@ class SignallingSession:
         self.classroom: Classroom | None = None
         #: a page served here as an edge of its room's origin: its session with the origin
         self.edge: EdgeLink | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self._outbox: asyncio.Queue[dict[str, Any] | object | None] = asyncio.Queue()
         self._ended = False
         self._close_code = WSCloseCode.OK
         #: when the client was last heard from (monotonic ms): any frame, e.g. its pings
         self._last_heard_ms = time.monotonic() * 1000.0
+
+    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # -- outgoing ---------------------------------------------------------------------
 
@@ -355,6 +362,7 @@ class SignallingSession:
             await link.close(leave=True)
             await edges.left(claims.room)
             raise
+        participant.resume_token = joined["resumeToken"]  # (one token for both nodes)
         self.participant, self.room, self.edge = participant, edge.room, link
         participant.attach(to_page, self._closed_by_server, self._taken_over)
         self.send({**joined, "servers": [],
@@ -368,9 +376,8 @@ class SignallingSession:
         room_id = _field(msg, "room", str)
         participant_id = _field(msg, "participantId", str)
         if self.state.edges is not None and room_id in self.state.edges.edges:
-            self.state.rooms.presence_stats.refused += 1
-            raise ResumeRefused("a page served by an edge node joins again after a lost "
-                                "connection")
+            await self._resume_on_edge(msg, room_id, participant_id)
+            return
         classroom = self.state.classrooms.get(room_id)
         if self.state.cluster_rooms is not None and (
                 classroom is None or participant_id not in classroom.media.participants):
@@ -396,6 +403,37 @@ class SignallingSession:
                    "iceServers": turn.ice_servers(self.state.config.turn,
                                                   participant.info.identity)})
         participant.resync()
+
+    async def _resume_on_edge(self, msg: dict[str, Any], room_id: str, participant_id: str
+                              ) -> None:
+        """A page served here as an edge comes back: resumed here (its media) and at the
+        origin (the rest), which tells the others (docs/cluster.md, "Edge relays")."""
+        edges = self.state.edges
+        assert edges is not None
+        edge = edges.edges[room_id]
+        participant, outage_ms = edge.room.resume(participant_id, msg.get("resumeToken"))
+        link = EdgeLink(edge, self.send, self._closed_by_server)
+        try:
+            resumed = await link.resume({"type": "resume", "room": room_id,
+                                         "participantId": participant_id,
+                                         "resumeToken": msg.get("resumeToken")})
+        except ConnectionError as exc:
+            resumed = {"type": "error", "message": str(exc)}
+        if resumed.get("type") != "resumed":  # the origin let it go: so does the edge
+            await link.close(leave=False)
+            await edge.room.remove(participant, "timeout")
+            await edge.page_gone(participant_id)
+            await edges.left(room_id)
+            raise ResumeRefused(f"the room's origin refused: {resumed.get('message', '')}")
+        participant.resume_token = resumed["resumeToken"]
+        to_page = page_messages(self.send)
+        self.participant, self.room, self.edge = participant, edge.room, link
+        participant.attach(to_page, self._closed_by_server, self._taken_over)
+        self.send({**resumed, "outageMs": round(max(outage_ms, resumed.get("outageMs", 0))),
+                   "servers": [], "iceServers": turn.ice_servers(
+                       self.state.config.turn, participant.info.identity)})
+        participant.resync()
+        link.start()
 
     async def _resume_moved(self, msg: dict[str, Any], room_id: str, participant_id: str
                             ) -> None:
@@ -443,6 +481,8 @@ class SignallingSession:
         node (a drain; it was told where): let go of it and close."""
         handed_off = self.participant is not None and self.participant.handed_off
         self.participant = None
+        if self.edge is not None:  # (the new socket has its own session with the origin)
+            self._background(self.edge.close(leave=False))
         if not handed_off:
             self.send({"type": "left", "reason": "resumed_elsewhere"})
         self._outbox.put_nowait(_CLOSE)
@@ -591,17 +631,17 @@ class SignallingSession:
         self.participant = None
         if p is None or room is None:
             return
-        if self.edge is not None:  # the page's media here ends with its session
-            await self.edge.close(leave=reason != CONNECTION_LOST)
-            self.edge.edge.forget(p.id)
-            await room.remove(p, "disconnected" if reason == CONNECTION_LOST else reason)
-            if self.state.edges is not None:
-                await self.state.edges.left(room.id)
-            return
+        # (a page whose session the origin ended, with `left` or `redirect`, is gone)
+        lost = (reason == CONNECTION_LOST and room.reconnect_window_s > 0
+                and not (self.edge is not None and self.edge.ended_by_origin))
+        if self.edge is not None:
+            # a lost page: its session with the origin is lost too (the origin keeps it for
+            # its window, as this node does, and a resume here resumes it there)
+            await self.edge.close(leave=not lost)
         if p.info.relay:  # an edge's relay comes back as a new session
             await room.remove_relay(p)
             return
-        if reason == CONNECTION_LOST and room.reconnect_window_s > 0:
+        if lost:
             # the grace window (sfu.presence) counts from when the client was last known
             # alive: a socket that went silent is only noticed by the heartbeat, up to 1.5
             # intervals later (a socket that was closed or reset is noticed at once)
@@ -618,4 +658,8 @@ class SignallingSession:
             room.participant_lost(p, "signalling", since)
             return
         await room.remove(p, "disconnected" if reason == CONNECTION_LOST else reason)
-        await self.state.rooms.left(room)
+        if self.edge is not None and self.state.edges is not None:
+            await self.edge.edge.page_gone(p.id)
+            await self.state.edges.left(room.id)
+        else:
+            await self.state.rooms.left(room)

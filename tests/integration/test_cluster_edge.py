@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from benches.rawclient import RawClient
+from benches.rawclient import RawClient, RawClientError
 from signalling import tokens
 from tests.conftest import ServerProcess, stop_server
 from tests.integration.cluster_harness import nats, node, until_nodes
@@ -191,4 +191,60 @@ async def test_students_on_an_edge_publish_to_the_origin_once(
         for pump in pumps:
             await pump.stop()
         for client in (teacher, *students):
+            await client.close()
+
+
+async def test_a_page_on_an_edge_resumes_there_after_losing_its_socket(
+        origin_and_edge: tuple[ServerProcess, ServerProcess, str]) -> None:
+    eu, us, room = origin_and_edge
+    teacher = RawClient(eu.ws_url, eu.mint_token(room, "teacher", role="instructor"))
+    student = RawClient(us.ws_url, tokens.mint(us.api_key, us.api_secret, room=room,
+                                               identity="student", region="us"))
+    pumps: list[Pumper] = []
+    try:
+        await teacher.connect()
+        teacher_tracks = set((await teacher.publish()).values())
+        pumps.append(Pumper(teacher).start())
+        await student.connect()
+        sid = student.joined["participant"]["id"]
+        student_tracks = set((await student.publish()).values())
+        pumps.append(Pumper(student).start())
+        await teacher.wait_subscribed()
+        await student.wait_subscribed()
+
+        def flowing(client: RawClient, tracks: set[str], more_than: dict[str, int]) -> bool:
+            return all((rec := client.received_for_track(t)) is not None
+                       and rec.packets > more_than.get(t, 0) + 30 for t in tracks)
+
+        await wait_until(lambda: flowing(teacher, student_tracks, {})
+                         and flowing(student, teacher_tracks, {}), what="media both ways")
+        # the student's socket to the edge dies (its media connections stay up)
+        student.drop_signalling()
+        lost = await teacher.wait_for("participant_reconnecting")
+        assert lost["participantId"] == sid
+        resumed = await student.resume()
+        assert resumed["participant"]["id"] == sid
+        assert [p["identity"] for p in resumed["participants"]] == ["teacher"]
+        back = await teacher.wait_for("participant_resumed")
+        assert back["participantId"] == sid
+        # the media goes on both ways, on the same connections
+        seen = {t: rec.packets for c, ts in ((teacher, student_tracks),
+                                             (student, teacher_tracks))
+                for t in ts if (rec := c.received_for_track(t)) is not None}
+        await wait_until(lambda: flowing(teacher, student_tracks, seen)
+                         and flowing(student, teacher_tracks, seen), what="media after")
+        # nobody saw the student leave, and the lesson still works through the edge
+        assert not [m for m in teacher.log if m["type"] == "participant_left"]
+        await student.send({"type": "chat_send", "text": "back again"})
+        assert (await teacher.wait_for("chat"))["text"] == "back again"
+        # a resume with a wrong token is refused by the edge
+        student.drop_signalling()
+        student.joined = {**student.joined, "resumeToken": "not-the-token"}
+        with pytest.raises(RawClientError) as refused:
+            await student.resume()
+        assert refused.value.error["code"] == "resume_failed"
+    finally:
+        for pump in pumps:
+            await pump.stop()
+        for client in (teacher, student):
             await client.close()
