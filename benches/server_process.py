@@ -50,9 +50,11 @@ class ServerProcess:
 
 
 def start_server(extra_env: dict[str, str] | None = None, *, host: str = "127.0.0.1",
-                 ice_addresses: tuple[str, ...] = ("127.0.0.1",)) -> ServerProcess:
+                 ice_addresses: tuple[str, ...] = ("127.0.0.1",),
+                 netns: str = "") -> ServerProcess:
     """``classroom-sfu serve --dev`` on ``host`` (127.0.0.1), any free port, ICE on
-    ``ice_addresses`` (127.0.0.1)."""
+    ``ice_addresses`` (127.0.0.1); in the network namespace ``netns`` if given (``ip netns
+    exec``: another region of a cluster test)."""
     env = dict(os.environ)
     env.update({"SFU_AUTH_API_KEY": API_KEY, "SFU_AUTH_API_SECRET": API_SECRET,
                 "PYTHONUNBUFFERED": "1"})
@@ -76,7 +78,8 @@ def start_server(extra_env: dict[str, str] | None = None, *, host: str = "127.0.
                       ("ALARMS_FILE", "exceptions.jsonl")):
         env.setdefault(f"SFU_RECORDING_{key}", os.path.join(env["SFU_EVENTS_LOG_DIR"], name))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "signalling", "serve", "--dev", "--host", host, "--port", "0",
+        [*(["ip", "netns", "exec", netns] if netns else []),
+         sys.executable, "-m", "signalling", "serve", "--dev", "--host", host, "--port", "0",
          *(arg for addr in ice_addresses for arg in ("--ice-address", addr))],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
     )

@@ -19,23 +19,24 @@ def free_port() -> int:
 
 
 class NatsServer:
-    def __init__(self, store: Path) -> None:
+    def __init__(self, store: Path, host: str = "127.0.0.1") -> None:
         self.store = store
+        self.host = host
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        return f"nats://{self.host}:{self.port}"
 
     async def start(self) -> None:
         assert Path(NATS).exists(), "nats-server is missing (scripts/setup.sh --test installs it)"
-        self.proc = subprocess.Popen([NATS, "-js", "-a", "127.0.0.1", "-p", str(self.port),
+        self.proc = subprocess.Popen([NATS, "-js", "-a", self.host, "-p", str(self.port),
                                       "-sd", str(self.store)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(100):  # until it accepts connections
             try:
-                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                _, writer = await asyncio.open_connection(self.host, self.port)
                 writer.close()
                 return
             except OSError:

@@ -25,9 +25,14 @@ async def nats(tmp_path: Path) -> AsyncIterator[NatsServer]:
     server.stop()
 
 
-def node(nats: NatsServer, node_id: str, region: str, **env: str) -> ServerProcess:
+def node(nats: NatsServer, node_id: str, region: str, *, host: str = "127.0.0.1",
+         ice_addresses: tuple[str, ...] = ("127.0.0.1",), netns: str = "",
+         **env: str) -> ServerProcess:
+    """A server process that is a node of the cluster (on ``host``, in the network
+    namespace ``netns`` if given: another region)."""
     return start_server({"SFU_CLUSTER_NATS_URL": nats.url, "SFU_CLUSTER_NODE_ID": node_id,
-                         "SFU_CLUSTER_REGION": region, "SFU_CLUSTER_TTL_S": "3", **env})
+                         "SFU_CLUSTER_REGION": region, "SFU_CLUSTER_TTL_S": "3", **env},
+                        host=host, ice_addresses=ice_addresses, netns=netns)
 
 
 async def nodes_seen(server: ServerProcess) -> tuple[int, Any]:
