@@ -21,6 +21,7 @@ import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -108,15 +109,16 @@ class OriginSocket:
             await self._session.close()
 
 
-class EdgeRoom:
-    """One room relayed from its origin: the relay session and the local media room."""
+class Relay:
+    """The room's relay session with its origin: the origin's tracks, as remote
+    participants of the edge's room. One per room and origin: a move of the room (a drain,
+    a failed origin) ends it, and the edge opens one with the new origin."""
 
-    def __init__(self, room: Room, origin: Elsewhere, params: MediaParams,
-                 relay_token: Callable[[], str]) -> None:
-        self.room = room
+    def __init__(self, edge: EdgeRoom, origin: Elsewhere) -> None:
+        self.edge = edge
+        self.room = edge.room
         self.origin = origin
-        self.params = params
-        self._relay_token = relay_token
+        self.params = edge.params
         self.ingress = RelayIngress()
         self.transport: MediaTransport | None = None
         self.rtcp_ssrc = secrets.randbits(32) | 1
@@ -125,25 +127,19 @@ class EdgeRoom:
         self.remotes: dict[str, RemoteParticipant] = {}
         #: relay m-line -> (remote participant id, track id)
         self.slots: dict[str, tuple[str, str]] = {}
-        #: what each page here asked to see a video at: (participant id, track id) -> quality
-        self.wants: dict[tuple[str, str], str] = {}
         #: what the origin was last asked for, per track
         self.asked: dict[str, str] = {}
         self.offers = 0
         self.closed = False
         self.socket = OriginSocket(origin)
         self._tasks: list[asyncio.Task[None]] = []
-        #: the pages' tracks on their way to the origin (cluster.uplink), by page: they
-        #: outlast a page's lost socket, as its media connections do
-        self.uplinks: dict[str, Uplink] = {}
-        #: called when the relay session ended by itself (the edge is then of no use)
-        self.on_ended: Callable[[EdgeRoom], None] | None = None
+        #: called when the session ended by itself (the room closed or moved there, or the
+        #: origin went away)
+        self.on_ended: Callable[[Relay], None] | None = None
 
-    # -- the relay session -------------------------------------------------------------
-
-    async def start(self) -> None:
+    async def start(self, token: str) -> None:
         """Join the origin as this room's relay; raises ConnectionError if it refuses."""
-        msg = await self.socket.join(self._relay_token())
+        msg = await self.socket.join(token)
         if msg.get("type") != "joined":
             await self.socket.close()
             raise ConnectionError(f"the origin {self.origin.node} refused the relay: {msg}")
@@ -158,7 +154,7 @@ class EdgeRoom:
 
     async def _read(self) -> None:
         await self.socket.messages(self._on_message)
-        if not self.closed:  # the room closed or moved there, or the origin went away
+        if not self.closed:
             log.warning("edge %s: the relay session to %s ended", self.room.id,
                         self.origin.node)
             if self.on_ended is not None:
@@ -259,39 +255,8 @@ class EdgeRoom:
                 if track.subscriptions:
                     track.request_keyframe(self.room_clock())
 
-    def pages(self) -> int:
-        """The pages whose media this edge serves."""
-        return sum(not isinstance(p, RemoteParticipant) for p in self.room.participants.values())
-
     def tracks(self) -> list[PublishedTrack]:
         return [t for remote in self.remotes.values() for t in remote.tracks.values()]
-
-    # -- what the pages here want --------------------------------------------------------
-
-    def want(self, participant_id: str, track_id: str, quality: str) -> None:
-        self.wants[(participant_id, track_id)] = quality
-
-    async def page_gone(self, participant_id: str) -> None:
-        """A page left the room here: what it wanted and published goes."""
-        for key in [k for k in self.wants if k[0] == participant_id]:
-            del self.wants[key]
-        uplink = self.uplinks.pop(participant_id, None)
-        if uplink is not None:
-            await uplink.close()
-
-    def demand(self) -> dict[str, str]:
-        """Per relayed video: the largest size a page here receives it at, ``off`` when
-        none does (the origin then stops sending it here)."""
-        out = {t.id: "off" for t in self.tracks() if t.kind == "video"}
-        for p in self.room.participants.values():
-            if isinstance(p, RemoteParticipant):
-                continue
-            for track_id in p.subscriptions:
-                if track_id in out:
-                    quality = self.wants.get((p.id, track_id), "high")
-                    if QUALITIES[quality] > QUALITIES[out[track_id]]:
-                        out[track_id] = quality
-        return out
 
     async def _report(self) -> None:
         while not self.closed:
@@ -306,20 +271,17 @@ class EdgeRoom:
         connection as dead), and the pages' demand where it changed."""
         transport = self.transport
         now = self.room_clock()
-        for uplink in list(self.uplinks.values()):
-            uplink.tick(now)
+        self.edge.tick(now)
         if transport is not None and transport.ready:
             blocks: list[rtcp.ReportBlock] = []
             for track in self.tracks():
                 blocks += track.receiver_report_blocks(now)
             transport.send_rtcp(rtcp.build_rr(self.rtcp_ssrc, blocks[:31]))
-        for track_id, quality in self.demand().items():
+        for track_id, quality in self.edge.demand(self.tracks()).items():
             if self.asked.get(track_id) != quality:
                 self.asked[track_id] = quality
                 await self.socket.send({"type": "set_quality", "trackId": track_id,
-                                  "quality": quality})
-
-    # -- the end ------------------------------------------------------------------------
+                                        "quality": quality})
 
     async def close(self) -> None:
         if self.closed:
@@ -328,9 +290,6 @@ class EdgeRoom:
         for task in self._tasks:
             task.cancel()
         await self.socket.close(leave=True)
-        for uplink in list(self.uplinks.values()):
-            await uplink.close()
-        self.uplinks.clear()
         for remote in list(self.remotes.values()):
             self.room.participants.pop(remote.id, None)
             await remote.close()
@@ -339,23 +298,108 @@ class EdgeRoom:
             await self.transport.close()
 
 
+@dataclass(slots=True)
+class PageAtOrigin:
+    """How the edge speaks for one of its pages at the origin."""
+
+    #: the page's join token with the ``via`` claim (a move resumes with it)
+    token: str
+    #: the origin's resume token for the page's participant there
+    resume_token: str
+    #: where its session is (the room's origin when the page joined, or moved to)
+    origin: Elsewhere
+
+
+class EdgeRoom:
+    """One room served here as an edge: its media room (the pages, and the origin's
+    participants as remote ones), what the pages want and publish, and its relay."""
+
+    def __init__(self, room: Room, origin: Elsewhere, params: MediaParams) -> None:
+        self.room = room
+        self.origin = origin
+        self.params = params
+        self.relay: Relay | None = None
+        #: what each page here asked to see a video at: (participant id, track id) -> quality
+        self.wants: dict[tuple[str, str], str] = {}
+        #: the pages' tracks on their way to the origin (cluster.uplink), by page: they
+        #: outlast a page's lost socket, as its media connections do, and a move
+        self.uplinks: dict[str, Uplink] = {}
+        #: the pages' sessions at the origin, by page
+        self.at_origin: dict[str, PageAtOrigin] = {}
+        self.closed = False
+
+    def pages(self) -> int:
+        """The pages whose media this edge serves."""
+        return sum(not isinstance(p, RemoteParticipant) for p in self.room.participants.values())
+
+    def tracks(self) -> list[PublishedTrack]:
+        return self.relay.tracks() if self.relay is not None else []
+
+    def tick(self, now: float) -> None:
+        for uplink in list(self.uplinks.values()):
+            uplink.tick(now)
+
+    # -- what the pages here want --------------------------------------------------------
+
+    def want(self, participant_id: str, track_id: str, quality: str) -> None:
+        self.wants[(participant_id, track_id)] = quality
+
+    async def page_gone(self, participant_id: str) -> None:
+        """A page left the room here: what it wanted and published goes."""
+        for key in [k for k in self.wants if k[0] == participant_id]:
+            del self.wants[key]
+        self.at_origin.pop(participant_id, None)
+        uplink = self.uplinks.pop(participant_id, None)
+        if uplink is not None:
+            await uplink.close()
+
+    def demand(self, tracks: list[PublishedTrack]) -> dict[str, str]:
+        """Per relayed video: the largest size a page here receives it at, ``off`` when
+        none does (the origin then stops sending it here)."""
+        out = {t.id: "off" for t in tracks if t.kind == "video"}
+        for p in self.room.participants.values():
+            if isinstance(p, RemoteParticipant):
+                continue
+            for track_id in p.subscriptions:
+                if track_id in out:
+                    quality = self.wants.get((p.id, track_id), "high")
+                    if QUALITIES[quality] > QUALITIES[out[track_id]]:
+                        out[track_id] = quality
+        return out
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for uplink in list(self.uplinks.values()):
+            await uplink.close()
+        self.uplinks.clear()
+        if self.relay is not None:
+            await self.relay.close()
+
+
 class Edges:
     """The rooms this node serves as an edge, each with its relay session."""
 
     def __init__(self, rooms: RoomRegistry, params: MediaParams,
-                 relay_token: Callable[[str], str]) -> None:
+                 relay_token: Callable[[str], str],
+                 route: Callable[[str], Awaitable[Elsewhere | None]] | None = None) -> None:
         self.rooms = rooms
         self.params = params
         self._relay_token = relay_token
+        #: where a room's origin is now (cluster.rooms.ClusterRooms.route)
+        self._route = route
         self.edges: dict[str, EdgeRoom] = {}
         self._opening: dict[str, asyncio.Future[EdgeRoom]] = {}
-        self._closing: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: relay sessions opened again with a room's new origin (after a move)
+        self.relay_moves = 0
 
     async def open(self, room_id: str, origin: Elsewhere) -> EdgeRoom:
         """The room's edge here, its relay session joined (one per room, however many
         pages come at once)."""
         edge = self.edges.get(room_id)
-        if edge is not None and not edge.closed:
+        if edge is not None and not edge.closed and edge.relay is not None:
             return edge
         pending = self._opening.get(room_id)
         if pending is not None:
@@ -363,11 +407,11 @@ class Edges:
         future: asyncio.Future[EdgeRoom] = asyncio.get_running_loop().create_future()
         self._opening[room_id] = future
         try:
-            room = self.rooms.create(room_id, auto_created=True, audio_speakers=0)
-            edge = EdgeRoom(room, origin, self.params, lambda: self._relay_token(room_id))
-            edge.on_ended = self._ended
-            room.on_expired = self._expired  # (a page's window ran out)
-            await edge.start()
+            if edge is None or edge.closed:
+                room = self.rooms.create(room_id, auto_created=True, audio_speakers=0)
+                room.on_expired = self._expired  # (a page's window ran out)
+                edge = EdgeRoom(room, origin, self.params)
+            await self._connect(edge, origin)
             self.edges[room_id] = edge
             future.set_result(edge)
             return edge
@@ -378,15 +422,48 @@ class Edges:
         finally:
             del self._opening[room_id]
 
-    def _ended(self, edge: EdgeRoom) -> None:
-        """The relay session ended under the edge (the room closed or moved there, or the
-        origin failed): the next page opens a new one. The pages here hear why from the
-        origin on their own sessions, and the room goes with the last of them."""
-        if self.edges.get(edge.room.id) is edge:
-            del self.edges[edge.room.id]
-        task = asyncio.ensure_future(edge.close())
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+    async def _connect(self, edge: EdgeRoom, origin: Elsewhere) -> None:
+        relay = Relay(edge, origin)
+        relay.on_ended = self._relay_ended
+        await relay.start(self._relay_token(edge.room.id))
+        edge.relay, edge.origin = relay, origin
+
+    def _relay_ended(self, relay: Relay) -> None:
+        task = asyncio.ensure_future(self._follow(relay))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _follow(self, relay: Relay) -> None:
+        """The relay session ended under the edge: the room closed at its origin, moved
+        (a drain, a failed origin), or the origin went away. While pages are here, the
+        edge joins the room's origin again, wherever it is now (the pages' own sessions
+        follow the move themselves, ``signalling.edge``)."""
+        edge = relay.edge
+        await relay.close()
+        if edge.relay is not relay or edge.closed:
+            return
+        edge.relay = None
+        for attempt in range(20):
+            if not edge.pages() or edge.closed or self._route is None:
+                break
+            try:
+                where = await self._route(edge.room.id)
+            except Exception as exc:  # (no node: every node draining or full)
+                log.warning("edge %s: no origin to relay from: %s", edge.room.id, exc)
+                where = None
+            if where is None:  # the room is now on this node, or nowhere
+                break
+            try:
+                await self._connect(edge, where)
+                self.relay_moves += 1
+                log.info("edge %s: relaying from %s now", edge.room.id, where.node)
+                return
+            except ConnectionError as exc:
+                log.info("edge %s: origin %s not ready (%s); attempt %d", edge.room.id,
+                         where.node, exc, attempt + 1)
+                await asyncio.sleep(0.5)
+        if self.edges.get(edge.room.id) is edge and not edge.pages():
+            await self.left(edge.room.id)
 
     async def _expired(self, room: Room) -> None:
         edge = self.edges.get(room.id)
@@ -407,6 +484,8 @@ class Edges:
         await self.rooms.close(room_id, "empty")
 
     async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
         for edge in list(self.edges.values()):
             await edge.close()
         self.edges.clear()

@@ -101,6 +101,9 @@ class RelayCollector(Collector):
                                 "to this edge's pages", value=sum(len(e.tracks()) for e in served))
         yield GaugeMetricFamily("sfu_edge_pages", "pages whose media this node serves as "
                                 "an edge", value=sum(e.pages() for e in served))
+        yield CounterMetricFamily("sfu_edge_relay_moves", "relay sessions opened again with "
+                                  "a room's new origin after it moved (a drain, a failed "
+                                  "origin)", value=edges.relay_moves if edges else 0)
         yield CounterMetricFamily("sfu_edge_packets_received", "RTP packets of the relayed "
                                   "tracks received from the origins (of the open edges)",
                                   value=sum(t.stats.packets_in for e in served

@@ -101,6 +101,19 @@ class Uplink:
             if track_id not in self.subs:
                 self.subs[track_id] = self._subscribe(track, self._slots[track_id], now)
 
+    async def restart(self) -> None:
+        """Publish the page's tracks anew (the room moved to another origin): a new
+        connection, a new offer on the page's session there."""
+        async with self._lock:
+            self._close_subs(set())
+            self._slots.clear()
+            if self.transport is not None:
+                await self.transport.close()
+                self.transport = None
+            while not self.answers.empty():  # (answers of the old origin)
+                self.answers.get_nowait()
+            await self._sync()
+
     def _subscribe(self, track: PublishedTrack, slot: SubscriberSlot, now: float
                    ) -> Subscription:
         transport = self.transport

@@ -102,7 +102,7 @@ def install(app: web.Application, state: ServerState) -> None:
     state.registry.register(ClusterCollector(registry, rooms, writer))
     state.take_over = handover.take_over
     if cc.relays:
-        state.edges = _edges(state, registry.node_id)
+        state.edges = _edges(state, registry.node_id, rooms)
     state.registry.register(RelayCollector(state.rooms, lambda: state.edges))
     joining: list[asyncio.Task[None]] = []
 
@@ -250,7 +250,7 @@ async def _forward(request: web.Request, where: Elsewhere, body: bytes | None = 
                       f"{where.url} did not answer: {type(exc).__name__}: {exc}")
 
 
-def _edges(state: ServerState, node: str) -> Edges:
+def _edges(state: ServerState, node: str, placement: ClusterRooms) -> Edges:
     """Edge relays (docs/cluster.md): the rooms this node serves for pages of its region
     while their origin is elsewhere, in a registry of their own (not classrooms here)."""
     cfg = state.config
@@ -263,4 +263,4 @@ def _edges(state: ServerState, node: str) -> Edges:
     # as media) stay here
     rooms = RoomRegistry(EventBus(history=100), max_participants=cfg.rooms.max_participants,
                          auto_create=True, reconnect_window_s=cfg.rooms.reconnect_window_s)
-    return Edges(rooms, state.media, relay_token)
+    return Edges(rooms, state.media, relay_token, placement.route)

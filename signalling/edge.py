@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from cluster.edge import EdgeRoom, OriginSocket
+from cluster.edge import EdgeRoom, OriginSocket, PageAtOrigin
+from cluster.rooms import Elsewhere
 from cluster.uplink import Uplink
 from sfu.participant import MediaParams, Participant
 
@@ -36,15 +37,22 @@ NOT_FROM_ORIGIN = frozenset({"offer", "answer", "candidate", "restart_ice",
 
 
 class EdgeLink:
-    """The origin's side of one page's session on this edge."""
+    """The origin's side of one page's session on this edge. When the room moves (a drain
+    of its origin), the edge follows it for the page: it resumes the page's participant at
+    the new origin and publishes the page's tracks there, while the page stays on the
+    edge with its media connections."""
 
-    def __init__(self, edge: EdgeRoom, to_page: Callable[[dict[str, Any]], None],
-                 on_ended: Callable[[], None]) -> None:
+    def __init__(self, edge: EdgeRoom, origin: Elsewhere,
+                 to_page: Callable[[dict[str, Any]], None], on_ended: Callable[[], None]
+                 ) -> None:
         self.edge = edge
-        self.socket = OriginSocket(edge.origin)
+        self.socket = OriginSocket(origin)
         self._to_page = to_page
         self._on_ended = on_ended
         self._reader: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: the page's participant (once joined or resumed at the origin)
+        self.page_id = ""
         #: the page's published tracks on their way to the origin (once it publishes)
         self.uplink: Uplink | None = None
         self.closed = False
@@ -54,14 +62,37 @@ class EdgeLink:
     async def join(self, token: str) -> dict[str, Any]:
         """Join the origin as the page's participant: its ``joined`` (or its refusal:
         ``error``, ``redirect``)."""
-        return await self.socket.join_with({"type": "join", "token": token})
+        answer = await self.socket.join(token)
+        if answer.get("type") == "joined":
+            self.page_id = str(answer["participant"]["id"])
+            self.edge.at_origin[self.page_id] = PageAtOrigin(
+                token, str(answer["resumeToken"]), self.socket.origin)
+        return answer
+
+    async def resume(self, participant_id: str) -> dict[str, Any]:
+        """Resume the page's participant at the origin (its answer: ``resumed``, or why
+        not); the page's uplink, if it publishes, goes on on this session."""
+        at = self.edge.at_origin.get(participant_id)
+        if at is None:
+            return {"type": "error", "message": "the page's session at the origin is gone"}
+        answer = await self.socket.join_with({
+            "type": "resume", "room": self.edge.room.id, "participantId": participant_id,
+            "resumeToken": at.resume_token})
+        if answer.get("type") == "resumed":
+            self.page_id = participant_id
+            at.resume_token = str(answer["resumeToken"])
+            self.uplink = self.edge.uplinks.get(participant_id)
+            if self.uplink is not None:
+                self.uplink.send = self.socket.send
+        return answer
 
     def start(self) -> None:
-        self._reader = asyncio.ensure_future(self._read())
+        self._reader = asyncio.ensure_future(self._read(self.socket))
 
-    async def _read(self) -> None:
-        await self.socket.messages(self._from_origin)
-        if not self.closed:  # the origin went away under the page: it reconnects
+    async def _read(self, socket: OriginSocket) -> None:
+        await socket.messages(self._from_origin)
+        if socket is self.socket and not self.closed:
+            # the origin went away under the page: it reconnects
             log.warning("edge %s: a page's session with the origin ended", self.edge.room.id)
             self._on_ended()
 
@@ -74,10 +105,55 @@ class EdgeLink:
             return
         if mtype in NOT_FROM_ORIGIN:
             return
+        if mtype == "redirect" and msg.get("reason") == "room_moved" and await self._move(
+                Elsewhere(str(msg.get("node")), str(msg.get("url")))):
+            return
         self._to_page(msg)
         if mtype in ("left", "redirect"):
             self.closed = self.ended_by_origin = True
             self._on_ended()
+
+    async def _move(self, origin: Elsewhere) -> bool:
+        """The room moved to ``origin``: the page's participant resumes there (with its
+        token, as a moved page does) and its tracks are published there. False if the new
+        origin would not have it (the page is then told to go there itself)."""
+        at = self.edge.at_origin.get(self.page_id)
+        if at is None:
+            return False
+        socket = OriginSocket(origin)
+        try:
+            answer = await socket.join_with({
+                "type": "resume", "room": self.edge.room.id, "participantId": self.page_id,
+                "resumeToken": at.resume_token, "token": at.token})
+        except ConnectionError as exc:
+            answer = {"type": "error", "message": str(exc)}
+        if answer.get("type") != "resumed":
+            log.warning("edge %s: page %s not taken at %s: %s", self.edge.room.id,
+                        self.page_id, origin.node, answer)
+            await socket.close()
+            return False
+        old, self.socket = self.socket, socket
+        at.resume_token, at.origin = str(answer["resumeToken"]), origin
+        self._background(old.close())
+        self._reader = asyncio.ensure_future(self._read(socket))
+        if self.uplink is not None:
+            self.uplink.send = socket.send
+            self._background(self._republish(self.uplink))
+        log.info("edge %s: page %s follows the room to %s", self.edge.room.id, self.page_id,
+                 origin.node)
+        return True
+
+    async def _republish(self, uplink: Uplink) -> None:
+        try:
+            await uplink.restart()
+        except (ConnectionError, TimeoutError) as exc:
+            log.warning("edge %s: the page's tracks were not taken at the new origin: %s",
+                        self.edge.room.id, exc)
+
+    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def publish(self, page: Participant, params: MediaParams) -> None:
         """Publish at the origin what the page publishes here (ConnectionError or
@@ -88,15 +164,6 @@ class EdgeLink:
         uplink.send = self.socket.send  # (a resumed page: its uplink goes on)
         self.uplink = uplink
         await uplink.sync()
-
-    async def resume(self, msg: dict[str, Any]) -> dict[str, Any]:
-        """Resume the page's participant at the origin (its answer: ``resumed``, or why
-        not); the page's uplink, if it publishes, goes on on this session."""
-        answer = await self.socket.join_with(msg)
-        uplink = self.uplink = self.edge.uplinks.get(str(msg.get("participantId")))
-        if uplink is not None:
-            uplink.send = self.socket.send
-        return answer
 
     async def forward(self, msg: dict[str, Any]) -> None:
         await self.socket.send(msg)

@@ -334,7 +334,7 @@ class SignallingSession:
         except ConnectionError as exc:
             raise ProtocolError("no_node", f"the room's origin cannot be reached: {exc}",
                                 fatal=True) from None
-        link = EdgeLink(edge, self.send, self._closed_by_server)
+        link = EdgeLink(edge, where, self.send, self._closed_by_server)
         via = tokens.mint(
             cfg.auth.api_key, cfg.auth.api_secret, room=claims.room, identity=claims.identity,
             name=claims.name, role=claims.role, grants=claims.grants,
@@ -362,10 +362,10 @@ class SignallingSession:
             await link.close(leave=True)
             await edges.left(claims.room)
             raise
-        participant.resume_token = joined["resumeToken"]  # (one token for both nodes)
         self.participant, self.room, self.edge = participant, edge.room, link
         participant.attach(to_page, self._closed_by_server, self._taken_over)
-        self.send({**joined, "servers": [],
+        # (the page resumes here with this node's token; the edge keeps the origin's)
+        self.send({**joined, "servers": [], "resumeToken": participant.resume_token,
                    "iceServers": turn.ice_servers(cfg.turn, claims.identity)})
         link.start()
         return None
@@ -412,11 +412,11 @@ class SignallingSession:
         assert edges is not None
         edge = edges.edges[room_id]
         participant, outage_ms = edge.room.resume(participant_id, msg.get("resumeToken"))
-        link = EdgeLink(edge, self.send, self._closed_by_server)
+        at = edge.at_origin.get(participant_id)
+        link = EdgeLink(edge, at.origin if at is not None else edge.origin, self.send,
+                        self._closed_by_server)
         try:
-            resumed = await link.resume({"type": "resume", "room": room_id,
-                                         "participantId": participant_id,
-                                         "resumeToken": msg.get("resumeToken")})
+            resumed = await link.resume(participant_id)
         except ConnectionError as exc:
             resumed = {"type": "error", "message": str(exc)}
         if resumed.get("type") != "resumed":  # the origin let it go: so does the edge
@@ -425,11 +425,11 @@ class SignallingSession:
             await edge.page_gone(participant_id)
             await edges.left(room_id)
             raise ResumeRefused(f"the room's origin refused: {resumed.get('message', '')}")
-        participant.resume_token = resumed["resumeToken"]
         to_page = page_messages(self.send)
         self.participant, self.room, self.edge = participant, edge.room, link
         participant.attach(to_page, self._closed_by_server, self._taken_over)
-        self.send({**resumed, "outageMs": round(max(outage_ms, resumed.get("outageMs", 0))),
+        self.send({**resumed, "resumeToken": participant.resume_token,
+                   "outageMs": round(max(outage_ms, resumed.get("outageMs", 0))),
                    "servers": [], "iceServers": turn.ice_servers(
                        self.state.config.turn, participant.info.identity)})
         participant.resync()

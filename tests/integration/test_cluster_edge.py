@@ -7,6 +7,7 @@ the chat) is the origin's, both ways."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -248,3 +249,67 @@ async def test_a_page_on_an_edge_resumes_there_after_losing_its_socket(
             await pump.stop()
         for client in (teacher, student):
             await client.close()
+
+
+async def test_a_drain_of_the_origin_leaves_the_edge_pages_where_they_are(
+        origin_and_edge: tuple[ServerProcess, ServerProcess, str], nats: NatsServer) -> None:
+    """The origin drains: the room moves to the spare in its region; the edge opens its
+    relay with the spare and moves each of its pages' sessions there itself. The student on
+    the edge sees no redirect and no leave, and its media goes on both ways."""
+    eu, us, room = origin_and_edge
+    spare = node(nats, "eu2", "eu")
+    teacher = RawClient(eu.ws_url, eu.mint_token(room, "teacher", role="instructor"))
+    arrivals: list[float] = []
+    student = RawClient(us.ws_url, tokens.mint(us.api_key, us.api_secret, room=room,
+                                               identity="student", region="us"),
+                        on_packet=lambda data, t: arrivals.append(time.monotonic()))
+    pumps: list[Pumper] = []
+    try:
+        for server in (eu, us, spare):
+            await until_nodes(server, {"eu1", "eu2", "us1"})
+        await teacher.connect()
+        await teacher.publish()
+        pumps.append(Pumper(teacher).start())
+        await student.connect()
+        student_tracks = set((await student.publish()).values())
+        pumps.append(Pumper(student).start())
+        await teacher.wait_subscribed()
+        await student.wait_subscribed()
+        await wait_until(lambda: len(arrivals) > 50, what="the teacher's media on the edge")
+        # the drain, as `classroom-sfu drain` asks for it
+        async with aiohttp.ClientSession(headers=eu.auth_header) as http, http.post(
+                eu.base_url + "/api/cluster/drain") as res:
+            assert res.status == 200, await res.text()
+            moved = (await res.json())["moved"]
+        assert [m["node"] for m in moved] == ["eu2"], moved
+        t_moved = time.monotonic()
+        redirect = await teacher.wait_for("redirect")
+        assert redirect["node"] == "eu2"
+        await teacher.move(spare.base_url)
+        new_tracks = set(teacher.published.values())
+        # the student gets the teacher's new tracks through its edge, and the teacher the
+        # student's tracks (the same ids) from the spare
+        await wait_until(lambda: all(
+            (rec := student.received_for_track(t)) is not None and rec.packets > 30
+            for t in new_tracks), timeout=15, what="the teacher's media after the drain")
+        await teacher.wait_subscribed()
+        await wait_until(lambda: all(
+            (rec := teacher.received_for_track(t)) is not None and rec.packets > 30
+            for t in student_tracks), timeout=15, what="the student's media at the spare")
+        after = [t for t in arrivals if t > t_moved]
+        before = [t for t in arrivals if t <= t_moved]
+        gap = after[0] - before[-1]
+        print(f"the edge's student: media gap across the drain {gap * 1000:.0f} ms")
+        assert not [m for m in student.log if m["type"] in ("redirect", "left",
+                                                            "participant_left")]
+        # the lesson goes on at the spare: chat both ways
+        await student.send({"type": "chat_send", "text": "still here"})
+        assert (await teacher.wait_for("chat"))["text"] == "still here"
+        assert value(await metrics(us), "sfu_edge_relay_moves_total") == 1
+        assert value(await metrics(spare), "sfu_relay_subscriptions", edge="us1") == 2
+    finally:
+        for pump in pumps:
+            await pump.stop()
+        for client in (teacher, student):
+            await client.close()
+        stop_server(spare)
