@@ -4,7 +4,10 @@ origin a1, a spare a2, and the instructor's page. Region B is a network namespac
 to the host by a veth pair: the edge node b1 and the three students' pages. The students
 join b1 (their tokens say region B), which serves their media and pulls the lesson's from
 a1 over the link between the regions. Everyone sees and hears everyone, and a1 sends each
-of the instructor's tracks once to b1, not once per student."""
+of the instructor's tracks once to b1, not once per student. Then a1 drains: the room
+moves to a2, the instructor's page follows it, the students' pages stay on b1, which
+follows the room for them; every page's media gap is measured, nobody sees a leave, the
+chat and the board are intact."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
 import pytest
 from browser_flags import CHROMIUM_ARGS, CHROMIUM_PATH
 from netns import NetNs
@@ -27,9 +31,39 @@ from signalling import tokens
 from tests.integration.cluster_harness import node, until_nodes
 from tests.integration.sfu_harness import parse_metrics
 from tests.nats_server import NatsServer
+from tests.whiteboard.peer import Peer
 
 pytestmark = pytest.mark.e2e
 JOIN_MS = 30_000
+BOARD_HAS_ONE = "() => window.sfu.whiteboard && window.sfu.whiteboard.items().length === 1"
+# Per page and per remote participant: the longest time between two increases of the
+# packets received from it (on whatever subscriber connection the page has), once
+# `measure()` was called.
+SENDER_GAPS_JS = """
+() => {
+  const m = window.__gaps = { last: {}, maxGap: {}, measuring: false };
+  m.measure = () => { m.measuring = true; m.maxGap = {}; const t = performance.now();
+    for (const pid in m.last) m.last[pid].t = t; };
+  setInterval(async () => {
+    const pc = window.sfu.subscriberPc;
+    if (!pc) return;
+    const byMid = new Map(window.sfu.subscriptions().map((s) => [s.mid, s.participantId]));
+    const stats = await pc.getStats();
+    const now = performance.now();
+    const counts = {};
+    stats.forEach((r) => {
+      const pid = r.type === "inbound-rtp" ? byMid.get(r.mid) : null;
+      if (pid) counts[pid] = (counts[pid] || 0) + (r.packetsReceived || 0);
+    });
+    for (const [pid, n] of Object.entries(counts)) {
+      const seen = m.last[pid];
+      if (seen && n === seen.n && seen.pc === pc) continue;
+      if (seen && m.measuring) m.maxGap[pid] = Math.max(m.maxGap[pid] || 0, now - seen.t);
+      m.last[pid] = { n, t: now, pc };
+    }
+  }, 50);
+}
+"""
 # The address each of the page's two peer connections (publisher, subscriber) sends its
 # media to: the remote candidate of the selected pair, from getStats.
 MEDIA_PEERS_JS = """
@@ -115,6 +149,24 @@ async def open_page(browser: Any, url: str, pages: list[Any]) -> Any:
     return page
 
 
+async def receiving(page: Any, others: list[str]) -> None:
+    """Until the page receives every one of ``others``' audio and video (or a failure
+    that says what the page had)."""
+    try:
+        await wait_async(page, RECEIVING_FROM_JS, others, MEDIA_MS)
+    except TimeoutError:
+        state = await page.evaluate(
+            """async () => ({me: window.sfu.participantId, state: window.sfu.state,
+                 moves: window.sfu.moves,
+                 tiles: [...document.querySelectorAll(".tile.remote")].map((t) => [
+                   t.dataset.participantId, (t.querySelector("video").srcObject || {
+                     getTracks: () => []}).getTracks().map((x) => [x.kind, x.readyState])]),
+                 subs: window.sfu.subscriptions().map((x) => [x.mid, x.participantId,
+                   x.kind, x.active])})""")
+        inbound = await page.evaluate(COLLECT_INBOUND_JS)
+        raise AssertionError(f"not receiving {others}: {state} {inbound}") from None
+
+
 async def test_students_in_another_region_take_the_lesson_through_their_edge(
         regions: tuple[NetNs, dict[str, ServerProcess], str]) -> None:
     ns, servers, room = regions
@@ -139,8 +191,7 @@ async def test_students_in_another_region_take_the_lesson_through_their_edge(
             # every page receives every other page's audio and video
             started = time.monotonic()
             for page, me in zip((teacher, *students), ids, strict=True):
-                await wait_async(page, RECEIVING_FROM_JS, [i for i in ids if i != me],
-                                 MEDIA_MS)
+                await receiving(page, [i for i in ids if i != me])
             print(f"all four pages receiving everyone {time.monotonic() - started:.1f} s "
                   "after the last join")
             # the students stayed on their edge (no redirect), and their media connections
@@ -167,10 +218,64 @@ async def test_students_in_another_region_take_the_lesson_through_their_edge(
                   "of the teacher's")
             # (three copies, one per student, would be about three times what one got)
             assert 0 < sent < 2 * from_teacher, (sent, from_teacher)
-            # the classroom is the origin's: a student's chat reaches the teacher
+            # the classroom is the origin's: a student's chat reaches everyone
             await students[1].fill("#chat-input", "hello from region B")
             await students[1].click("#chat-send")
-            await teacher.wait_for_selector("text=hello from region B", timeout=JOIN_MS)
+            everyone = (teacher, *students)
+            for page in everyone:
+                await page.wait_for_function(
+                    "() => document.querySelectorAll('#chat-log li').length === 1",
+                    timeout=JOIN_MS)
+            # and the board is the origin's: a stroke drawn there shows on every page
+            async with aiohttp.ClientSession() as http:
+                board = await Peer.open(http, a1, room, "board-bot", role="instructor")
+                await board.draw(x=40, y=60)
+                await board.ws.close()
+            for page in everyone:
+                await page.wait_for_function(BOARD_HAS_ONE, timeout=JOIN_MS)
+
+            # the origin drains during the lesson: the room moves to the spare a2; the
+            # teacher's page follows it, the students' pages stay on their edge, which
+            # follows the room for them
+            for page in everyone:
+                await page.evaluate(SENDER_GAPS_JS)
+                await page.evaluate("() => window.__gaps.measure()")
+            moved = api(a1, "/api/cluster/drain", {})["moved"]
+            assert [(m["room"], m["node"]) for m in moved] == [(room, "a2")], moved
+            await teacher.wait_for_function(
+                "() => window.sfu.moves === 1 && window.sfu.state === 'joined'",
+                timeout=JOIN_MS)
+            assert await teacher.evaluate("() => window.sfu.server") == servers["a2"].base_url
+            started = time.monotonic()
+            for page, me in zip(everyone, ids, strict=True):
+                others = [i for i in ids if i != me]
+                await receiving(page, others)
+                await page.wait_for_function(
+                    """(others) => others.every((pid) => window.__gaps.maxGap[pid] > 0
+                         && performance.now() - window.__gaps.last[pid].t < 300)""",
+                    arg=others, timeout=MEDIA_MS)
+            print(f"every page receiving everyone again {time.monotonic() - started:.1f} s "
+                  "after the drain")
+            gaps = [await page.evaluate("() => window.__gaps.maxGap") for page in everyone]
+            names = dict(zip(ids, ["teacher", "student-0", "student-1", "student-2"],
+                             strict=True))
+            for name, got in zip(names.values(), gaps, strict=True):
+                print(f"{name}: longest gap per sender across the drain (ms): " + ", ".join(
+                    f"{names[pid]} {gap:.0f}" for pid, gap in got.items()))
+            for page in students:  # still on their edge, never told to move
+                assert await page.evaluate("() => [window.sfu.moves, window.sfu.server]"
+                                           ) == [0, ""]
+                assert await page.evaluate(MEDIA_PEERS_JS) == [ns.ns_addr, ns.ns_addr]
+            for page in everyone:  # nobody saw anybody leave; the chat is there
+                lefts = await page.evaluate(
+                    "() => window.sfu.messages.filter((m) => m.type === 'participant_left' "
+                    "|| m.type === 'left').length")
+                assert lefts == 0
+                assert "hello from region B" in await page.locator(
+                    "#chat-log li").inner_text()
+                await page.wait_for_function(BOARD_HAS_ONE, timeout=JOIN_MS)
+            assert metric(servers["a2"], "sfu_relay_subscriptions", edge="b1") == 2
+            assert max(max(g.values()) for g in gaps) < 10_000  # (the target is 2 s)
         finally:
             for page in pages:
                 await page.context.close()

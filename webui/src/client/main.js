@@ -52,6 +52,7 @@ import {
   addLocalTile,
   addRemote,
   displayName,
+  forgetRemoteMedia,
   removeRemote,
   setRemoteReconnecting,
   showSpeakers,
@@ -517,6 +518,7 @@ function onResumed(s, msg) {
     sfu.moves += 1;
     setStatus("The lesson moved to another server.");
     s.dropMediaConnections();
+    forgetRemoteMedia(s);
     stopWhiteboard();
     startClassroom(s, msg);
     republish(s).catch((e) => {

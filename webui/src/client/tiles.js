@@ -124,6 +124,20 @@ export function removeRemote(s, participantId) {
   }
 }
 
+// The media connections were dropped (the session moved to another node): their tracks
+// leave every tile; the new connection's tracks come in as they arrive. (A track there may
+// carry the id of one here: a browser's MediaStream would not take it while this is in.)
+export function forgetRemoteMedia(s) {
+  for (const r of s.remotes.values()) {
+    for (const holder of [r, r.screen]) {
+      if (!holder) continue;
+      for (const track of holder.stream.getTracks()) holder.stream.removeTrack(track);
+    }
+    refreshRemoteTile(s, r);
+    if (r.screen) refreshScreenTile(r);
+  }
+}
+
 // A <video> shows one video track: a participant's screen share gets a tile of its own.
 export function screenOf(s, r) {
   if (!r.screen) {
