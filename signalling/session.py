@@ -234,7 +234,7 @@ class SignallingSession:
             raise tokens.TokenError("relay and edge sessions exist only in a cluster")
         where = await self._route(claims.room, claims.region)
         if where is not None:
-            if self._edge_for(where) and not claims.relay and not claims.via:
+            if self._edge_for(where, claims.region) and not claims.relay and not claims.via:
                 return await self._join_as_edge(claims, where)
             self._redirect(where)
             return "redirected"
@@ -317,12 +317,13 @@ class SignallingSession:
             self._redirect(where)
         return where is not None
 
-    def _edge_for(self, where: Elsewhere) -> bool:
-        """Whether this node serves a page of its region as an edge of the room's origin
-        in another region (relays on), rather than redirecting it."""
-        cluster = self.state.cluster
-        return (self.state.edges is not None and cluster is not None and bool(where.region)
-                and where.region != self.state.config.cluster.region)
+    def _edge_for(self, where: Elsewhere, region: str) -> bool:
+        """Whether this node serves a page as an edge of the room's origin (relays on),
+        rather than redirecting it: the origin is in another region, and the page is of
+        this node's region (its token says so, or says nothing: the node it reached)."""
+        mine = self.state.config.cluster.region
+        return (self.state.edges is not None and self.state.cluster is not None
+                and bool(where.region) and where.region != mine and region in ("", mine))
 
     async def _join_as_edge(self, claims: tokens.JoinClaims, where: Elsewhere) -> str | None:
         """The page's media is served here from the room's edge; its session goes on with
