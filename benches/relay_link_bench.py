@@ -25,8 +25,8 @@ from typing import Any
 
 import uvloop
 
-from cluster.link import datagram, parse_datagram
-from cluster.quic import Link, dial, listen, make_certificate
+from benches.quic_link.adapter import Link, dial, listen, make_certificate
+from benches.quic_link.wire import datagram, parse_datagram
 
 PAYLOAD = 1100
 _STAMP = struct.Struct(">d")

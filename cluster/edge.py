@@ -27,6 +27,7 @@ from typing import Any
 import aiohttp
 
 from sfu import rtcp, sdp
+from sfu.codecs import EXT_TWCC
 from sfu.downlink import QUALITIES
 from sfu.negotiation import answer_publisher
 from sfu.participant import MediaParams, now_ms
@@ -191,7 +192,13 @@ class Relay:
         transport = self.transport
         assert transport is not None
         answer = answer_publisher(offer, transport.local())
-        await self.socket.send({"type": "answer", "target": "subscriber", "sdp": answer.sdp})
+        # no transport-cc between nodes: the origin sends the edge every track in full (a
+        # link between servers is no browser's downlink to probe); the pages' own
+        # downlinks are adapted at the edge
+        lines = [ln for ln in answer.sdp.split("\r\n")
+                 if EXT_TWCC not in ln and not ln.endswith(" transport-cc")]
+        await self.socket.send({"type": "answer", "target": "subscriber",
+                                "sdp": "\r\n".join(lines)})
         if first_offer:
             first = next(m for m in offer.media if m.port != 0)
             ufrag, pwd = offer.ice_of(first)

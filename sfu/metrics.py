@@ -178,6 +178,13 @@ class SfuCollector(Collector):
                     loss_by_kind[kind].append(sub.stats.fraction_lost)
                     if sub.stats.rtt_ms is not None:
                         rtts.append(sub.stats.rtt_ms / 1000.0)
+            for relay in list(room.relays.values()):  # (edge nodes': docs/cluster.md)
+                for sub in list(relay.subscriptions.values()):
+                    packets_out[sub.track.kind] += sub.stats.packets
+                    bytes_out[sub.track.kind] += sub.stats.bytes
+                    nacks += sub.stats.nacks
+                    retransmits += sub.stats.retransmits
+                    plis_in += sub.stats.plis + sub.stats.firs
             for kind in KINDS:
                 if loss_by_kind[kind]:
                     loss.add_metric([room.id, kind],

@@ -173,3 +173,20 @@ def test_schedule_bench_quick(tmp_path: Path) -> None:
     watch = report["watch"]
     assert watch["raised"] == {"late_join": 10, "instructor_no_show": 5}
     assert watch["lag_ms"]["max"] > 0
+
+
+def test_edge_bench_tiny(tmp_path: Path) -> None:
+    """The edge relays' bench (real nodes and NATS): the students on the edges receive what
+    the instructor publishes, and the origin sends each track once per edge."""
+    out = tmp_path / "edge.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benches.edge_bench", "--students", "4", "--seconds", "3",
+         "--warmup", "1", "--json", str(out)],
+        capture_output=True, text=True, timeout=240, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    direct, edges = json.loads(out.read_text())["results"]
+    for run in (direct, edges):  # every student receives about all that was published
+        assert run["students_received_pps"] >= 0.9 * 4 * run["published_pps"], run
+    # two edges: about twice what was published reaches them, not four times
+    assert edges["origin_to_edges_pps"] <= 2.2 * edges["published_pps"], edges
+    assert edges["latency_samples"] > 0 and edges["on_origin_latency_p50_ms"] > 0

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from cluster.link import datagram, encode, parse_datagram
-from cluster.quic import Link, dial, hello, listen, make_certificate, proof
+from benches.quic_link.adapter import Link, dial, hello, listen, make_certificate, proof
+from benches.quic_link.wire import datagram, encode, parse_datagram
 
 SECRET = "s" * 40
 

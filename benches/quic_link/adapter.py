@@ -1,13 +1,13 @@
 """The inter-node link over QUIC (aioquic), a thin asyncio adapter around the sans-IO
-format of :mod:`cluster.link` (docs/cluster.md, "Edge relays"): media as QUIC datagrams
-(unreliable, unordered, no head-of-line blocking: what RTP wants), control messages on
-one bidirectional stream (reliable, ordered), one connection per node pair.
+format of :mod:`benches.quic_link.wire` (benches/README.md, "The relay link"): media as
+QUIC datagrams (unreliable, unordered, no head-of-line blocking: what RTP wants),
+control messages on one bidirectional stream (reliable, ordered), one connection per
+node pair.
 
 Each node has a self-signed certificate made at start-up; its PEM is announced in the
 registry, and a node connecting to it trusts exactly that certificate (pinned, not a CA).
-The connecting node proves it belongs to the cluster in its ``hello``: an HMAC of both
-node ids with the cluster's shared API secret.
-"""
+The connecting node proves it belongs to the cluster in its ``hello``: an HMAC of both node
+ids with the cluster's shared API secret."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from .link import VERSION, ControlReader, LinkError, encode
+from .wire import VERSION, ControlReader, LinkError, encode
 
 log = logging.getLogger(__name__)
 ALPN = "classroom-relay/1"

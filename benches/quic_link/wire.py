@@ -1,6 +1,6 @@
-"""The inter-node link's wire format and the edge's demand, sans-IO (docs/cluster.md,
-"Edge relays"): bytes and a clock in, messages and decisions out; the QUIC adapter
-(aioquic) carries them.
+"""The proposed inter-node link's wire format and the edge's demand, sans-IO (measured, not
+used: benches/quic_link/__init__.py): bytes and a clock in, messages and decisions out; the
+QUIC adapter (aioquic) carries them.
 
 One link per node pair. On it:
 

@@ -1,7 +1,7 @@
-"""The inter-node link's wire format and the edge's demand (cluster/link.py): control
-messages survive any chunking, bad input is refused with a sentence, media datagrams carry
-their slot, and an edge asks the origin for a track's layer only when the highest layer
-its subscribers need changes."""
+"""The inter-node link's wire format and the edge's demand (benches/quic_link/wire.py,
+the measured alternative to the relay): control messages survive any chunking, bad input
+is refused with a sentence, media datagrams carry their slot, and an edge asks the
+origin for a track's layer only when the highest layer its subscribers need changes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import random
 import msgpack
 import pytest
 
-from cluster.link import (
+from benches.quic_link.wire import (
     MAX_CONTROL_BYTES,
     ControlReader,
     EdgeDemand,
