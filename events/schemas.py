@@ -45,6 +45,8 @@ SCHEMAS: dict[str, Schema] = {s.type: s for s in (
     Schema("room.closed", 1, {"reason": str}),
     Schema("room.placed", 1, {"node": str, "region": str, "movedBecause": str}),
     Schema("room.moved", 1, {"to": str, "participants": int}),
+    Schema("relay.started", 1, {"edge": str}),
+    Schema("relay.ended", 1, {"edge": str, "reason": str, "tracks": int}),
     Schema("room.taken_over", 1, {"chat": int, "polls": int, "hands": int, "board": bool,
                                   "session": bool}),
     Schema("room.speakers", 1, {"speakers": list}),

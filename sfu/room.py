@@ -146,15 +146,19 @@ class Room:
         if self.closed:
             raise RoomClosed(f"room {self.id!r} is closed")
         self.relays[relay.id] = relay
+        self.bus.emit("relay.started", self.id, {"edge": relay.info.relay})
         for other in self.participants.values():
             if other.info.via != relay.info.relay:
                 for track in other.tracks.values():
                     relay.subscribe(track)
 
-    async def remove_relay(self, relay: Participant) -> None:
+    async def remove_relay(self, relay: Participant, reason: str) -> None:
         if self.relays.get(relay.id) is relay:
             del self.relays[relay.id]
+            tracks = len(relay.subscriptions)
             await relay.close()
+            self.bus.emit("relay.ended", self.id, {"edge": relay.info.relay, "reason": reason,
+                                                    "tracks": tracks})
 
     # -- reconnection grace window ------------------------------------------------------
 
@@ -357,7 +361,7 @@ class Room:
             await self.remove(p, reason)
         for relay in list(self.relays.values()):
             relay.send({"type": "left", "reason": reason})
-            await self.remove_relay(relay)
+            await self.remove_relay(relay, reason)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

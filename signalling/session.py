@@ -640,7 +640,7 @@ class SignallingSession:
             # its window, as this node does, and a resume here resumes it there)
             await self.edge.close(leave=not lost)
         if p.info.relay:  # an edge's relay comes back as a new session
-            await room.remove_relay(p)
+            await room.remove_relay(p, "disconnected" if reason == CONNECTION_LOST else reason)
             return
         if lost:
             # the grace window (sfu.presence) counts from when the client was last known

@@ -136,6 +136,13 @@ async def test_students_on_an_edge_get_each_track_once_from_the_origin(
                 break
             await asyncio.sleep(0.1)
         assert await edge_closed()
+        # the origin's events say when the edge relayed the room
+        async with aiohttp.ClientSession(headers=eu.auth_header) as http, http.get(
+                eu.base_url + "/api/events", params={"room": room}) as res:
+            relayed = [(e["type"], e["data"]) for e in (await res.json())["events"]
+                       if e["type"].startswith("relay.")]
+        assert relayed == [("relay.started", {"edge": "us1"}),
+                           ("relay.ended", {"edge": "us1", "reason": "left", "tracks": 2})]
     finally:
         if pump is not None:
             await pump.stop()
