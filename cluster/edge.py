@@ -10,7 +10,10 @@ pages' subscriptions fan them out. The edge asks the origin for a video only whi
 here receives it, at the largest size one of them shows it at (``set_quality``).
 
 The pages' own signalling (classroom actions, the room's messages) goes to the origin on
-their own sessions (``signalling.edge``); this module is only the media.
+their own sessions (``signalling.edge``); this module is the media. An :class:`EdgeRoom`
+(its pages, what they want and publish, their sessions at the origin) outlives its
+:class:`Relay` with one origin: when the room moves (a drain), :class:`Edges` joins the new
+origin again.
 """
 
 from __future__ import annotations
@@ -134,6 +137,7 @@ class Relay:
         self.closed = False
         self.socket = OriginSocket(origin)
         self._tasks: list[asyncio.Task[None]] = []
+        self._closing: set[asyncio.Task[None]] = set()
         #: called when the session ended by itself (the room closed or moved there, or the
         #: origin went away)
         self.on_ended: Callable[[Relay], None] | None = None
@@ -239,7 +243,9 @@ class Relay:
         if not remote.tracks:
             del self.remotes[pid]
             self.room.participants.pop(pid, None)
-            asyncio.ensure_future(remote.close())
+            task = asyncio.ensure_future(remote.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     def _on_rtcp(self, data: bytes) -> None:
         now = self.room_clock()

@@ -250,6 +250,10 @@ async def _forward(request: web.Request, where: Elsewhere, body: bytes | None = 
                       f"{where.url} did not answer: {type(exc).__name__}: {exc}")
 
 
+#: an edge's media room holds the pages it serves and the origin's publishers
+EDGE_ROOM_LIMIT = 10_000
+
+
 def _edges(state: ServerState, node: str, placement: ClusterRooms) -> Edges:
     """Edge relays (docs/cluster.md): the rooms this node serves for pages of its region
     while their origin is elsewhere, in a registry of their own (not classrooms here)."""
@@ -261,6 +265,8 @@ def _edges(state: ServerState, node: str, placement: ClusterRooms) -> Edges:
 
     # the lesson's events are the origin's: an edge room's own (its pages coming and going
     # as media) stay here
-    rooms = RoomRegistry(EventBus(history=100), max_participants=cfg.rooms.max_participants,
+    # (the room's limit is the origin's: it refuses a page's join there; here the room
+    # holds the pages and the origin's publishers too)
+    rooms = RoomRegistry(EventBus(history=100), max_participants=EDGE_ROOM_LIMIT,
                          auto_create=True, reconnect_window_s=cfg.rooms.reconnect_window_s)
     return Edges(rooms, state.media, relay_token, placement.route)

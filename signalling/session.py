@@ -505,7 +505,6 @@ class SignallingSession:
 
     async def _on_offer(self, msg: dict[str, Any]) -> None:
         assert self.participant is not None
-
         if msg.get("target", "publisher") != "publisher":
             raise ProtocolError("bad_message", "clients offer only on target 'publisher'")
         sdp_text = _field(msg, "sdp", str)
