@@ -83,9 +83,15 @@ class Uplink:
         await self.send({"type": "offer", "target": "publisher", "sdp": offer, "tracks": [
             {"mid": s.mid, "trackId": s.track_id, "source": tracks[s.track_id].source}
             for s in live if s.track_id is not None]})
-        answer_msg = await asyncio.wait_for(self.answers.get(), ANSWER_TIMEOUT_S)
-        if answer_msg.get("type") != "answer":
-            raise ConnectionError(f"the origin refused the page's tracks: {answer_msg}")
+        try:
+            answer_msg = await asyncio.wait_for(self.answers.get(), ANSWER_TIMEOUT_S)
+            if answer_msg.get("type") != "answer":
+                raise ConnectionError(f"the origin refused the page's tracks: {answer_msg}")
+        except BaseException:
+            if first:  # (never started: the next sync makes a new one)
+                self.transport = None
+                await transport.close()
+            raise
         if first and live:
             answer = sdp.parse(answer_msg["sdp"])
             section = next(m for m in answer.media if m.port != 0)

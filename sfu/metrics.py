@@ -9,7 +9,7 @@ down. Names are documented in docs/metrics.md.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from time import monotonic
 from typing import TYPE_CHECKING
 
@@ -22,7 +22,7 @@ from .presence import RECONNECTING
 if TYPE_CHECKING:
     from .media_ports import MediaPorts
     from .participant import Participant
-    from .room import RoomRegistry
+    from .room import Room, RoomRegistry
     from .track import PublishedTrack, Subscription
 
 KINDS = ("audio", "video")
@@ -83,11 +83,12 @@ class Retired:
         self.transport_restarts += p.transport_restarts
 
 
-def forwarded_packets(rooms: RoomRegistry, retired: Retired) -> int:
+def forwarded_packets(rooms: RoomRegistry, retired: Retired, also: Iterable[Room] = ()
+                      ) -> int:
     """RTP packets forwarded to subscribers since the start (what the cluster announces
-    per second)."""
+    per second); ``also``: more rooms (an edge node's, docs/cluster.md)."""
     total = sum(retired.packets_out.values())
-    for room in list(rooms.rooms.values()):
+    for room in [*rooms.rooms.values(), *also]:
         for p in [*room.participants.values(), *room.relays.values()]:
             total += sum(sub.stats.packets for sub in list(p.subscriptions.values()))
     return total
@@ -95,10 +96,14 @@ def forwarded_packets(rooms: RoomRegistry, retired: Retired) -> int:
 
 class SfuCollector(Collector):
     def __init__(self, rooms: RoomRegistry, retired: Retired,
-                 errors: dict[str, int]) -> None:
+                 errors: dict[str, int], also: Callable[[], Iterable[Room]] = tuple) -> None:
+        """``also``: more rooms whose media this node forwards (an edge node's rooms,
+        docs/cluster.md: their pages count as participants, the origin's remote
+        participants do not, their packets do)."""
         self.rooms = rooms
         self.retired = retired
         self.errors = errors
+        self.also = also
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily]:
         r = self.retired
@@ -126,12 +131,12 @@ class SfuCollector(Collector):
         jitter = GaugeMetricFamily("sfu_publisher_jitter_seconds",
                                    "Interarrival jitter of published streams, max per room",
                                    labels=["room", "kind"])
-        for room in list(self.rooms.rooms.values()):
+        for room in [*self.rooms.rooms.values(), *self.also()]:
             rtts: list[float] = []
             loss_by_kind: dict[str, list[float]] = {k: [] for k in KINDS}
             jitter_by_kind: dict[str, float] = {k: 0.0 for k in KINDS}
             for p in list(room.participants.values()):
-                participants += 1
+                participants += not p.remote
                 reconnecting += p.presence.state == RECONNECTING
                 restarts += p.transport_restarts
                 for t in (p.publisher, p.subscriber):

@@ -127,6 +127,9 @@ class ParticipantInfo:
 
 
 class Participant:
+    #: another server's participant, as an edge node's room shows it (sfu.remote)
+    remote = False
+
     def __init__(
         self,
         info: ParticipantInfo,

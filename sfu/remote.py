@@ -77,6 +77,8 @@ class RemoteParticipant(Participant):
     """A participant of the room's origin, as an edge's room sees it: its description and
     its tracks, no connection (it subscribes to nothing here, and is told nothing)."""
 
+    remote = True
+
     def __init__(self, description: dict[str, Any], room: RoomLink, params: MediaParams
                  ) -> None:
         info = ParticipantInfo(

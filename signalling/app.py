@@ -53,6 +53,7 @@ from transcription.metrics import TranscriptionCollector
 from transcription.service import Transcriptions
 from transcription.summaries import NoSummary, Summaries
 from transcription.summary import SummaryError
+from whiteboard.board import MAX_UPDATE_BYTES
 
 from . import cluster_api, tokens, whiteboard_ws
 from .edge import proxy_socket as edge_proxy_socket
@@ -186,8 +187,9 @@ def create_app(config: Config) -> web.Application:
             transport_timeout_ms=config.media.transport_timeout_s * 1000.0,
         ),
     )
-    state.registry.register(SfuCollector(state.rooms, state.media.retired,
-                                          state.metrics_errors))
+    state.registry.register(SfuCollector(
+        state.rooms, state.media.retired, state.metrics_errors,
+        lambda: list(state.edges.rooms.rooms.values()) if state.edges is not None else []))
     state.registry.register(MediaPortsCollector(media_ports, state.rooms))
     state.registry.register(LoopCollector())
     sinks: list[MeasuredSink] = []
@@ -296,7 +298,7 @@ def create_app(config: Config) -> web.Application:
         if edge is not None:  # the board is the origin's (docs/cluster.md, "Edge relays")
             return await edge_proxy_socket(
                 request, ws_url(edge.origin.url).removesuffix("/ws") + "/ws/whiteboard?"
-                + request.query_string)
+                + request.query_string, MAX_UPDATE_BYTES + 64)
         room = state.rooms.rooms.get(claims.room)
         joined = room.by_identity(claims.identity) if room is not None else None
         return await whiteboard_ws.serve(request, boards, claims,

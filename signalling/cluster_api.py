@@ -67,7 +67,9 @@ def install(app: web.Application, state: ServerState) -> None:
     registry = ClusterRegistry(cc.nats_url, Announcer(
         node_id(cc.node_id), cc.region, lambda: cc.public_url or state.base_url,
         cc.capacity_rooms, count, lambda: not state.ready or draining.active,
-        RateSince(lambda: forwarded_packets(state.rooms, state.media.retired))),
+        RateSince(lambda: forwarded_packets(
+            state.rooms, state.media.retired,
+            state.edges.rooms.rooms.values() if state.edges is not None else ()))),
         ttl_s=cc.ttl_s, prefix=cc.prefix, replicas=cc.kv_replicas)
 
     def placed(placement: Placement, why: str) -> None:

@@ -186,10 +186,12 @@ def page_messages(send: Callable[[dict[str, Any]], None]) -> Callable[[dict[str,
     return to_page
 
 
-async def proxy_socket(request: web.Request, url: str) -> web.WebSocketResponse:
+async def proxy_socket(request: web.Request, url: str, max_msg_size: int
+                       ) -> web.WebSocketResponse:
     """A page's other socket with its room (the whiteboard's) carried to the origin frame
-    for frame, both ways: the room has one board, the origin's."""
-    page = web.WebSocketResponse(heartbeat=5.0, max_msg_size=0)
+    for frame, both ways: the room has one board, the origin's. ``max_msg_size``: the
+    origin's limit for a page's frame, held here too."""
+    page = web.WebSocketResponse(heartbeat=5.0, max_msg_size=max_msg_size)
     await page.prepare(request)
     async with aiohttp.ClientSession() as http:
         try:
@@ -200,13 +202,16 @@ async def proxy_socket(request: web.Request, url: str) -> web.WebSocketResponse:
             return page
 
         async def pump(source: Any, sink: Any) -> None:
-            async for msg in source:
-                if msg.type == WSMsgType.BINARY:
-                    await sink.send_bytes(msg.data)
-                elif msg.type == WSMsgType.TEXT:
-                    await sink.send_str(msg.data)
-                else:
-                    break
+            try:
+                async for msg in source:
+                    if msg.type == WSMsgType.BINARY:
+                        await sink.send_bytes(msg.data)
+                    elif msg.type == WSMsgType.TEXT:
+                        await sink.send_str(msg.data)
+                    else:
+                        break
+            except (ConnectionError, RuntimeError):
+                pass  # one side went away: both close
 
         ways = [asyncio.ensure_future(pump(page, origin)),
                 asyncio.ensure_future(pump(origin, page))]

@@ -95,6 +95,11 @@ async def test_students_on_an_edge_get_each_track_once_from_the_origin(
         assert value(at_edge, "sfu_edge_rooms") == 1
         assert value(at_edge, "sfu_edge_pages") == 3
         assert value(at_edge, "sfu_edge_relayed_tracks") == 2
+        # the edge's media counts as any node's: its 3 pages (not the origin's teacher),
+        # the relayed tracks' packets in, the fan-out to the pages out
+        assert value(at_edge, "sfu_participants") == 3
+        assert value(at_edge, "sfu_rtp_packets_in_total", kind="video") > 50
+        assert value(at_edge, "sfu_rtp_packets_out_total", kind="video") > 150
         print(f"origin sent {sent_to_edge:.0f} packets to the edge for 3 students "
               f"({sent} published)")
         # the classroom is the origin's, both ways
