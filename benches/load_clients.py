@@ -236,7 +236,7 @@ class _HttpSignalledClient(BenchClient):
                                 video=bool(self.p.video), twcc=self.browser,
                                 simulcast=self.simulcast)
         feed, answer = await self._exchange_offer(offer)
-        await _start(self.publisher, sdp_mod.parse(answer), "server")
+        await self.publisher.start_with(sdp_mod.parse(answer), "server")
         await asyncio.wait_for(connected.wait(), 15)
         return feed
 
@@ -266,7 +266,7 @@ class _HttpSignalledClient(BenchClient):
         self._learn(offer)
         await self._send_answer(key, subscriber_answer(offer, self.subscriber.local(),
                                                        twcc=self.browser))
-        await _start(self.subscriber, offer, "client")
+        await self.subscriber.start_with(offer, "client")
 
     async def close(self) -> None:
         await self._stop_feedback()
@@ -365,14 +365,3 @@ class RelayClient(_HttpSignalledClient):
             except aiohttp.ClientError:
                 pass
 
-
-async def _start(transport: MediaTransport, remote: sdp_mod.SessionDescription,
-                 dtls_role: str) -> None:
-    first = next(m for m in remote.media if m.port != 0)
-    ufrag, pwd = remote.ice_of(first)
-    transport.start(ufrag, pwd, remote.fingerprints_of(first), dtls_role=dtls_role,
-                    remote_lite=remote.ice_lite)
-    cands = [c for m in remote.media for c in m.candidates]
-    for cand in dict.fromkeys(cands):
-        await transport.add_remote_candidate(cand)
-    await transport.add_remote_candidate(None)

@@ -363,14 +363,7 @@ class RawClient(RtpSource):
         answer_msg = await self.wait_for(("answer", "error"))
         if answer_msg["type"] == "error":
             raise PublishRefused(answer_msg)
-        answer = sdp_mod.parse(answer_msg["sdp"])
-        first = next(m for m in answer.media if m.port != 0)
-        ufrag, pwd = answer.ice_of(first)
-        self.publisher.start(ufrag, pwd, answer.fingerprints_of(first), dtls_role="server",
-                              remote_lite=answer.ice_lite)
-        for cand in first.candidates:
-            await self.publisher.add_remote_candidate(cand)
-        await self.publisher.add_remote_candidate(None)
+        await self.publisher.start_with(sdp_mod.parse(answer_msg["sdp"]), dtls_role="server")
         await asyncio.wait_for(self._pub_connected.wait(), 10)
         self.published = {t["mid"]: t["trackId"] for t in answer_msg["tracks"]}
         return self.published
@@ -426,13 +419,7 @@ class RawClient(RtpSource):
                          "sdp": subscriber_answer(offer, self.subscriber.local(),
                                                   twcc=self.browser_like)})
         if first_offer:
-            first = next(m for m in offer.media if m.port != 0)
-            ufrag, pwd = offer.ice_of(first)
-            self.subscriber.start(ufrag, pwd, offer.fingerprints_of(first), dtls_role="client",
-                                  remote_lite=offer.ice_lite)
-            for cand in first.candidates:
-                await self.subscriber.add_remote_candidate(cand)
-            await self.subscriber.add_remote_candidate(None)
+            await self.subscriber.start_with(offer, dtls_role="client")
 
     async def wait_subscribed(self, timeout: float = 10.0) -> None:
         await asyncio.wait_for(self._sub_connected.wait(), timeout)

@@ -204,13 +204,7 @@ class Relay:
         await self.socket.send({"type": "answer", "target": "subscriber",
                                 "sdp": "\r\n".join(lines)})
         if first_offer:
-            first = next(m for m in offer.media if m.port != 0)
-            ufrag, pwd = offer.ice_of(first)
-            transport.start(ufrag, pwd, offer.fingerprints_of(first), dtls_role="client",
-                            remote_lite=offer.ice_lite)
-            for cand in first.candidates:
-                await transport.add_remote_candidate(cand)
-            await transport.add_remote_candidate(None)
+            await transport.start_with(offer, dtls_role="client")
         carried: dict[str, tuple[str, str]] = {}
         for media in answer.accepted:
             track = described.get(media.mid)

@@ -93,14 +93,7 @@ class Uplink:
                 await transport.close()
             raise
         if first and live:
-            answer = sdp.parse(answer_msg["sdp"])
-            section = next(m for m in answer.media if m.port != 0)
-            ufrag, pwd = answer.ice_of(section)
-            transport.start(ufrag, pwd, answer.fingerprints_of(section), dtls_role="server",
-                            remote_lite=answer.ice_lite)
-            for cand in section.candidates:
-                await transport.add_remote_candidate(cand)
-            await transport.add_remote_candidate(None)
+            await transport.start_with(sdp.parse(answer_msg["sdp"]), dtls_role="server")
         self._close_subs(set(tracks))
         now = now_ms()
         for track_id, track in tracks.items():

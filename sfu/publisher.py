@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +20,7 @@ from . import rtcp, sdp
 from .engine import ENGINE, IngressSource
 from .errors import PermissionDenied, TooManyTracks, UnknownTrack
 from .negotiation import AcceptedMedia, NoCommonCodecError, answer_publisher
-from .rtp_header import RtpHeaderError, find_extension, header_length
+from .rtp_header import find_extension, seq_ts_ssrc
 from .track import Layer, PublishedTrack
 from .transport import MediaTransport
 from .twcc import TwccRecorder
@@ -30,7 +29,6 @@ if TYPE_CHECKING:
     from .participant import Participant
 
 log = logging.getLogger(__name__)
-_SEQ_TS_SSRC = struct.Struct("!HII").unpack_from
 
 SOURCES = ("microphone", "camera", "screen")
 TRACK_ID = re.compile(r"^TR_[0-9a-f]{12}$")
@@ -260,12 +258,11 @@ class PublisherSide:
     def on_rtp(self, data: bytes, arrival_ms: float) -> None:
         """The publisher transport's callback: an RTP packet the compiled ingress step
         did not take (or all of them, without it)."""
-        try:
-            header_length(data)
-        except RtpHeaderError:
+        fields = seq_ts_ssrc(data)
+        if fields is None:
             self.invalid_rtp_packets += 1
             return
-        seq, ts, ssrc = _SEQ_TS_SSRC(data, 2)
+        seq, ts, ssrc = fields
         layer = self.ssrc_table.get(ssrc)
         if layer is None:
             layer = self._learn_ssrc(data, ssrc)

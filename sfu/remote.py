@@ -16,19 +16,17 @@ connection and tells these objects what the origin offers.
 from __future__ import annotations
 
 import logging
-import struct
 from typing import Any
 
 from .engine import IngressSource
 from .negotiation import AcceptedMedia
 from .participant import Grants, MediaParams, Participant, ParticipantInfo, RoomLink
 from .publisher import SsrcTable, ingress_sources_of
-from .rtp_header import RtpHeaderError, header_length
+from .rtp_header import seq_ts_ssrc
 from .track import Layer, PublishedTrack
 from .transport import MediaTransport
 
 log = logging.getLogger(__name__)
-_SEQ_TS_SSRC = struct.Struct("!HII").unpack_from
 
 __all__ = ["RelayIngress", "RemoteParticipant"]
 
@@ -60,12 +58,11 @@ class RelayIngress:
         track.after_ingress(flags, rx, data, layer)
 
     def on_rtp(self, data: bytes, arrival_ms: float) -> None:
-        try:
-            header_length(data)
-        except RtpHeaderError:
+        fields = seq_ts_ssrc(data)
+        if fields is None:
             self.invalid_rtp_packets += 1
             return
-        seq, ts, ssrc = _SEQ_TS_SSRC(data, 2)
+        seq, ts, ssrc = fields
         layer: Layer | None = self.routes.get(ssrc)
         if layer is None:
             self.unknown_ssrc_packets += 1

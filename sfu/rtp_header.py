@@ -11,6 +11,7 @@ import struct
 from collections.abc import Iterator
 
 HEADER = struct.Struct("!BBHII")  # v/p/x/cc, m/pt, seq, ts, ssrc
+_SEQ_TS_SSRC = struct.Struct("!HII").unpack_from
 SEQ_TS_SSRC = struct.Struct("!HII")
 MIN_HEADER_LEN = 12
 ONE_BYTE_PROFILE = 0xBEDE
@@ -38,6 +39,17 @@ def header_length(data: bytes | bytearray) -> int:
     if length > n:
         raise RtpHeaderError("truncated RTP header")
     return length
+
+
+def seq_ts_ssrc(data: bytes) -> tuple[int, int, int] | None:
+    """(sequence number, timestamp, SSRC) of an RTP packet whose header is whole; None for
+    a malformed one (what a receiving side routes by)."""
+    try:
+        header_length(data)
+    except RtpHeaderError:
+        return None
+    fields: tuple[int, int, int] = _SEQ_TS_SSRC(data, 2)
+    return fields
 
 
 def payload_bounds(data: bytes | bytearray) -> tuple[int, int]:

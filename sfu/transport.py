@@ -54,6 +54,7 @@ from .twcc import SendHistory
 
 if TYPE_CHECKING:
     from .fastpath import Connection, Receiver, TwccHistory
+    from .sdp import SessionDescription
 
 log = logging.getLogger(__name__)
 _compiled_ingress = ENGINE.ingress
@@ -235,6 +236,18 @@ class MediaTransport:
                                   iceLite=remote_lite)
         dtls_params = _dtls_parameters(fingerprints)
         self._start_task = asyncio.ensure_future(self._run(params, dtls_params))
+
+    async def start_with(self, remote: SessionDescription, dtls_role: str) -> None:
+        """Connect to the peer of an offer or answer (a client's side: a server's SDP,
+        BUNDLE): its first active section's ICE credentials and fingerprints, the
+        candidates of every section (once each), then the end of candidates."""
+        first = next(m for m in remote.media if m.port != 0)
+        ufrag, pwd = remote.ice_of(first)
+        self.start(ufrag, pwd, remote.fingerprints_of(first), dtls_role=dtls_role,
+                   remote_lite=remote.ice_lite)
+        for cand in dict.fromkeys(c for m in remote.media for c in m.candidates):
+            await self.add_remote_candidate(cand)
+        await self.add_remote_candidate(None)
 
     async def _run(self, params: RTCIceParameters, dtls_params: RTCDtlsParameters) -> None:
         self._set_state("connecting")

@@ -11,7 +11,6 @@ chat and the board are intact."""
 
 from __future__ import annotations
 
-import json
 import time
 import urllib.request
 from collections.abc import AsyncIterator
@@ -25,6 +24,7 @@ from browser_flags import CHROMIUM_ARGS, CHROMIUM_PATH
 from netns import NetNs
 from page_media import COLLECT_INBOUND_JS, RECEIVING_FROM_JS, wait_async
 from playwright import async_api as playwright_async
+from two_networks import api
 
 from benches.server_process import ServerProcess, stop_server
 from signalling import tokens
@@ -92,14 +92,6 @@ def metric(server: ServerProcess, name: str, **labels: str) -> float:
     with urllib.request.urlopen(server.base_url + "/metrics", timeout=5) as res:
         found = parse_metrics(res.read().decode())
     return found.get((name, frozenset(labels.items())), 0.0)
-
-
-def api(server: ServerProcess, path: str, body: Any = None) -> Any:
-    req = urllib.request.Request(server.base_url + path, headers={
-        **server.auth_header, "Content-Type": "application/json"},
-        data=json.dumps(body).encode() if body is not None else None)
-    with urllib.request.urlopen(req, timeout=5) as res:
-        return json.loads(res.read())
 
 
 @pytest.fixture

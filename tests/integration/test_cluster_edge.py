@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -59,18 +60,34 @@ def value(found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str,
     return found.get((name, frozenset(labels.items())), 0.0)
 
 
+def teacher_at(origin: ServerProcess, room: str) -> RawClient:
+    return RawClient(origin.ws_url, origin.mint_token(room, "teacher", role="instructor"))
+
+
+def student_at(edge: ServerProcess, room: str, identity: str, **kw: Any) -> RawClient:
+    """A student of the edge's region (its token says so), joining the edge."""
+    return RawClient(edge.ws_url, tokens.mint(edge.api_key, edge.api_secret, room=room,
+                                              identity=identity, region="us"), **kw)
+
+
+async def stop_all(pumps: list[Pumper], clients: list[RawClient]) -> None:
+    for pump in pumps:
+        await pump.stop()
+    for client in clients:
+        await client.close()
+
+
 async def test_students_on_an_edge_get_each_track_once_from_the_origin(
         origin_and_edge: tuple[ServerProcess, ServerProcess, str]) -> None:
     eu, us, room = origin_and_edge
-    teacher = RawClient(eu.ws_url, eu.mint_token(room, "teacher", role="instructor"))
-    students = [RawClient(us.ws_url, tokens.mint(us.api_key, us.api_secret, room=room,
-                                                 identity=f"student{i}", region="us"))
-                for i in range(3)]
-    pump: Pumper | None = None
+    teacher = teacher_at(eu, room)
+    students = [student_at(us, room, f"student{i}") for i in range(3)]
+    pumps: list[Pumper] = []
     try:
         await teacher.connect()
         published = set((await teacher.publish()).values())
         pump = Pumper(teacher).start()
+        pumps.append(pump)
         joined = [await s.connect() for s in students]
         # each student joined the lesson on the origin: it sees the teacher, the teacher
         # sees it, and it is the same participant everywhere
@@ -149,19 +166,14 @@ async def test_students_on_an_edge_get_each_track_once_from_the_origin(
         assert relayed == [("relay.started", {"edge": "us1"}),
                            ("relay.ended", {"edge": "us1", "reason": "left", "tracks": 2})]
     finally:
-        if pump is not None:
-            await pump.stop()
-        for client in (teacher, *students):
-            await client.close()
+        await stop_all(pumps, [teacher, *students])
 
 
 async def test_students_on_an_edge_publish_to_the_origin_once(
         origin_and_edge: tuple[ServerProcess, ServerProcess, str]) -> None:
     eu, us, room = origin_and_edge
-    teacher = RawClient(eu.ws_url, eu.mint_token(room, "teacher", role="instructor"))
-    students = [RawClient(us.ws_url, tokens.mint(us.api_key, us.api_secret, room=room,
-                                                 identity=f"student{i}", region="us"))
-                for i in range(2)]
+    teacher = teacher_at(eu, room)
+    students = [student_at(us, room, f"student{i}") for i in range(2)]
     pumps: list[Pumper] = []
     try:
         await teacher.connect()
@@ -201,18 +213,14 @@ async def test_students_on_an_edge_publish_to_the_origin_once(
         muted = await teacher.wait_for("track_muted", pred=lambda m: m["trackId"] == mic)
         assert (muted["participantId"], muted["muted"]) == (sid, True)
     finally:
-        for pump in pumps:
-            await pump.stop()
-        for client in (teacher, *students):
-            await client.close()
+        await stop_all(pumps, [teacher, *students])
 
 
 async def test_a_page_on_an_edge_resumes_there_after_losing_its_socket(
         origin_and_edge: tuple[ServerProcess, ServerProcess, str]) -> None:
     eu, us, room = origin_and_edge
-    teacher = RawClient(eu.ws_url, eu.mint_token(room, "teacher", role="instructor"))
-    student = RawClient(us.ws_url, tokens.mint(us.api_key, us.api_secret, room=room,
-                                               identity="student", region="us"))
+    teacher = teacher_at(eu, room)
+    student = student_at(us, room, "student")
     pumps: list[Pumper] = []
     try:
         await teacher.connect()
@@ -257,10 +265,7 @@ async def test_a_page_on_an_edge_resumes_there_after_losing_its_socket(
             await student.resume()
         assert refused.value.error["code"] == "resume_failed"
     finally:
-        for pump in pumps:
-            await pump.stop()
-        for client in (teacher, student):
-            await client.close()
+        await stop_all(pumps, [teacher, student])
 
 
 async def test_a_drain_of_the_origin_leaves_the_edge_pages_where_they_are(
@@ -270,11 +275,10 @@ async def test_a_drain_of_the_origin_leaves_the_edge_pages_where_they_are(
     the edge sees no redirect and no leave, and its media goes on both ways."""
     eu, us, room = origin_and_edge
     spare = node(nats, "eu2", "eu")
-    teacher = RawClient(eu.ws_url, eu.mint_token(room, "teacher", role="instructor"))
+    teacher = teacher_at(eu, room)
     arrivals: list[float] = []
-    student = RawClient(us.ws_url, tokens.mint(us.api_key, us.api_secret, room=room,
-                                               identity="student", region="us"),
-                        on_packet=lambda data, t: arrivals.append(time.monotonic()))
+    student = student_at(us, room, "student",
+                         on_packet=lambda data, t: arrivals.append(time.monotonic()))
     pumps: list[Pumper] = []
     try:
         for server in (eu, us, spare):
@@ -320,8 +324,5 @@ async def test_a_drain_of_the_origin_leaves_the_edge_pages_where_they_are(
         assert value(await metrics(us), "sfu_edge_relay_moves_total") == 1
         assert value(await metrics(spare), "sfu_relay_subscriptions", edge="us1") == 2
     finally:
-        for pump in pumps:
-            await pump.stop()
-        for client in (teacher, student):
-            await client.close()
+        await stop_all(pumps, [teacher, student])
         stop_server(spare)
